@@ -1,0 +1,119 @@
+"""The `backbone` command: start the system or one part of it, migrate, mint tokens."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+import uvicorn
+
+from backbone.database import database_dsn
+from backbone.migrate import migrate
+from backbone.settings import Settings
+from backbone.wiring import command_api
+from orders_core.identity import mint_token
+from orders_core.lifecycle import Role
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `backbone` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    result: int = args.run(args)
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backbone", description="Alexandrite order backbone")
+    parser.set_defaults(command=None)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    up = sub.add_parser("up", help="everything in one process (embedded PostgreSQL unless DATABASE_URL)")
+    _serving(up)
+    up.set_defaults(command="up", run=_up)
+
+    api = sub.add_parser("api", help="the CRM command API alone")
+    _serving(api)
+    api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    api.set_defaults(command="api", run=_api)
+
+    mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.set_defaults(command="migrate", run=_migrate)
+
+    token = sub.add_parser("token", help="mint a bearer token for local use")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--sub", required=True, help="subject: user, partner or service id")
+    token.add_argument("--days", type=float, default=30.0, help="validity in days (default 30)")
+    token.set_defaults(command="token", run=_token)
+    return parser
+
+
+def _serving(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="interface to listen on (default 127.0.0.1, or HOST)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 8000, or PORT)")
+
+
+def _listen(settings: Settings, args: argparse.Namespace) -> tuple[str, int]:
+    return args.host or settings.host, args.port if args.port is not None else settings.port
+
+
+def _up(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    dsn = database_dsn(settings)
+    applied = migrate(dsn)
+    host, port = _listen(settings, args)
+    where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.home / 'pgdata'}"
+    print(f"backbone: event store on {where}; {len(applied)} migration(s) applied", file=sys.stderr)
+    print(f"backbone: serving http://{host}:{port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
+    print("backbone: a token for requests: backbone token --role seller --sub alice", file=sys.stderr)
+    uvicorn.run(command_api(settings, dsn), host=host, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+def _api(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    host, port = _listen(settings, args)
+    if args.workers > 1:
+        # Workers wire themselves; the database must be migrated and reachable before they start.
+        database_dsn(settings)
+        uvicorn.run(
+            "backbone.wiring:command_api_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=args.workers,
+            log_level="warning",
+            access_log=False,
+        )
+        return 0
+    uvicorn.run(
+        command_api(settings, database_dsn(settings)),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    applied = migrate(database_dsn(settings))
+    print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    secret = os.environ.get("JWT_SECRET") or Settings.from_env().jwt_secret
+    print(mint_token(secret, Role(args.role), args.sub, timedelta(days=args.days)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

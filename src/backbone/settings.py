@@ -1,0 +1,63 @@
+"""Settings from environment variables (documented names, defaults for a laptop)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a process needs to know to find its parts."""
+
+    home: Path
+    """BACKBONE_HOME: embedded database, blobs and the local token secret (default ./.backbone)."""
+    database_url: str | None
+    """DATABASE_URL: a PostgreSQL server; unset means the embedded one under `home`."""
+    amqp_url: str | None
+    """AMQP_URL: a RabbitMQ broker; unset means the in-process transport."""
+    jwt_secret: str
+    """JWT_SECRET: HS256 key for bearer tokens; unset means one generated once under `home`."""
+    max_upload_bytes: int
+    """MAX_UPLOAD_BYTES: largest model upload (default 100 MiB)."""
+    max_unzipped_bytes: int
+    """MAX_UNZIPPED_BYTES: largest a zipped model (3MF) may unpack to (default 512 MiB)."""
+    host: str
+    port: int
+
+    @property
+    def blob_dir(self) -> Path:
+        """Where model files are stored."""
+        return self.home / "blobs"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+        home = Path(env.get("BACKBONE_HOME", ".backbone")).resolve()
+        return cls(
+            home=home,
+            database_url=env.get("DATABASE_URL") or None,
+            amqp_url=env.get("AMQP_URL") or None,
+            jwt_secret=env.get("JWT_SECRET") or _local_secret(home),
+            max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", str(100 * MIB))),
+            max_unzipped_bytes=int(env.get("MAX_UNZIPPED_BYTES", str(512 * MIB))),
+            host=env.get("HOST", "127.0.0.1"),
+            port=int(env.get("PORT", "8000")),
+        )
+
+
+def _local_secret(home: Path) -> str:
+    # One secret per BACKBONE_HOME, so `backbone token` mints tokens that a running `backbone up` accepts.
+    path = home / "jwt-secret"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

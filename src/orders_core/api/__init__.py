@@ -1,0 +1,1 @@
+"""The CRM command API (Litestar)."""

@@ -1,0 +1,30 @@
+"""Bearer-token authentication as a Litestar dependency: handlers that name `actor` require a token."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+from litestar.exceptions import NotAuthorizedException
+
+from orders_core.actors import Actor
+from orders_core.identity import TokenError, verify_token
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="alexandrite"'}
+
+
+def actor_from(request: Request[Any, Any, Any]) -> Actor:
+    """The actor the request's bearer token names; 401 with the reason otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthorizedException("send 'Authorization: Bearer <token>'", headers=CHALLENGE)
+    try:
+        return verify_token(request.app.state.jwt_secret, token.strip())
+    except TokenError as e:
+        raise NotAuthorizedException(str(e), headers=CHALLENGE) from e
+
+
+async def provide_actor(request: Request[Any, Any, Any]) -> Actor:
+    """Litestar dependency for `actor`."""
+    return actor_from(request)

@@ -1,0 +1,92 @@
+"""Catalog endpoints: read it as the write side holds it; sellers and admins change prices and rates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from litestar import Response, Router, delete, get, put
+from litestar.params import Parameter
+
+from orders_core.actors import Actor
+from orders_core.api.errors import refusal_response
+from orders_core.api.orders import POSITION
+from orders_core.api.schemas import (
+    CatalogView,
+    LabourRateRequest,
+    MaterialRequest,
+    ProductRequest,
+    catalog_view,
+)
+from orders_core.application import OrdersApplication
+from orders_core.catalog import Catalog
+from orders_core.contracts import LabourRate, Material, Product
+from orders_core.outcomes import Refusal
+
+CatalogResponse = Response[CatalogView] | Response[dict[str, Any]]
+CodeParam = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$", max_length=32)]
+
+
+def _change(orders: OrdersApplication, change: Callable[[Catalog], Refusal | None]) -> CatalogResponse:
+    result = orders.change_catalog(change)
+    if isinstance(result, Refusal):
+        return refusal_response(result)
+    return Response(catalog_view(result.value), headers={POSITION: str(result.position)})
+
+
+@get("/", sync_to_thread=True)
+def read_catalog(orders: OrdersApplication) -> CatalogView:
+    """Materials, labour rates and products as the CRM holds them now."""
+    return catalog_view(orders.catalog())
+
+
+@put("/materials/{code:str}", sync_to_thread=True)
+def put_material(
+    code: CodeParam, data: MaterialRequest, actor: Actor, orders: OrdersApplication
+) -> CatalogResponse:
+    """Add a material or change its density or today's price per gram."""
+    material = Material(
+        code=code.upper(),
+        name=data.name.strip(),
+        density_g_cm3=data.density_g_cm3,
+        price_per_gram_minor=data.price_per_gram_minor,
+        casting_loss_permille=data.casting_loss_permille,
+    )
+    return _change(orders, lambda c: c.set_material(material, actor))
+
+
+@put("/labour/{code:str}", sync_to_thread=True)
+def put_labour_rate(
+    code: CodeParam, data: LabourRateRequest, actor: Actor, orders: OrdersApplication
+) -> CatalogResponse:
+    """Add a labour rate or change it."""
+    rate = LabourRate(
+        code=code.upper(), name=data.name.strip(), unit=data.unit, amount_minor=data.amount_minor
+    )
+    return _change(orders, lambda c: c.set_labour_rate(rate, actor))
+
+
+@put("/products/{sku:str}", sync_to_thread=True)
+def put_product(
+    sku: CodeParam, data: ProductRequest, actor: Actor, orders: OrdersApplication
+) -> CatalogResponse:
+    """List a ready-made product or change it."""
+    product = Product(
+        sku=sku.upper(),
+        title=data.title.strip(),
+        material_code=data.material_code.upper(),
+        price_minor=data.price_minor,
+        description=data.description,
+    )
+    return _change(orders, lambda c: c.set_product(product, actor))
+
+
+@delete("/products/{sku:str}", sync_to_thread=True, status_code=200)
+def delete_product(sku: CodeParam, actor: Actor, orders: OrdersApplication) -> CatalogResponse:
+    """Take a ready-made product off the catalog."""
+    return _change(orders, lambda c: c.remove_product(sku.upper(), actor))
+
+
+catalog_router = Router(
+    path="/catalog", route_handlers=[read_catalog, put_material, put_labour_rate, put_product, delete_product]
+)

@@ -1,0 +1,79 @@
+"""Every error leaves as `{"error": code, "detail": text, ...}` with a 4xx that says what was wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ExceptionHandlersMap
+
+from orders_core.outcomes import Refusal, Refused
+
+log = structlog.get_logger("api")
+
+REFUSAL_STATUS = {
+    Refused.FORBIDDEN: 403,
+    Refused.NOT_FOUND: 404,
+    Refused.NOT_ALLOWED: 409,
+    Refused.INVALID: 422,
+    Refused.IDEMPOTENCY_KEY_REUSED: 422,
+}
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "too_many_requests",
+}
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """The one shape every error body has."""
+    return {"error": code, "detail": detail, **extra}
+
+
+def refusal_response(refusal: Refusal) -> Response[dict[str, Any]]:
+    """A refused command as its HTTP answer."""
+    extra: dict[str, Any] = dict(refusal.details)
+    if refusal.status is not None:
+        extra["status"] = refusal.status.value
+        extra["allowed"] = list(refusal.allowed)
+    return Response(
+        error_body(refusal.code.value, refusal.reason, **extra), status_code=REFUSAL_STATUS[refusal.code]
+    )
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    status = exc.status_code
+    if status >= 500:
+        return _unexpected(request, exc)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, ValidationException) and exc.extra:
+        extra["problems"] = exc.extra
+    elif isinstance(exc.extra, dict):
+        extra.update(exc.extra)
+    code = HTTP_CODES.get(status, "client_error")
+    return Response(error_body(code, exc.detail, **extra), status_code=status, headers=exc.headers)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error", path=request.url.path, method=request.method)
+    return Response(
+        error_body("internal", "an unexpected error occurred; it has been logged"),
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    HTTPException: _http_error,
+    Exception: _unexpected,
+}

@@ -1,0 +1,261 @@
+"""Order endpoints: create, attach a model, one POST per lifecycle command, read, history."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import anyio.to_thread
+from litestar import Request, Response, Router, get, post, put
+from litestar.datastructures import State
+from litestar.exceptions import ClientException
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import Parameter
+
+from orders_core.actors import Actor
+from orders_core.api.errors import error_body, refusal_response
+from orders_core.api.schemas import (
+    CancelRequest,
+    CreateOrder,
+    HistoryEntry,
+    OrderView,
+    ShipRequest,
+    history_entry,
+    order_view,
+)
+from orders_core.application import OrdersApplication
+from orders_core.blobs import LocalBlobStore, TooLarge
+from orders_core.commands import ORDER_COMMANDS, AttachModel, CancelOrder, Command, InitiateOrder, ShipOrder
+from orders_core.contracts import ModelFile
+from orders_core.lifecycle import TRANSITIONS, Role, Transition
+from orders_core.model_files import Unacceptable, claimed_format, identify, safe_filename
+from orders_core.order import Order
+from orders_core.outcomes import Accepted, Refusal, Refused
+
+POSITION = "X-Position"
+CORRELATION = "X-Correlation-ID"
+
+OrderResponse = Response[OrderView] | Response[dict[str, Any]]
+
+
+def request_meta(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """What a command's events remember of the request that caused them."""
+    given = request.headers.get(CORRELATION, "")
+    correlation = given if 0 < len(given) <= 128 and given.isprintable() else uuid.uuid4().hex
+    return {"correlation_id": correlation}
+
+
+def accepted(result: Accepted[Order] | Refusal, actor: Actor, status_code: int = 200) -> OrderResponse:
+    """The HTTP answer to a command's outcome."""
+    if isinstance(result, Refusal):
+        return refusal_response(result)
+    view = order_view(result.value, actor, datetime.now(UTC))
+    return Response(view, status_code=status_code, headers={POSITION: str(result.position)})
+
+
+def provide_orders(state: State) -> OrdersApplication:
+    """Litestar dependency: the application the process was wired with."""
+    orders: OrdersApplication = state.orders
+    return orders
+
+
+@post("/", sync_to_thread=True, status_code=201, summary="InitiateOrder")
+def create_order(
+    data: CreateOrder,
+    actor: Actor,
+    orders: OrdersApplication,
+    request: Request[Any, Any, Any],
+    idempotency_key: Annotated[
+        str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=200)
+    ] = None,
+) -> OrderResponse:
+    """Start an order. A retry with the same Idempotency-Key returns the first order (200), never a second."""
+    if actor.owns_orders:
+        if data.customer_id not in (None, actor.subject):
+            return refusal_response(Refusal(Refused.FORBIDDEN, "you can create orders only for yourself"))
+        owner, channel = actor.subject, ("partner" if actor.role is Role.PARTNER else "shop")
+        if data.channel not in (None, channel):
+            return refusal_response(
+                Refusal(Refused.INVALID, f"a {actor.role}'s orders use channel {channel}")
+            )
+    else:
+        if data.customer_id is None:
+            raise ClientException("customer_id is required when staff create an order for someone")
+        owner, channel = data.customer_id, data.channel or "shop"
+    command = InitiateOrder(
+        channel=channel,
+        owner_id=owner,
+        contact_name=data.contact_name.strip(),
+        item_title=data.item_title.strip(),
+        material_code=data.material_code.strip().upper(),
+        quantity=data.quantity,
+        promised_date=data.promised_date,
+        idempotency_key=idempotency_key,
+    )
+    result = orders.initiate(command, actor, request_meta(request))
+    if isinstance(result, Accepted) and result.replayed:
+        return accepted(result, actor, 200)
+    return accepted(result, actor, 201)
+
+
+@get("/{order_id:uuid}", sync_to_thread=True)
+def read_order(order_id: UUID, actor: Actor, orders: OrdersApplication) -> OrderResponse:
+    """The order as the write side holds it now."""
+    order = _visible_order(orders, order_id, actor)
+    if isinstance(order, Refusal):
+        return refusal_response(order)
+    return Response(order_view(order, actor, datetime.now(UTC)), headers={POSITION: str(orders.position())})
+
+
+@get("/{order_id:uuid}/history", sync_to_thread=True)
+def read_history(
+    order_id: UUID, actor: Actor, orders: OrdersApplication
+) -> Response[list[HistoryEntry]] | Response[dict[str, Any]]:
+    """Every event of the order, oldest first."""
+    order = _visible_order(orders, order_id, actor)
+    if isinstance(order, Refusal):
+        return refusal_response(order)
+    return Response([history_entry(e) for e in orders.history(order_id)])
+
+
+def _visible_order(orders: OrdersApplication, order_id: UUID, actor: Actor) -> Order | Refusal:
+    order = orders.order(order_id)
+    if order is None:
+        return Refusal(Refused.NOT_FOUND, f"no order {order_id}")
+    if actor.owns_orders and actor.subject != order.owner_id:
+        return Refusal(Refused.FORBIDDEN, "this order belongs to someone else")
+    return order
+
+
+@put("/{order_id:uuid}/model", request_max_body_size=None, summary="AttachModel")
+async def attach_model(
+    order_id: UUID,
+    actor: Actor,
+    orders: OrdersApplication,
+    request: Request[Any, Any, State],
+    filename: Annotated[str | None, Parameter(query="filename", max_length=255)] = None,
+) -> OrderResponse:
+    """Upload the model as the raw body; Content-Type (model/stl, ...) or ?filename= names the format."""
+    order = await anyio.to_thread.run_sync(_visible_order, orders, order_id, actor)
+    if isinstance(order, Refusal):
+        return refusal_response(order)
+    refusal = order.refusal_for("AttachModel", actor)
+    if refusal is not None:
+        return refusal_response(refusal)
+    fmt = claimed_format(request.headers.get("content-type"), filename)
+    if isinstance(fmt, Unacceptable):
+        return _unacceptable(fmt)
+    state = request.app.state
+    stored = await _receive_model(request, state.blobs, state.max_upload_bytes, fmt, state.max_unzipped_bytes)
+    if isinstance(stored, Unacceptable):
+        return _unacceptable(stored)
+    model = ModelFile(
+        sha256=stored[0],
+        filename=safe_filename(filename, fmt),
+        format=fmt,
+        size_bytes=stored[1],
+        triangle_count=stored[2],
+    )
+    meta = request_meta(request)
+    result = await anyio.to_thread.run_sync(orders.execute, order_id, AttachModel(model), actor, meta)
+    return accepted(result, actor)
+
+
+async def _receive_model(
+    request: Request[Any, Any, Any], blobs: LocalBlobStore, limit: int, fmt: str, max_unzipped: int
+) -> tuple[str, int, int | None] | Unacceptable:
+    announced = request.headers.get("content-length")
+    if announced and announced.isdigit() and int(announced) > limit:
+        return Unacceptable(f"the upload is larger than the {limit} bytes allowed", 413)
+    pending = blobs.begin(limit)
+    try:
+        async for chunk in request.stream():
+            pending.write(chunk)
+        await anyio.to_thread.run_sync(pending.finish)
+        checked = await anyio.to_thread.run_sync(identify, pending.path, fmt, max_unzipped)
+        if isinstance(checked, Unacceptable):
+            pending.discard()
+            return checked
+        return pending.commit(), pending.size, checked.triangle_count
+    except TooLarge as e:
+        pending.discard()
+        return Unacceptable(str(e), 413)
+    except BaseException:
+        pending.discard()
+        raise
+
+
+def _unacceptable(problem: Unacceptable) -> Response[dict[str, Any]]:
+    code = {413: "too_large", 415: "unsupported_media_type", 400: "bad_request"}.get(problem.http_status)
+    return Response(error_body(code or "invalid_model", problem.reason), status_code=problem.http_status)
+
+
+def _run(
+    orders: OrdersApplication, order_id: UUID, command: Command, actor: Actor, request: Request[Any, Any, Any]
+) -> OrderResponse:
+    return accepted(orders.execute(order_id, command, actor, request_meta(request)), actor)
+
+
+@post("/{order_id:uuid}/ship", sync_to_thread=True, status_code=200, summary="ShipOrder")
+def ship(
+    order_id: UUID,
+    data: ShipRequest,
+    actor: Actor,
+    orders: OrdersApplication,
+    request: Request[Any, Any, Any],
+) -> OrderResponse:
+    """Hand the parcel to a carrier: `{carrier, tracking_number}`."""
+    return _run(orders, order_id, ShipOrder(data.carrier, data.tracking_number), actor, request)
+
+
+@post("/{order_id:uuid}/cancel", sync_to_thread=True, status_code=200, summary="CancelOrder")
+def cancel(
+    order_id: UUID,
+    data: CancelRequest,
+    actor: Actor,
+    orders: OrdersApplication,
+    request: Request[Any, Any, Any],
+) -> OrderResponse:
+    """Cancel with a reason: owners before approval, sellers until manufacturing starts."""
+    return _run(orders, order_id, CancelOrder(data.reason), actor, request)
+
+
+def _bodiless_command_route(transition: Transition) -> HTTPRouteHandler:
+    command_class = ORDER_COMMANDS[transition.command]
+
+    def handler(
+        order_id: UUID, actor: Actor, orders: OrdersApplication, request: Request[Any, Any, Any]
+    ) -> OrderResponse:
+        return _run(orders, order_id, command_class(), actor, request)
+
+    handler.__doc__ = f"{transition.command}: {' or '.join(sorted(s.value for s in transition.sources))}"
+    handler.__doc__ += f" -> {transition.target.value}."
+    return post(
+        f"/{{order_id:uuid}}/{transition.action}",
+        sync_to_thread=True,
+        status_code=200,
+        summary=transition.command,
+        operation_id=transition.command,
+        name=transition.command,
+    )(handler)
+
+
+WITH_BODY = {"ShipOrder": ship, "CancelOrder": cancel}
+
+orders_router = Router(
+    path="/orders",
+    route_handlers=[
+        create_order,
+        read_order,
+        read_history,
+        attach_model,
+        *WITH_BODY.values(),
+        *(
+            _bodiless_command_route(t)
+            for t in TRANSITIONS
+            if t.action is not None and t.command not in WITH_BODY
+        ),
+    ],
+)

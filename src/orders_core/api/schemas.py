@@ -1,0 +1,170 @@
+"""Request and response bodies of the command API (msgspec Structs: validated on the way in)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+
+from orders_core.actors import Actor
+from orders_core.catalog import Catalog
+from orders_core.contracts import LabourRate, LabourUnit, Material, ModelFile, Product, Quote
+from orders_core.order import Order
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"\S")]
+Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\w.@:+-]+$")]
+Quantity = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Request bodies refuse fields they do not know, so a typo is a 400 and not a silent default."""
+
+
+class CreateOrder(Strict):
+    contact_name: Text
+    item_title: Text
+    material_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    quantity: Quantity = 1
+    promised_date: date | None = None
+    customer_id: Subject | None = None
+    """Sellers name the customer or partner they create the order for; others create their own."""
+    channel: Literal["shop", "partner"] | None = None
+
+
+class ShipRequest(Strict):
+    carrier: Text
+    tracking_number: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
+
+
+class CancelRequest(Strict):
+    reason: Reason
+
+
+class MaterialRequest(Strict):
+    name: Text
+    density_g_cm3: Annotated[float, msgspec.Meta(gt=0, le=30)]
+    price_per_gram_minor: Annotated[int, msgspec.Meta(ge=0, le=10**9)]
+    casting_loss_permille: Annotated[int, msgspec.Meta(ge=0, le=500)] = 50
+
+
+class LabourRateRequest(Strict):
+    name: Text
+    unit: LabourUnit
+    amount_minor: Annotated[int, msgspec.Meta(ge=0, le=10**9)]
+
+
+class ProductRequest(Strict):
+    title: Text
+    material_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    price_minor: Annotated[int, msgspec.Meta(ge=0, le=10**11)]
+    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class OrderView(msgspec.Struct, kw_only=True):
+    """An order as the write side holds it, with what the caller may do to it now."""
+
+    id: UUID
+    number: str
+    version: int
+    status: str
+    channel: str
+    owner_id: str
+    contact_name: str
+    item_title: str
+    material_code: str
+    quantity: int
+    promised_date: date | None
+    model: ModelFile | None
+    quote: Quote | None
+    operator_id: str | None
+    carrier: str | None
+    tracking_number: str | None
+    rejection_reason: str | None
+    cancellation_reason: str | None
+    status_times: dict[str, datetime]
+    created_at: datetime
+    updated_at: datetime
+    overdue: bool
+    stuck: bool
+    allowed: list[str]
+
+
+class HistoryEntry(msgspec.Struct, kw_only=True):
+    """One event of an order's history."""
+
+    version: int
+    event: str
+    timestamp: datetime
+    actor_role: str
+    actor_id: str
+    data: dict[str, Any]
+
+
+class CatalogView(msgspec.Struct, kw_only=True):
+    version: int
+    currency: str
+    materials: list[Material]
+    labour_rates: list[LabourRate]
+    products: list[Product]
+
+
+def order_view(order: Order, actor: Actor, now: datetime) -> OrderView:
+    """The response body for `order`, as seen by `actor` at `now`."""
+    return OrderView(
+        id=order.id,
+        number=order.number,
+        version=order.version,
+        status=order.status.value,
+        channel=order.channel,
+        owner_id=order.owner_id,
+        contact_name=order.contact_name,
+        item_title=order.item_title,
+        material_code=order.material_code,
+        quantity=order.quantity,
+        promised_date=order.promised_date,
+        model=order.model,
+        quote=order.quote,
+        operator_id=order.operator_id,
+        carrier=order.carrier,
+        tracking_number=order.tracking_number,
+        rejection_reason=order.rejection_reason,
+        cancellation_reason=order.cancellation_reason,
+        status_times=dict(order.entered_at),
+        created_at=order.created_on,
+        updated_at=order.modified_on,
+        overdue=order.is_overdue(now),
+        stuck=order.is_stuck(now),
+        allowed=list(order.allowed_for(actor)),
+    )
+
+
+BASE_FIELDS = frozenset(
+    {"originator_id", "originator_version", "timestamp", "originator_topic", "actor_role", "actor_id", "meta"}
+)
+
+
+def history_entry(event: Order.Event) -> HistoryEntry:
+    """One stored event as a history line."""
+    fields = {k: v for k, v in vars(event).items() if k not in BASE_FIELDS}
+    return HistoryEntry(
+        version=event.originator_version,
+        event=type(event).__name__,
+        timestamp=event.timestamp,
+        actor_role=event.actor_role,
+        actor_id=event.actor_id,
+        data=fields,
+    )
+
+
+def catalog_view(catalog: Catalog) -> CatalogView:
+    """The catalog as a response body."""
+    return CatalogView(
+        version=catalog.version,
+        currency=catalog.currency,
+        materials=sorted(catalog.materials.values(), key=lambda m: m.code),
+        labour_rates=sorted(catalog.labour_rates.values(), key=lambda r: r.code),
+        products=sorted(catalog.products.values(), key=lambda p: p.sku),
+    )

@@ -1,0 +1,206 @@
+"""The CRM's event-sourced application: runs commands against aggregates and appends their events."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import Any, TypeVar
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.postgres import PostgresApplicationRecorder
+
+from orders_core.actors import Actor
+from orders_core.catalog import (
+    CATALOG_ID,
+    DEFAULT_LABOUR,
+    DEFAULT_MATERIALS,
+    DEFAULT_PRODUCTS,
+    Catalog,
+)
+from orders_core.commands import Command, InitiateOrder
+from orders_core.lifecycle import Role
+from orders_core.order import Order
+from orders_core.outcomes import Accepted, Refusal, Refused
+
+ORDER_KEYS = uuid5(NAMESPACE_URL, "urn:alexandrite:order-idempotency-keys")
+SYSTEM = Actor(Role.ADMIN, "system")
+CONFLICT_RETRIES = 8
+"""A command that lost an optimistic-concurrency race is decided again on the new state this many times."""
+
+A = TypeVar("A", Order, Catalog)
+
+
+class DateAsISO(Transcoding):
+    """Stores `datetime.date` (promised dates) as ISO strings."""
+
+    type = date
+    name = "date_iso"
+
+    def encode(self, obj: date) -> str:
+        return obj.isoformat()
+
+    def decode(self, data: str) -> date:
+        return date.fromisoformat(data)
+
+
+class OrdersApplication(Application[UUID]):
+    """Orders and the catalog, stored as events in schema `crm`; the only write side of the system."""
+
+    name = "orders"
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self._local_numbers = itertools.count(100001)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(DateAsISO())
+
+    # --- orders -----------------------------------------------------------------------------------------
+
+    def initiate(
+        self, command: InitiateOrder, actor: Actor, meta: dict[str, str] | None = None
+    ) -> Accepted[Order] | Refusal:
+        """Create an order; with an idempotency key, a repeat returns the first order instead of a second."""
+        if command.material_code not in self.catalog().materials:
+            return Refusal(Refused.INVALID, f"unknown material {command.material_code!r}")
+        fingerprint = None
+        order_id = uuid4()
+        if command.idempotency_key is not None:
+            order_id = uuid5(ORDER_KEYS, f"{actor.role}:{actor.subject}:{command.idempotency_key}")
+            fingerprint = request_fingerprint(command)
+            existing = self.order(order_id)
+            if existing is not None:
+                return self._replay(existing, fingerprint)
+        created = Order.initiate(order_id, self._next_number(), command, actor, fingerprint, meta)
+        if isinstance(created, Refusal):
+            return created
+        try:
+            return Accepted(created, self._save(created))
+        except IntegrityError:
+            # Another request with the same key won the race; it is the same order or a misuse of the key.
+            existing = self.order(order_id)
+            if existing is None:
+                raise
+            return self._replay(existing, fingerprint)
+
+    def execute(
+        self, order_id: UUID, command: Command, actor: Actor, meta: dict[str, str] | None = None
+    ) -> Accepted[Order] | Refusal:
+        """Run `command` on an order; on a concurrent change, decide again on the new state."""
+        for _ in range(CONFLICT_RETRIES):
+            order = self.order(order_id)
+            if order is None:
+                return Refusal(Refused.NOT_FOUND, f"no order {order_id}")
+            refusal = order.execute(command, actor, meta)
+            if refusal is not None:
+                return refusal
+            try:
+                return Accepted(order, self._save(order))
+            except IntegrityError:
+                continue
+        raise RuntimeError(f"order {order_id} kept changing under {command.name()}")
+
+    def order(self, order_id: UUID) -> Order | None:
+        """The order as the event store holds it now, or None."""
+        return self._get(order_id, Order)
+
+    def history(self, order_id: UUID) -> list[Order.Event]:
+        """Every event of one order, oldest first."""
+        return list(self._history(order_id))
+
+    def _history(self, order_id: UUID) -> Iterator[Order.Event]:
+        for event in self.events.get(order_id):
+            if isinstance(event, Order.Event):
+                yield event
+
+    def _replay(self, existing: Order, fingerprint: str | None) -> Accepted[Order] | Refusal:
+        if existing.request_fingerprint != fingerprint:
+            return Refusal(
+                Refused.IDEMPOTENCY_KEY_REUSED,
+                "this Idempotency-Key was already used for a different order request",
+                details={"order_id": str(existing.id)},
+            )
+        return Accepted(existing, self.position(), replayed=True)
+
+    # --- catalog ----------------------------------------------------------------------------------------
+
+    def catalog(self) -> Catalog:
+        """The catalog as the write side holds it; seeded with the defaults on first use."""
+        catalog = self._get(CATALOG_ID, Catalog)
+        if catalog is None:
+            self.seed_catalog()
+            catalog = self._get(CATALOG_ID, Catalog)
+            assert catalog is not None
+        return catalog
+
+    def seed_catalog(self) -> None:
+        """Store the default catalog unless there is one already."""
+        if self._get(CATALOG_ID, Catalog) is not None:
+            return
+        seeded = Catalog.seed("EUR", DEFAULT_MATERIALS, DEFAULT_LABOUR, DEFAULT_PRODUCTS, SYSTEM)
+        with contextlib.suppress(IntegrityError):  # another process seeded it first, with the same defaults
+            self.save(seeded)
+
+    def change_catalog(self, change: Callable[[Catalog], Refusal | None]) -> Accepted[Catalog] | Refusal:
+        """Apply `change` (a Catalog method bound to its arguments) and store what it decided."""
+        for _ in range(CONFLICT_RETRIES):
+            catalog = self.catalog()
+            refusal = change(catalog)
+            if refusal is not None:
+                return refusal
+            try:
+                return Accepted(catalog, self._save(catalog))
+            except IntegrityError:
+                continue
+        raise RuntimeError("the catalog kept changing")
+
+    # --- store ------------------------------------------------------------------------------------------
+
+    def position(self) -> int:
+        """The newest position in the event store's notification log."""
+        return self.recorder.max_notification_id() or 0
+
+    def _save(self, aggregate: Order | Catalog) -> int:
+        recordings = self.save(aggregate)
+        if not recordings:
+            return self.position()
+        return max(r.notification.id for r in recordings)
+
+    def _get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
+        try:
+            found: object = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, kind) else None
+
+    def _next_number(self) -> str:
+        if isinstance(self.recorder, PostgresApplicationRecorder):
+            with self.recorder.datastore.transaction(commit=True) as cursor:
+                cursor.execute("SELECT nextval('crm.order_numbers') AS n")
+                row = cursor.fetchone()
+                assert row is not None
+                number = int(row["n"])
+        else:
+            number = next(self._local_numbers)
+        return f"A-{number}"
+
+
+def request_fingerprint(command: InitiateOrder) -> str:
+    """A digest of what a create request asked for, to tell a retry from a reuse of its key."""
+    fields: dict[str, Any] = {
+        "channel": command.channel,
+        "owner_id": command.owner_id,
+        "contact_name": command.contact_name,
+        "item_title": command.item_title,
+        "material_code": command.material_code,
+        "quantity": command.quantity,
+        "promised_date": command.promised_date,
+    }
+    return hashlib.sha256(msgspec.json.encode(fields, order="sorted")).hexdigest()

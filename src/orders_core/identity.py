@@ -1,0 +1,48 @@
+"""Bearer tokens: HS256 JWTs carrying a subject and one role; minted for local use, verified at every edge."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from orders_core.actors import Actor
+from orders_core.lifecycle import Role
+
+AUDIENCE = "alexandrite-backbone"
+ALGORITHM = "HS256"  # pinned: a token naming another algorithm (or none) is refused
+
+
+class TokenError(Exception):
+    """A bearer token that cannot be trusted; the message says why, for the 401 body."""
+
+
+def mint_token(secret: str, role: Role, subject: str, ttl: timedelta = timedelta(days=30)) -> str:
+    """A signed token for `subject` acting as `role`."""
+    now = datetime.now(UTC)
+    claims = {"sub": subject, "role": role.value, "aud": AUDIENCE, "iat": now, "exp": now + ttl}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: str) -> Actor:
+    """The actor a token names, or TokenError saying what is wrong with it."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            options={"require": ["exp", "sub", "role", "aud"]},
+        )
+    except jwt.ExpiredSignatureError as e:
+        raise TokenError("the token has expired") from e
+    except jwt.InvalidTokenError as e:
+        raise TokenError(f"invalid token: {e}") from e
+    try:
+        role = Role(claims["role"])
+    except ValueError as e:
+        raise TokenError(f"unknown role {claims['role']!r}") from e
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject.strip():
+        raise TokenError("the token's subject is empty")
+    return Actor(role, subject)
