@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -14,10 +15,12 @@ from litestar import Litestar
 
 from backbone.database import database_dsn
 from backbone.migrate import migrate
+from backbone.progress import ProgressBar
 from backbone.settings import Settings
-from backbone.wiring import command_api
+from backbone.wiring import PROJECTIONS, BackgroundProjections, command_api, projection_runner, read_api
 from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
+from projectors.replay import replay
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     _serving(api)
     api.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     api.set_defaults(command="api", run=_api)
+
+    reads = sub.add_parser("read-api", help="the read API (shop and MES views) alone")
+    _serving(reads)
+    reads.set_defaults(command="read-api", run=_read_api)
+
+    projector = sub.add_parser("projector", help="run one projection (a second copy waits as a standby)")
+    projector.add_argument("name", choices=sorted(PROJECTIONS))
+    projector.set_defaults(command="projector", run=_projector)
+
+    projections = sub.add_parser("projections", help="inspect or rebuild projections")
+    projections_sub = projections.add_subparsers(title="projection commands", metavar="ACTION", required=True)
+    status = projections_sub.add_parser("status", help="position and lag of every projection")
+    status.set_defaults(command="projections status", run=_projections_status)
+    replay = projections_sub.add_parser("replay", help="rebuild a projection into fresh tables, then swap")
+    replay.add_argument("name", choices=sorted(PROJECTIONS))
+    replay.add_argument("--batch-size", type=int, default=5000)
+    replay.set_defaults(command="projections replay", run=_projections_replay)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.set_defaults(command="migrate", run=_migrate)
@@ -74,7 +94,11 @@ def _up(args: argparse.Namespace) -> int:
     print(f"backbone: event store on {where}; {len(applied)} migration(s) applied", file=sys.stderr)
     print(f"backbone: serving http://{host}:{port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
     print("backbone: a token for requests: backbone token --role seller --sub alice", file=sys.stderr)
-    _serve(command_api(settings, dsn), host, port)
+    projections = BackgroundProjections(dsn)
+    app = command_api(settings, dsn, with_reads=True)
+    app.on_startup.append(projections.start)
+    app.on_shutdown.insert(0, projections.close)
+    _serve(app, host, port)
     return 0
 
 
@@ -107,6 +131,50 @@ def _api(args: argparse.Namespace) -> int:
         )
         return 0
     _serve(command_api(settings, database_dsn(settings)), host, port)
+    return 0
+
+
+def _read_api(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    host, port = _listen(settings, args)
+    _serve(read_api(settings, database_dsn(settings)), host, port)
+    return 0
+
+
+def _projector(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    runner = projection_runner(args.name, database_dsn(settings))
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"projector {args.name}: waiting to become active (one runner per projection)", file=sys.stderr)
+    runner.run(stop)
+    return 0
+
+
+def _projections_status(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    dsn = database_dsn(settings)
+    print(f"{'projection':<12} {'position':>10} {'head':>10} {'lag (events)':>13} {'lag (seconds)':>14}")
+    for name in sorted(PROJECTIONS):
+        lag = projection_runner(name, dsn).lag()
+        print(f"{name:<12} {lag.position:>10} {lag.head:>10} {lag.events:>13} {lag.seconds:>14.1f}")
+    return 0
+
+
+def _projections_replay(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    dsn = database_dsn(settings)
+    head = projection_runner(args.name, dsn).lag().head
+    progress = ProgressBar(f"replay {args.name}", head)
+    position = replay(
+        dsn,
+        args.name,
+        lambda schema: projection_runner(args.name, dsn, schema, args.batch_size),
+        progress.advance,
+    )
+    progress.done()
+    print(f"replay {args.name}: rebuilt to position {position} and swapped in", file=sys.stderr)
     return 0
 
 

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import threading
+
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.utils import Environment
 from litestar import Litestar
+from psycopg import Connection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool
 
 from backbone.database import database_dsn, eventsourcing_env
 from backbone.settings import Settings
 from orders_core.api.app import create_app
 from orders_core.application import OrdersApplication
 from orders_core.blobs import LocalBlobStore
+from projectors.mes import MesProjection
+from projectors.runner import Projection, ProjectionRunner
+from projectors.shop import ShopProjection
+from read_models.api import create_read_app, read_parts
+
+PROJECTIONS: dict[str, type[Projection]] = {"mes": MesProjection, "shop": ShopProjection}
+"""Every projection by name; its name is also the schema its view and tracking live in."""
 
 
 def orders_application(dsn: str) -> OrdersApplication:
@@ -16,17 +30,36 @@ def orders_application(dsn: str) -> OrdersApplication:
     return OrdersApplication(env=eventsourcing_env(dsn))
 
 
-def command_api(settings: Settings, dsn: str) -> Litestar:
-    """The CRM command API on the event store at `dsn`."""
+def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Litestar:
+    """The CRM command API on the event store at `dsn`; with the read API's routes too if `with_reads`."""
     orders = orders_application(dsn)
+    pool = read_pool(dsn) if with_reads else None
     app = create_app(
         orders,
         LocalBlobStore(settings.blob_dir),
         settings.jwt_secret,
         settings.max_upload_bytes,
         settings.max_unzipped_bytes,
+        also=read_parts(pool) if pool else None,
     )
     app.on_shutdown.append(lambda: orders.close())
+    if pool is not None:
+        app.on_shutdown.append(pool.close)
+    return app
+
+
+def read_pool(dsn: str, size: int = 8) -> ConnectionPool[Connection[DictRow]]:
+    """Connections for the read API."""
+    return ConnectionPool(
+        dsn, min_size=1, max_size=size, kwargs={"row_factory": dict_row, "autocommit": True}, open=True
+    )
+
+
+def read_api(settings: Settings, dsn: str) -> Litestar:
+    """The read API alone."""
+    pool = read_pool(dsn)
+    app = create_read_app(pool, settings.jwt_secret)
+    app.on_shutdown.append(pool.close)
     return app
 
 
@@ -34,3 +67,41 @@ def command_api_from_env() -> Litestar:
     """Factory for uvicorn workers: each worker process wires itself from the environment."""
     settings = Settings.from_env()
     return command_api(settings, database_dsn(settings))
+
+
+def projection_runner(
+    name: str, dsn: str, schema: str | None = None, batch_size: int = 1000
+) -> ProjectionRunner:
+    """The runner of projection `name`, writing to `schema` (default: the projection's own schema)."""
+    store_name = OrdersApplication.name
+    source = PostgresFactory(
+        Environment(store_name, eventsourcing_env(dsn, pool_size=2))
+    ).application_recorder()
+    assert isinstance(source, PostgresApplicationRecorder)
+    env = {**eventsourcing_env(dsn, pool_size=2), "POSTGRES_SCHEMA": schema or name}
+    datastore = PostgresFactory(Environment(name, env)).datastore
+    view = PostgresTrackingRecorder(datastore, tracking_table_name="tracking")
+    return ProjectionRunner(PROJECTIONS[name](), source, store_name, view, dsn, batch_size)
+
+
+class BackgroundProjections:
+    """Every projection's runner on a thread of this process (the embedded, all-in-one topology)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.stop = threading.Event()
+        self.runners = [projection_runner(name, dsn) for name in PROJECTIONS]
+        self.threads = [
+            threading.Thread(
+                target=r.run, args=(self.stop,), name=f"projection-{r.projection.name}", daemon=True
+            )
+            for r in self.runners
+        ]
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)

@@ -7,16 +7,17 @@ versioned by name (`...V1`); a change that breaks readers gets a new version bes
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
 from orders_core.actors import Actor, can_see
-from orders_core.identity import TokenError, mint_token, verify_token
+from orders_core.identity import TokenError, actor_from_authorization, mint_token, verify_token
 from orders_core.lifecycle import (
     BY_ACTION,
     BY_COMMAND,
     BY_EVENT,
+    PROMISE_SETTLED,
     STATUS_LIMITS,
     TERMINAL,
     TRANSITIONS,
@@ -30,7 +31,10 @@ __all__ = [
     "BY_ACTION",
     "BY_COMMAND",
     "BY_EVENT",
+    "CATALOG_TOPIC",
     "MODEL_FORMATS",
+    "ORDER_TOPIC",
+    "PROMISE_SETTLED",
     "STATUS_LIMITS",
     "TERMINAL",
     "TRANSITIONS",
@@ -46,10 +50,13 @@ __all__ = [
     "QuoteLine",
     "Role",
     "Status",
+    "StoredEvent",
     "TokenError",
     "Transition",
+    "actor_from_authorization",
     "can_see",
     "mint_token",
+    "read_stored_event",
     "verify_token",
 ]
 
@@ -144,3 +151,40 @@ class Product(msgspec.Struct, frozen=True, kw_only=True):
     material_code: Code
     price_minor: MinorUnits
     description: str = ""
+
+
+ORDER_TOPIC = "orders_core.order:Order"
+CATALOG_TOPIC = "orders_core.catalog:Catalog"
+"""Stored events' topics are `<aggregate topic>.<EventName>`; projections select and decode by them."""
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """A stored order or catalog event as projections read it: its name and plain JSON fields.
+
+    Timestamps and dates arrive as ISO strings, ids as hex strings (the store's tagged types unwrapped).
+    """
+
+    aggregate: str
+    name: str
+    fields: dict[str, Any]
+
+    @property
+    def timestamp(self) -> str:
+        """When the event happened, ISO 8601 with offset."""
+        value: str = self.fields["timestamp"]
+        return value
+
+
+_TOPICS = ((ORDER_TOPIC + ".", "order"), (CATALOG_TOPIC + ".", "catalog"))
+
+
+def read_stored_event(topic: str, state: bytes) -> StoredEvent | None:
+    """Decode a stored event of the orders application, or None for topics projections do not know."""
+    for prefix, aggregate in _TOPICS:
+        if topic.startswith(prefix):
+            fields: dict[str, Any] = msgspec.json.decode(state)
+            for key, value in fields.items():
+                if type(value) is dict and "_type_" in value and "_data_" in value:
+                    fields[key] = value["_data_"]
+            return StoredEvent(aggregate, topic[len(prefix) :], fields)
+    return None

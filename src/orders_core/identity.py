@@ -46,3 +46,11 @@ def verify_token(secret: str, token: str) -> Actor:
     if not isinstance(subject, str) or not subject.strip():
         raise TokenError("the token's subject is empty")
     return Actor(role, subject)
+
+
+def actor_from_authorization(secret: str, header: str | None) -> Actor:
+    """The actor of an `Authorization: Bearer <token>` header, or TokenError saying what is missing."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenError("send 'Authorization: Bearer <token>'")
+    return verify_token(secret, token.strip())

@@ -37,13 +37,17 @@ def create_app(
     jwt_secret: str,
     max_upload_bytes: int,
     max_unzipped_bytes: int,
+    also: tuple[list[Any], dict[str, Provide], dict[str, Any]] | None = None,
 ) -> Litestar:
-    """The command API over `orders`, storing uploads in `blobs`."""
+    """The command API over `orders`, storing uploads in `blobs`; `also` adds another API's routes
+    (handlers, dependencies, state) to the same application, as `backbone up` serves both."""
+    routes, dependencies, state = also or ([], {}, {})
     return Litestar(
-        route_handlers=[orders_router, catalog_router, health],
+        route_handlers=[orders_router, catalog_router, health, *routes],
         dependencies={
             "actor": Provide(provide_actor),
             "orders": Provide(provide_orders, sync_to_thread=False),
+            **dependencies,
         },
         state=State(
             {
@@ -52,9 +56,10 @@ def create_app(
                 "jwt_secret": jwt_secret,
                 "max_upload_bytes": max_upload_bytes,
                 "max_unzipped_bytes": max_unzipped_bytes,
+                **state,
             }
         ),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=JSON_BODY_LIMIT,
-        openapi_config=OpenAPIConfig(title="Alexandrite CRM command API", version="1.0.0", path="/schema"),
+        openapi_config=OpenAPIConfig(title="Alexandrite order backbone API", version="1.0.0", path="/schema"),
     )

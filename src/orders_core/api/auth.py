@@ -8,19 +8,15 @@ from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 
 from orders_core.actors import Actor
-from orders_core.identity import TokenError, verify_token
+from orders_core.identity import TokenError, actor_from_authorization
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="alexandrite"'}
 
 
 def actor_from(request: Request[Any, Any, Any]) -> Actor:
     """The actor the request's bearer token names; 401 with the reason otherwise."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthorizedException("send 'Authorization: Bearer <token>'", headers=CHALLENGE)
     try:
-        return verify_token(request.app.state.jwt_secret, token.strip())
+        return actor_from_authorization(request.app.state.jwt_secret, request.headers.get("authorization"))
     except TokenError as e:
         raise NotAuthorizedException(str(e), headers=CHALLENGE) from e
 

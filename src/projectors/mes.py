@@ -1,0 +1,77 @@
+"""The MES projection: the operators' order table and every stay of an order in a status."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import Cursor, sql
+from psycopg.rows import DictRow
+
+from projectors.order_rows import ORDER_COLUMNS, OrderRow, fold_order
+from projectors.runner import Change
+from projectors.tables import upsert_rows
+
+JSON_COLUMNS = frozenset({"quote", "status_times"})
+STAY_COLUMNS = ("order_id", "status", "entered_at", "left_at")
+
+
+class MesProjection:
+    """Folds order events into mes.orders and mes.status_stays."""
+
+    name = "mes"
+
+    def __init__(self, cache_size: int = 200_000) -> None:
+        self._rows: dict[str, OrderRow] = {}
+        self._cache_size = cache_size
+
+    def forget(self) -> None:
+        self._rows.clear()
+
+    def apply(self, cursor: Cursor[DictRow], schema: str, changes: Sequence[Change]) -> None:
+        orders = [c for c in changes if c.event.aggregate == "order"]
+        if not orders:
+            return
+        rows = self._rows_for(cursor, schema, {c.aggregate_id for c in orders})
+        touched: dict[str, OrderRow] = {}
+        stays: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for change in orders:
+            row = rows.get(change.aggregate_id)
+            before = (row["status"], row["status_since"]) if row else None
+            row = fold_order(row, change.event, change.aggregate_id, change.version, change.position)
+            rows[change.aggregate_id] = touched[change.aggregate_id] = row
+            if before is not None:
+                stays[(change.aggregate_id, before[1], before[0])] = _stay(change.aggregate_id, *before, row)
+            opened = _stay(change.aggregate_id, row["status"], row["status_since"], None)
+            stays[(change.aggregate_id, row["status_since"], row["status"])] = opened
+        upsert_rows(cursor, schema, "orders", ORDER_COLUMNS, ("order_id",), touched.values(), JSON_COLUMNS)
+        upsert_rows(cursor, schema, "status_stays", STAY_COLUMNS, STAY_COLUMNS[:3], stays.values())
+        self._remember(touched)
+
+    def _rows_for(self, cursor: Cursor[DictRow], schema: str, ids: set[str]) -> dict[str, OrderRow]:
+        missing = [i for i in ids if i not in self._rows]
+        found = {i: self._rows[i] for i in ids if i in self._rows}
+        if missing:
+            # Read back as JSON: timestamps come as ISO strings (and '-infinity' survives), as the fold
+            # keeps them.
+            query = sql.SQL("SELECT to_json(o) AS row FROM {} AS o WHERE order_id = ANY(%s::uuid[])").format(
+                sql.Identifier(schema, "orders")
+            )
+            for record in cursor.execute(query, (missing,)):
+                row = {c: record["row"][c] for c in ORDER_COLUMNS}
+                found[row["order_id"]] = row
+        return found
+
+    def _remember(self, touched: dict[str, OrderRow]) -> None:
+        if len(self._rows) + len(touched) > self._cache_size:
+            self._rows.clear()
+        self._rows.update(touched)
+
+
+def _stay(order_id: str, status: str, entered_at: str, row: OrderRow | None) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "status": status,
+        "entered_at": entered_at,
+        "left_at": row["status_since"] if row else None,
+    }

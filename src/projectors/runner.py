@@ -1,0 +1,185 @@
+"""Runs one projection: follows the event store's notification log and applies it in batches.
+
+Each batch writes its view rows and its tracking position in one transaction (eventsourcing's
+PostgresTrackingRecorder refuses a position that does not advance), so a crash loses or doubles nothing.
+The runner wakes on the store's LISTEN/NOTIFY channel, and reads the log by notification id: the store
+serialises appends with a table lock, so ids commit in order and no late commit fills a gap behind us.
+One runner per projection is active across processes (a PostgreSQL advisory lock); others wait as standbys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+import psycopg
+import structlog
+from eventsourcing.persistence import Notification, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
+from psycopg import Cursor
+from psycopg.rows import DictRow
+
+from orders_core.contracts import StoredEvent, read_stored_event
+
+log = structlog.get_logger("projector")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stored event with its place in the log."""
+
+    position: int
+    aggregate_id: str
+    version: int
+    event: StoredEvent
+
+
+@dataclass(frozen=True)
+class Lag:
+    """Where a projection stands against the store's head."""
+
+    position: int
+    head: int
+    events: int
+    seconds: float
+    """Age of the oldest event not yet applied (0 when caught up)."""
+
+
+class Projection(Protocol):
+    """A read model that folds changes into tables of one schema."""
+
+    name: str
+
+    def apply(self, cursor: Cursor[DictRow], schema: str, changes: Sequence[Change]) -> None:
+        """Write what `changes` mean for the view, in the caller's transaction."""
+
+    def forget(self) -> None:
+        """Drop any cached view state (after a failed transaction, or a switch of schema)."""
+
+
+def changes_of(notifications: Sequence[Notification]) -> list[Change]:
+    """Decode the notifications projections understand; others (unknown topics) are skipped."""
+    found = []
+    for n in notifications:
+        event = read_stored_event(n.topic, n.state)
+        if event is not None:
+            found.append(Change(n.id, str(n.originator_id), n.originator_version, event))
+    return found
+
+
+def lock_key(name: str) -> int:
+    """A stable 63-bit advisory lock key for a projection name."""
+    return int.from_bytes(hashlib.sha256(f"projection:{name}".encode()).digest()[:8], "big") >> 1
+
+
+class ProjectionRunner:
+    """Keeps one projection's view up to date with the event store."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        source: PostgresApplicationRecorder,
+        source_name: str,
+        view: PostgresTrackingRecorder,
+        dsn: str,
+        batch_size: int = 1000,
+    ) -> None:
+        self.projection = projection
+        self.source = source
+        self.source_name = source_name
+        self.view = view
+        self.dsn = dsn
+        self.batch_size = batch_size
+        self.schema = view.datastore.schema
+        self.on_batch: Callable[[int, int], None] | None = None
+        """Called after each committed batch with (events in it, position reached): progress, metrics."""
+
+    def position(self) -> int:
+        """The last position this projection has applied."""
+        return self.view.max_tracking_id(self.source_name) or 0
+
+    def lag(self) -> Lag:
+        """How far the view is behind the store, in events and in seconds."""
+        position = self.position()
+        head = self.source.max_notification_id() or 0
+        seconds = 0.0
+        if head > position:
+            first = self.source.select_notifications(start=position, limit=1, inclusive_of_start=False)
+            event = read_stored_event(first[0].topic, first[0].state) if first else None
+            if event is not None:
+                seconds = (datetime.now(UTC) - datetime.fromisoformat(event.timestamp)).total_seconds()
+        return Lag(position, head, head - position, max(seconds, 0.0))
+
+    def catch_up(self, until: int | None = None) -> int:
+        """Apply batches until the log (or `until`) is exhausted; returns the position reached."""
+        position = self.position()
+        while until is None or position < until:
+            notifications = self.source.select_notifications(
+                start=position, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            self._apply(notifications)
+            position = notifications[-1].id
+            if len(notifications) < self.batch_size:
+                break
+        return position
+
+    def _apply(self, notifications: Sequence[Notification]) -> None:
+        changes = changes_of(notifications)
+        try:
+            with self.view.datastore.transaction(commit=True) as cursor:
+                self.projection.apply(cursor, self.schema, changes)
+                self.view._insert_tracking(cursor, Tracking(self.source_name, notifications[-1].id))
+        except BaseException:
+            self.projection.forget()
+            raise
+        if self.on_batch is not None:
+            self.on_batch(len(notifications), notifications[-1].id)
+
+    def run(self, stop: threading.Event, standby_poll: float = 0.5) -> None:
+        """Wait to become the active runner, then follow the log until `stop` is set."""
+        while not stop.is_set():
+            with psycopg.connect(self.dsn, autocommit=True) as lock_conn:
+                if not _try_lock(lock_conn, lock_key(self.projection.name)):
+                    stop.wait(standby_poll)
+                    continue
+                log.info("projection active", projection=self.projection.name, schema=self.schema)
+                self.projection.forget()  # whoever ran before may have moved the view on
+                try:
+                    self._follow(stop, lock_conn)
+                except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                    log.warning("projection lost its database, retrying", error=str(e))
+                    stop.wait(1.0)
+
+    def _follow(self, stop: threading.Event, lock_conn: psycopg.Connection[tuple[object, ...]]) -> None:
+        channel = self.source.channel_name
+        with psycopg.connect(self.dsn, autocommit=True) as listen_conn:
+            listen_conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+            while not stop.is_set():
+                self.catch_up()
+                # Wake on the store's NOTIFY; the timeout only bounds how long `stop` and a lost lock
+                # connection go unnoticed, it is not how new events are found.
+                for _ in listen_conn.notifies(timeout=1.0, stop_after=1):
+                    pass
+                lock_conn.execute("SELECT 1")
+
+
+def _try_lock(conn: psycopg.Connection[tuple[object, ...]], key: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return bool(row and row[0])
+
+
+def wait_until(runner: ProjectionRunner, position: int, timeout: float) -> bool:
+    """Whether the projection reached `position` within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while runner.position() < position:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True

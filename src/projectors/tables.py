@@ -1,0 +1,50 @@
+"""Writing many rows at once: COPY into a temporary staging table, then one upsert into the view table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from psycopg import Cursor, sql
+from psycopg.rows import DictRow
+from psycopg.types.json import Jsonb
+
+
+def upsert_rows(
+    cursor: Cursor[DictRow],
+    schema: str,
+    table: str,
+    columns: Sequence[str],
+    key: Sequence[str],
+    rows: Iterable[dict[str, Any]],
+    json_columns: frozenset[str] = frozenset(),
+) -> None:
+    """Insert `rows` into schema.table, replacing rows with the same `key` (COPY is the fast path in)."""
+    stage = sql.Identifier(f"stage_{schema}_{table}")
+    target = sql.Identifier(schema, table)
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    cursor.execute(
+        sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(stage, target)
+    )
+    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
+        for row in rows:
+            copy.write_row([_value(row[c], c in json_columns) for c in columns])
+    updates = sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns if c not in key
+    )
+    cursor.execute(
+        sql.SQL(
+            "INSERT INTO {target} ({names}) SELECT {names} FROM {stage} "
+            "ON CONFLICT ({key}) DO UPDATE SET {updates}"
+        ).format(
+            target=target,
+            names=names,
+            stage=stage,
+            key=sql.SQL(", ").join(map(sql.Identifier, key)),
+            updates=updates,
+        )
+    )
+
+
+def _value(value: Any, is_json: bool) -> Any:
+    return Jsonb(value) if is_json and value is not None else value

@@ -1,0 +1,219 @@
+"""The read API (Litestar): the shop's and the MES's views, read from their own schemas only."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.openapi import OpenAPIConfig
+from litestar.params import Parameter
+from psycopg import Connection
+from psycopg.rows import DictRow
+from psycopg_pool import ConnectionPool
+
+from orders_core.contracts import Actor, Role, TokenError, actor_from_authorization
+from read_models import mes, shop
+from read_models.errors import EXCEPTION_HANDLERS
+
+STAFF = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
+MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
+MinPosition = Annotated[
+    int | None,
+    Parameter(
+        query="min_position", ge=0, description="wait (bounded) until the view has reached this position"
+    ),
+]
+
+
+class Behind(HTTPException):
+    """The view has not reached the position the client asked for within the wait bound."""
+
+    status_code = 503
+
+
+def provide_actor(request: Request[Any, Any, State]) -> Actor:
+    """The caller, from the bearer token; 401 says why not."""
+    try:
+        return actor_from_authorization(request.app.state.jwt_secret, request.headers.get("authorization"))
+    except TokenError as e:
+        raise NotAuthorizedException(
+            str(e), headers={"WWW-Authenticate": 'Bearer realm="alexandrite"'}
+        ) from e
+
+
+def provide_pool(state: State) -> ConnectionPool[Connection[DictRow]]:
+    pool: ConnectionPool[Connection[DictRow]] = state.pool
+    return pool
+
+
+def await_position(
+    pool: ConnectionPool[Connection[DictRow]], schema: str, position: int | None, timeout: float
+) -> int:
+    """Wait until the projection in `schema` has reached `position`; returns where it stands."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with pool.connection() as conn:
+            row = conn.execute(
+                f"SELECT notification_id FROM {schema}.tracking WHERE application_name = 'orders'"  # noqa: S608
+            ).fetchone()
+        reached = int(row["notification_id"]) if row else 0
+        if position is None or reached >= position:
+            return reached
+        if time.monotonic() > deadline:
+            raise Behind(
+                f"the {schema} view is at position {reached}, not yet {position}; retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        time.sleep(0.01)
+
+
+def _positioned(body: Any, reached: int) -> Response[Any]:
+    return Response(body, headers={"X-Position": str(reached)})
+
+
+@get("/shop/catalog", sync_to_thread=True)
+def shop_catalog(
+    pool: ConnectionPool[Connection[DictRow]], min_position: MinPosition = None
+) -> Response[Any]:
+    """The shop's catalog: materials with today's price per gram, and ready-made products."""
+    reached = await_position(pool, "shop", min_position, 5.0)
+    with pool.connection() as conn:
+        return _positioned(shop.catalog(conn), reached)
+
+
+@get("/shop/orders", sync_to_thread=True)
+def shop_orders(
+    actor: Actor,
+    pool: ConnectionPool[Connection[DictRow]],
+    owner: Annotated[str | None, Parameter(query="owner", max_length=128)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Parameter(max_length=500)] = None,
+    min_position: MinPosition = None,
+) -> Response[Any]:
+    """The caller's own orders, newest first (staff name the owner with `owner=`)."""
+    if actor.owns_orders:
+        owner = actor.subject
+    elif owner is None:
+        raise HTTPException(
+            "staff must name whose orders to list: ?owner=<customer or partner id>", status_code=400
+        )
+    before = shop_cursor(cursor) if cursor else None
+    reached = await_position(pool, "shop", min_position, 5.0)
+    with pool.connection() as conn:
+        rows = shop.orders_of(conn, owner, limit + 1, before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = (
+        mes.encode_cursor(mes.Sort.CREATED, rows[-1]["sort_key"], str(rows[-1]["order_id"])) if more else None
+    )
+    for r in rows:
+        r.pop("sort_key")
+    return _positioned({"items": rows, "next_cursor": next_cursor}, reached)
+
+
+def shop_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        return mes.decode_cursor(cursor, mes.Sort.CREATED)
+    except mes.BadQuery as e:
+        raise HTTPException(str(e), status_code=400) from e
+
+
+@get("/shop/orders/{order_id:uuid}", sync_to_thread=True)
+def shop_order(
+    order_id: UUID, actor: Actor, pool: ConnectionPool[Connection[DictRow]], min_position: MinPosition = None
+) -> Response[Any]:
+    """One order as the shop shows it; someone else's order is not found."""
+    reached = await_position(pool, "shop", min_position, 5.0)
+    with pool.connection() as conn:
+        found = shop.order(conn, order_id)
+    if found is None or (actor.owns_orders and found["owner_id"] != actor.subject):
+        raise HTTPException(f"no order {order_id}", status_code=404)
+    return _positioned(found, reached)
+
+
+def _mes_only(actor: Actor) -> None:
+    if actor.role not in MES_ROLES:
+        raise PermissionDeniedException("the MES is for operators and sellers")
+
+
+@get("/mes/orders", sync_to_thread=True)
+def mes_orders(
+    actor: Actor,
+    pool: ConnectionPool[Connection[DictRow]],
+    status: Annotated[str | None, Parameter(max_length=400, description="comma-separated statuses")] = None,
+    material: Annotated[str | None, Parameter(max_length=32)] = None,
+    channel: Annotated[str | None, Parameter(max_length=16)] = None,
+    operator: Annotated[str | None, Parameter(max_length=128)] = None,
+    overdue: bool = False,
+    stuck: bool = False,
+    q: Annotated[str | None, Parameter(description="text in number, contact name or item title")] = None,
+    sort: mes.Sort = mes.Sort.APPROVED,
+    cursor: Annotated[str | None, Parameter(max_length=500)] = None,
+    limit: Annotated[int, Parameter(ge=1, le=mes.MAX_LIMIT)] = 50,
+    min_position: MinPosition = None,
+) -> Response[Any]:
+    """Orders for the operators: any combination of filters, newest approved first, keyset pages."""
+    _mes_only(actor)
+    try:
+        filters = mes.MesFilters(
+            statuses=mes.parse_statuses(status), material=material, channel=channel, operator=operator,
+            overdue=overdue, stuck=stuck, text=q or None, sort=sort, cursor=cursor, limit=limit,
+        )  # fmt: skip
+        reached = await_position(pool, "mes", min_position, 5.0)
+        with pool.connection() as conn:
+            page = mes.find_orders(conn, filters)
+    except mes.BadQuery as e:
+        raise HTTPException(str(e), status_code=400) from e
+    return _positioned(page, reached)
+
+
+@get("/mes/stats", sync_to_thread=True)
+def mes_stats(
+    actor: Actor, pool: ConnectionPool[Connection[DictRow]], min_position: MinPosition = None
+) -> Response[Any]:
+    """Counts per status, waiting times in MANUFACTURING_APPROVED, stuck and overdue orders."""
+    _mes_only(actor)
+    reached = await_position(pool, "mes", min_position, 5.0)
+    with pool.connection() as conn:
+        return _positioned(mes.status_board(conn), reached)
+
+
+@get("/health", sync_to_thread=True)
+def health(pool: ConnectionPool[Connection[DictRow]]) -> Response[dict[str, Any]]:
+    """Ready while the read database answers; reports each view's position."""
+    try:
+        positions = {schema: await_position(pool, schema, None, 0) for schema in ("shop", "mes")}
+    except Exception as e:  # any failure to reach the database means not ready
+        return Response(
+            {"error": "unavailable", "detail": f"read database unreachable: {type(e).__name__}"},
+            status_code=503,
+        )
+    return Response({"status": "ok", "positions": positions})
+
+
+ROUTES = [shop_catalog, shop_orders, shop_order, mes_orders, mes_stats]
+
+
+def read_parts(
+    pool: ConnectionPool[Connection[DictRow]],
+) -> tuple[list[Any], dict[str, Provide], dict[str, Any]]:
+    """Route handlers, dependencies and state of the read API, to serve alone or beside the command API."""
+    dependencies = {"pool": Provide(provide_pool, sync_to_thread=False)}
+    return list(ROUTES), dependencies, {"pool": pool}
+
+
+def create_read_app(pool: ConnectionPool[Connection[DictRow]], jwt_secret: str) -> Litestar:
+    """The read API alone, over `pool` (a read-only connection is enough)."""
+    routes, dependencies, state = read_parts(pool)
+    return Litestar(
+        route_handlers=[*routes, health],
+        dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
+        state=State({**state, "jwt_secret": jwt_secret}),
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(title="Alexandrite read API", version="1.0.0", path="/schema"),
+    )

@@ -1,0 +1,33 @@
+"""Errors of the read API, in the one shape every API of the system uses: {"error", "detail", ...}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.types import ExceptionHandlersMap
+
+log = structlog.get_logger("read_api")
+
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 503: "unavailable"}
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if exc.status_code >= 500 and exc.status_code != 503:
+        return _unexpected(request, exc)
+    body: dict[str, Any] = {"error": CODES.get(exc.status_code, "client_error"), "detail": exc.detail}
+    if isinstance(exc, ValidationException) and exc.extra:
+        body["problems"] = exc.extra
+    return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error", path=request.url.path)
+    return Response(
+        {"error": "internal", "detail": "an unexpected error occurred; it has been logged"}, status_code=500
+    )
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {HTTPException: _http_error, Exception: _unexpected}

@@ -1,0 +1,59 @@
+"""The shop's queries: its catalog and a customer's or partner's own orders, from schema shop only."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg import Connection
+from psycopg.rows import DictRow
+
+ORDER_FIELDS = (
+    "order_id, owner_id, number, channel, status, version, position, item_title, contact_name, "
+    "material_code, quantity, created_at, updated_at, promised_date, model_filename, triangle_count, "
+    "quote_total_minor, "
+    "currency, quote, carrier, tracking_number, rejection_reason, cancellation_reason, status_times"
+)
+
+
+def catalog(conn: Connection[DictRow]) -> dict[str, Any]:
+    """Materials with today's price per gram and ready-made products, as the shop shows them."""
+    head = conn.execute("SELECT version, currency FROM shop.catalog WHERE id = 1").fetchone()
+    materials = conn.execute(
+        "SELECT code, name, density_g_cm3, price_per_gram_minor FROM shop.materials ORDER BY code"
+    ).fetchall()
+    products = conn.execute(
+        "SELECT sku, title, material_code, price_minor, description FROM shop.products ORDER BY sku"
+    ).fetchall()
+    return {
+        "version": head["version"] if head else 0,
+        "currency": head["currency"] if head else None,
+        "materials": [dict(m) for m in materials],
+        "products": [dict(p) for p in products],
+    }
+
+
+def orders_of(
+    conn: Connection[DictRow], owner_id: str, limit: int, before: tuple[str, str] | None
+) -> list[dict[str, Any]]:
+    """An owner's orders, newest first; `before` is the (created_at, order_id) of the last one seen."""
+    if before is None:
+        rows = conn.execute(
+            f"SELECT {ORDER_FIELDS}, created_at::text AS sort_key FROM shop.orders WHERE owner_id = %s "  # noqa: S608
+            "ORDER BY created_at DESC, order_id DESC LIMIT %s",
+            (owner_id, limit),
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {ORDER_FIELDS}, created_at::text AS sort_key FROM shop.orders WHERE owner_id = %s "  # noqa: S608
+            "AND (created_at, order_id) < (%s::timestamptz, %s::uuid) "
+            "ORDER BY created_at DESC, order_id DESC LIMIT %s",
+            (owner_id, *before, limit),
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def order(conn: Connection[DictRow], order_id: UUID) -> dict[str, Any] | None:
+    """One order of the shop's view, or None."""
+    row = conn.execute(f"SELECT {ORDER_FIELDS} FROM shop.orders WHERE order_id = %s", (order_id,)).fetchone()  # noqa: S608
+    return dict(row) if row else None
