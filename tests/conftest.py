@@ -112,10 +112,10 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-@pytest.fixture(scope="module")
-def api(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
-    """The CRM command API in its own process, on a fresh database shared by one test module."""
-    url = postgres.create_database("api")
+def serve(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, command: str
+) -> Iterator[RunningApi]:
+    url = postgres.create_database(command.replace("-", "_"))
     migrate(url)
     home = tmp_path_factory.mktemp("home")
     port = free_port()
@@ -126,10 +126,22 @@ def api(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> I
         "MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "MAX_UNZIPPED_BYTES": str(4 * 1024 * 1024),
     }
-    process = start_process(["api"], env, port)
+    process = start_process([command], env, port)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base, process)
         yield RunningApi(base, url, home, process)
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def api(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    """The CRM command API in its own process, on a fresh database shared by one test module."""
+    yield from serve(postgres, tmp_path_factory, "api")
+
+
+@pytest.fixture(scope="module")
+def system(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    """`backbone up` on a fresh database: command API, read API and projections in one process."""
+    yield from serve(postgres, tmp_path_factory, "up")

@@ -6,7 +6,21 @@ import hashlib
 from uuid import uuid4
 
 from orders_core.actors import Actor
-from orders_core.commands import InitiateOrder
+from orders_core.commands import (
+    ApproveManufacturing,
+    AttachModel,
+    CancelOrder,
+    CloseOrder,
+    Command,
+    CompleteManufacturing,
+    InitiateOrder,
+    RecordQuote,
+    RejectModel,
+    ShipOrder,
+    StartManufacturing,
+    StartPackaging,
+    SubmitOrder,
+)
 from orders_core.contracts import MeshFigures, ModelFile, Quote, QuoteLine
 from orders_core.lifecycle import Role
 from orders_core.order import Order
@@ -63,3 +77,26 @@ def quote_for(sha256: str, total_minor: int = 123_45, quantity: int = 1) -> Quot
             volume_mm3=1000.0, area_mm2=600.0, mass_g=15.5, triangle_count=12, bbox_mm=(10.0, 10.0, 10.0)
         ),
     )
+
+
+def valid_command(order: Order, name: str) -> Command:
+    """A command called `name` with arguments that fit `order` (a quote for its current model, ...)."""
+    sha = order.model.sha256 if order.model else "0" * 64
+    with_arguments: dict[str, Command] = {
+        "AttachModel": AttachModel(model_file(sha.encode())),
+        "RecordQuote": RecordQuote(quote_for(sha)),
+        "RejectModel": RejectModel(sha, "the model is not watertight"),
+        "ShipOrder": ShipOrder("DHL", "JD014600"),
+        "CancelOrder": CancelOrder("customer asked"),
+    }
+    if name in with_arguments:
+        return with_arguments[name]
+    plain = (
+        SubmitOrder,
+        ApproveManufacturing,
+        StartManufacturing,
+        CompleteManufacturing,
+        StartPackaging,
+        CloseOrder,
+    )
+    return {c.name(): c for c in plain}[name]()

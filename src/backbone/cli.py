@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 
     projector = sub.add_parser("projector", help="run one projection (a second copy waits as a standby)")
     projector.add_argument("name", choices=sorted(PROJECTIONS))
+    projector.add_argument("--batch-size", type=int, default=1000, help="events per transaction at most")
     projector.set_defaults(command="projector", run=_projector)
 
     projections = sub.add_parser("projections", help="inspect or rebuild projections")
@@ -143,7 +144,7 @@ def _read_api(args: argparse.Namespace) -> int:
 
 def _projector(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    runner = projection_runner(args.name, database_dsn(settings))
+    runner = projection_runner(args.name, database_dsn(settings), batch_size=args.batch_size)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

@@ -44,7 +44,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
     )
     app.on_shutdown.append(lambda: orders.close())
     if pool is not None:
-        app.on_shutdown.append(pool.close)
+        app.on_shutdown.append(lambda: pool.close())
     return app
 
 
@@ -59,7 +59,7 @@ def read_api(settings: Settings, dsn: str) -> Litestar:
     """The read API alone."""
     pool = read_pool(dsn)
     app = create_read_app(pool, settings.jwt_secret)
-    app.on_shutdown.append(pool.close)
+    app.on_shutdown.append(lambda: pool.close())
     return app
 
 

@@ -10,6 +10,7 @@ One runner per projection is active across processes (a PostgreSQL advisory lock
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -145,7 +146,9 @@ class ProjectionRunner:
     def run(self, stop: threading.Event, standby_poll: float = 0.5) -> None:
         """Wait to become the active runner, then follow the log until `stop` is set."""
         while not stop.is_set():
-            with psycopg.connect(self.dsn, autocommit=True) as lock_conn:
+            # The lock connection names its process, so an operator (or a test) can see who is active.
+            label = f"projection {self.projection.name} pid {os.getpid()}"
+            with psycopg.connect(self.dsn, autocommit=True, application_name=label) as lock_conn:
                 if not _try_lock(lock_conn, lock_key(self.projection.name)):
                     stop.wait(standby_poll)
                     continue

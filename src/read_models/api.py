@@ -24,9 +24,7 @@ STAFF = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MinPosition = Annotated[
     int | None,
-    Parameter(
-        query="min_position", ge=0, description="wait (bounded) until the view has reached this position"
-    ),
+    Parameter(ge=0, description="wait (bounded) until the view has reached this position"),
 ]
 
 
@@ -90,7 +88,7 @@ def shop_catalog(
 def shop_orders(
     actor: Actor,
     pool: ConnectionPool[Connection[DictRow]],
-    owner: Annotated[str | None, Parameter(query="owner", max_length=128)] = None,
+    owner: Annotated[str | None, Parameter(max_length=128)] = None,
     limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Parameter(max_length=500)] = None,
     min_position: MinPosition = None,

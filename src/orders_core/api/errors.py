@@ -33,6 +33,7 @@ HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid",
     429: "too_many_requests",
+    503: "unavailable",
 }
 
 
@@ -54,7 +55,7 @@ def refusal_response(refusal: Refusal) -> Response[dict[str, Any]]:
 
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
-    if status >= 500:
+    if status >= 500 and status != 503:  # 503 is a deliberate "not yet, retry" (a view behind), not a fault
         return _unexpected(request, exc)
     extra: dict[str, Any] = {}
     if isinstance(exc, ValidationException) and exc.extra:

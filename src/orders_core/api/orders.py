@@ -135,7 +135,7 @@ async def attach_model(
     actor: Actor,
     orders: OrdersApplication,
     request: Request[Any, Any, State],
-    filename: Annotated[str | None, Parameter(query="filename", max_length=255)] = None,
+    filename: Annotated[str | None, Parameter(max_length=255)] = None,
 ) -> OrderResponse:
     """Upload the model as the raw body; Content-Type (model/stl, ...) or ?filename= names the format."""
     order = await anyio.to_thread.run_sync(_visible_order, orders, order_id, actor)

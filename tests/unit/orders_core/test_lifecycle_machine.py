@@ -24,7 +24,7 @@ from orders_core.commands import (
     SubmitOrder,
 )
 from orders_core.lifecycle import BY_COMMAND, Status
-from tests.orders import EVERYONE, model_file, new_order, quote_for
+from tests.orders import EVERYONE, model_file, new_order, quote_for, valid_command
 
 texts = st.text(min_size=0, max_size=12)
 models = st.binary(min_size=1, max_size=4).map(model_file)
@@ -104,29 +104,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         candidates = [(a, c) for a in EVERYONE for c in self.order.allowed_for(a)]
         if candidates:
             actor, name = data.draw(st.sampled_from(candidates))
-            self.attempt(self.valid(name), actor)
-
-    def valid(self, name: str) -> Command:
-        sha = self.current_sha()
-        built: dict[str, Command] = {
-            "AttachModel": AttachModel(model_file(sha.encode())),
-            "RecordQuote": RecordQuote(quote_for(sha)),
-            "RejectModel": RejectModel(sha, "the model is not watertight"),
-            "ShipOrder": ShipOrder("DHL", "JD014600"),
-            "CancelOrder": CancelOrder("customer asked"),
-        }
-        plain = {
-            c.name(): c
-            for c in (
-                SubmitOrder(),
-                ApproveManufacturing(),
-                StartManufacturing(),
-                CompleteManufacturing(),
-                StartPackaging(),
-                CloseOrder(),
-            )
-        }
-        return built.get(name) or plain[name]
+            self.attempt(valid_command(self.order, name), actor)
 
     @invariant()
     def status_is_known_and_stamped(self) -> None:

@@ -1,0 +1,217 @@
+"""The read API of `backbone up`: the shop's and the MES's views, read-your-writes, filters, keyset pages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from backbone.database import eventsourcing_env
+from orders_core.actors import Actor
+from orders_core.application import OrdersApplication
+from orders_core.commands import RecordQuote
+from orders_core.lifecycle import Role
+from orders_core.outcomes import Accepted
+from tests.conftest import RunningApi
+from tests.meshes import cube_stl
+from tests.orders import quote_for
+
+PRICING = Actor(Role.SERVICE, "pricing")
+
+
+@pytest.fixture(scope="module")
+def store(system: RunningApi) -> Iterator[OrdersApplication]:
+    app = OrdersApplication(env=eventsourcing_env(system.database_url, pool_size=2))
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def customer(system: RunningApi) -> Iterator[httpx.Client]:
+    with system.client("customer", "ann") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def seller(system: RunningApi) -> Iterator[httpx.Client]:
+    with system.client("seller", "sam") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def operator(system: RunningApi) -> Iterator[httpx.Client]:
+    with system.client("operator", "olga") as c:
+        yield c
+
+
+def create(client: httpx.Client, **fields: Any) -> httpx.Response:
+    body = {"contact_name": "Ann Example", "item_title": "Signet ring", "material_code": "AU750", **fields}
+    response = client.post("/orders", json=body)
+    assert response.status_code == 201, response.text
+    return response
+
+
+def approve(
+    client: httpx.Client, seller: httpx.Client, store: OrdersApplication, **fields: Any
+) -> httpx.Response:
+    order = create(client, **fields).json()
+    client.put(f"/orders/{order['id']}/model", content=cube_stl(), headers={"Content-Type": "model/stl"})
+    sent = client.post(f"/orders/{order['id']}/submit").json()
+    assert isinstance(
+        store.execute(order["id"], RecordQuote(quote_for(sent["model"]["sha256"])), PRICING), Accepted
+    )
+    response = seller.post(f"/orders/{order['id']}/approve")
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_a_client_reads_its_own_write_with_min_position(customer: httpx.Client) -> None:
+    created = create(customer, item_title="Read-your-writes ring")
+    position = created.headers["X-Position"]
+    seen = customer.get(f"/shop/orders/{created.json()['id']}", params={"min_position": position})
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["item_title"] == "Read-your-writes ring"
+    assert int(seen.headers["X-Position"]) >= int(position)
+
+
+def test_a_position_far_ahead_is_a_503_after_the_wait(customer: httpx.Client) -> None:
+    response = customer.get("/shop/catalog", params={"min_position": 10**9})
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.json()["error"] == "unavailable"
+
+
+def test_the_shop_catalog_is_public_and_follows_price_changes(
+    system: RunningApi, seller: httpx.Client
+) -> None:
+    body = {"name": "Sterling silver 925", "density_g_cm3": 10.4, "price_per_gram_minor": 171}
+    changed = seller.put("/catalog/materials/AG925", json=body)
+    with system.anonymous() as anyone:
+        catalog = anyone.get("/shop/catalog", params={"min_position": changed.headers["X-Position"]}).json()
+    materials = {m["code"]: m for m in catalog["materials"]}
+    assert materials["AG925"]["price_per_gram_minor"] == 171
+    assert {p["sku"] for p in catalog["products"]} >= {"RING-SOLITAIRE-AU750"}
+
+
+def test_customers_list_only_their_own_orders(system: RunningApi, customer: httpx.Client) -> None:
+    mine = create(customer).json()
+    with system.client("customer", "bob") as bob:
+        theirs = create(bob)
+        listed = bob.get("/shop/orders", params={"min_position": theirs.headers["X-Position"]}).json()
+        assert {o["owner_id"] for o in listed["items"]} == {"bob"}
+        assert bob.get(f"/shop/orders/{mine['id']}").status_code == 404
+
+
+def test_shop_order_pages_cover_every_order_once(system: RunningApi) -> None:
+    with system.client("partner", "p-pages") as partner:
+        ids = [create(partner).json()["id"] for _ in range(5)]
+        last = partner.post(
+            "/orders", json={"contact_name": "x", "item_title": "y", "material_code": "AU585"}
+        )
+        seen: list[str] = []
+        params: dict[str, Any] = {"limit": 2, "min_position": last.headers["X-Position"]}
+        while True:
+            page = partner.get("/shop/orders", params=params).json()
+            seen += [o["order_id"] for o in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            params = {"limit": 2, "cursor": page["next_cursor"]}
+    assert set(seen) == {*ids, last.json()["id"]} and len(seen) == 6
+
+
+def test_mes_lists_newest_approved_first_with_keyset_pages(
+    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client, store: OrdersApplication
+) -> None:
+    approved = [approve(customer, seller, store, material_code="PT950") for _ in range(5)]
+    params: dict[str, Any] = {
+        "material": "PT950",
+        "limit": 2,
+        "min_position": approved[-1].headers["X-Position"],
+    }
+    seen = []
+    while True:
+        page = operator.get("/mes/orders", params=params)
+        assert page.status_code == 200, page.text
+        seen += [o["order_id"] for o in page.json()["items"]]
+        if page.json()["next_cursor"] is None:
+            break
+        params = {"material": "PT950", "limit": 2, "cursor": page.json()["next_cursor"]}
+    assert seen == [a.json()["id"] for a in reversed(approved)]
+
+
+def test_mes_filters_combine(
+    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client, store: OrdersApplication
+) -> None:
+    order = approve(customer, seller, store, material_code="PD950", item_title="Unmistakable brooch")
+    taken = operator.post(f"/orders/{order.json()['id']}/take")
+    wait = {"min_position": taken.headers["X-Position"]}
+    hits = operator.get(
+        "/mes/orders",
+        params={
+            "status": "MANUFACTURING_STARTED",
+            "operator": "olga",
+            "material": "pd950",
+            "channel": "shop",
+            "q": "unmistakable",
+            **wait,
+        },
+    )
+    assert [o["order_id"] for o in hits.json()["items"]] == [order.json()["id"]]
+    by_number = operator.get("/mes/orders", params={"q": order.json()["number"]}).json()["items"]
+    assert [o["order_id"] for o in by_number] == [order.json()["id"]]
+    none = operator.get("/mes/orders", params={"status": "CLOSED", "q": "unmistakable"}).json()
+    assert none == {"items": [], "next_cursor": None}
+
+
+def test_overdue_orders_are_found_and_counted(
+    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client, store: OrdersApplication
+) -> None:
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    order = approve(customer, seller, store, promised_date=yesterday)
+    wait = {"min_position": order.headers["X-Position"]}
+    overdue = operator.get("/mes/orders", params={"overdue": "true", **wait}).json()["items"]
+    assert order.json()["id"] in {o["order_id"] for o in overdue}
+    assert all(o["overdue"] for o in overdue)
+    stats = operator.get("/mes/stats", params=wait).json()
+    assert stats["overdue_total"] >= 1 and order.json()["id"] in {o["order_id"] for o in stats["overdue"]}
+    assert stats["counts"]["MANUFACTURING_APPROVED"] >= 1
+    assert stats["approved_wait_seconds"]["n"] >= 1
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status": "NOT_A_STATUS"},
+        {"cursor": "garbage"},
+        {"cursor": "WyJhcHByb3ZlZCIsIngiLCJ5Il0"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"q": "x" * 10_000},
+        {"sort": "sideways"},
+        {"overdue": "maybe"},
+        {"min_position": -1},
+    ],
+)
+def test_bad_mes_queries_are_400(operator: httpx.Client, params: dict[str, Any]) -> None:
+    response = operator.get("/mes/orders", params=params)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] and response.json()["detail"]
+
+
+@pytest.mark.parametrize("q", ["'; DROP TABLE mes.orders; --", "%", "_", "\\", "ring' OR '1'='1"])
+def test_sql_metacharacters_are_just_text(operator: httpx.Client, q: str) -> None:
+    response = operator.get("/mes/orders", params={"q": q})
+    assert response.status_code == 200
+    assert response.json()["items"] == []
+
+
+def test_customers_cannot_read_the_mes(customer: httpx.Client) -> None:
+    assert customer.get("/mes/orders").status_code == 403
+    assert customer.get("/mes/stats").status_code == 403
+
+
+def test_one_openapi_document_covers_both_apis(system: RunningApi) -> None:
+    paths = httpx.get(f"{system.base_url}/schema/openapi.json").json()["paths"]
+    assert {"/orders", "/mes/orders", "/shop/catalog", "/mes/stats"} <= set(paths)

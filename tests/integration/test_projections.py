@@ -1,0 +1,228 @@
+"""Projections on a real PostgreSQL: equal to the aggregates, gap-free under concurrent writers, exactly
+once across crashes, replayable, and with a standby that takes over."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from backbone.database import eventsourcing_env
+from backbone.wiring import projection_runner
+from orders_core.application import OrdersApplication
+from orders_core.lifecycle import Status
+from orders_core.order import Order
+from orders_core.outcomes import Accepted
+from projectors.replay import replay
+from projectors.runner import Change
+from tests.conftest import BACKBONE, ROOT
+from tests.orders import EVERYONE, OWNER, initiate_command, valid_command
+
+VIEW_COLUMNS = (
+    "order_id::text, status, version, operator_id, quote_total_minor, promised_date::text, "
+    "nullif(approved_at, '-infinity')"
+)
+
+
+@pytest.fixture
+def app(database: str) -> Iterator[OrdersApplication]:
+    application = OrdersApplication(env=eventsourcing_env(database, pool_size=8))
+    yield application
+    application.close()
+
+
+def busy_order(app: OrdersApplication, steps: int, rng: random.Random) -> Order:
+    """An order walked `steps` allowed commands along, by whoever may."""
+    result = app.initiate(initiate_command(), OWNER)
+    assert isinstance(result, Accepted)
+    order = result.value
+    for _ in range(steps):
+        candidates = [(a, c) for a in EVERYONE for c in order.allowed_for(a)]
+        if not candidates:
+            break
+        actor, name = rng.choice(candidates)
+        done = app.execute(order.id, valid_command(order, name), actor)
+        assert isinstance(done, Accepted), done
+        order = done.value
+    return order
+
+
+def view(database: str, schema: str = "mes") -> list[tuple[Any, ...]]:
+    with psycopg.connect(database) as conn:
+        return conn.execute(f"SELECT {VIEW_COLUMNS} FROM {schema}.orders ORDER BY order_id").fetchall()
+
+
+def test_the_views_equal_the_aggregates(app: OrdersApplication, database: str) -> None:
+    rng = random.Random(7)
+    orders = [busy_order(app, rng.randint(0, 12), rng) for _ in range(25)]
+    for name in ("mes", "shop"):
+        assert projection_runner(name, database).catch_up() == app.position()
+    with psycopg.connect(database, row_factory=dict_row) as conn:
+        columns = "order_id, status, version, number, promised_date"
+        mes_columns = f"{columns}, operator_id, nullif(approved_at, '-infinity') AS approved_at"
+        mes = {r["order_id"]: r for r in conn.execute(f"SELECT {mes_columns} FROM mes.orders")}
+        shop = {r["order_id"]: r for r in conn.execute(f"SELECT {columns} FROM shop.orders")}
+        materials = conn.execute("SELECT count(*) AS n FROM shop.materials").fetchone()
+    assert materials is not None and materials["n"] == len(app.catalog().materials)
+    for order in orders:
+        for row in (mes[order.id], shop[order.id]):
+            assert (row["status"], row["version"], row["number"]) == (
+                order.status.value,
+                order.version,
+                order.number,
+            )
+            assert row["promised_date"] == order.promised_date
+        assert mes[order.id]["operator_id"] == order.operator_id
+        assert mes[order.id]["approved_at"] == order.entered_at.get(Status.MANUFACTURING_APPROVED.value)
+
+
+def test_following_concurrent_writers_skips_nothing(app: OrdersApplication, database: str) -> None:
+    runner = projection_runner("mes", database, batch_size=7)
+    stop = threading.Event()
+    follower = threading.Thread(target=runner.run, args=(stop,))
+    follower.start()
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            orders = list(pool.map(lambda seed: busy_order(app, 8, random.Random(seed)), range(60)))
+        deadline = time.monotonic() + 30
+        while runner.position() < app.position() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        follower.join(10)
+    assert runner.position() == app.position()
+    seen = {row[0]: row for row in view(database)}
+    assert len(seen) == len(orders)
+    for order in orders:
+        assert seen[str(order.id)][1:3] == (order.status.value, order.version)
+
+
+class FailingMidBatch:
+    """Wraps a projection and raises after it has written its rows, before tracking is written."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name = inner, inner.name
+
+    def apply(self, cursor: Any, schema: str, changes: Sequence[Change]) -> None:
+        self.inner.apply(cursor, schema, changes)
+        raise RuntimeError("crash in the middle of a batch")
+
+    def forget(self) -> None:
+        self.inner.forget()
+
+
+def test_a_batch_that_fails_midway_leaves_neither_rows_nor_position(
+    app: OrdersApplication, database: str
+) -> None:
+    busy_order(app, 3, random.Random(1))
+    runner = projection_runner("mes", database)
+    runner.projection = FailingMidBatch(runner.projection)
+    with pytest.raises(RuntimeError):
+        runner.catch_up()
+    assert runner.position() == 0 and view(database) == []
+
+
+def test_replay_rebuilds_the_same_view_and_swaps_it_in(app: OrdersApplication, database: str) -> None:
+    rng = random.Random(3)
+    for _ in range(20):
+        busy_order(app, rng.randint(0, 12), rng)
+    projection_runner("mes", database).catch_up()
+    live = view(database)
+    batches: list[int] = []
+    position = replay(
+        database,
+        "mes",
+        lambda schema: projection_runner("mes", database, schema, 13),
+        lambda n, p: batches.append(n),
+    )
+    assert position == app.position() and len(batches) > 1
+    assert view(database) == live
+    with psycopg.connect(database) as conn:
+        schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'mes%'")}
+        tracked = conn.execute(
+            "SELECT notification_id FROM mes.tracking WHERE application_name = 'orders'"
+        ).fetchone()
+    assert schemas == {"mes"} and tracked == (position,)
+
+
+def start_projector(database: str, name: str, batch_size: int = 1000) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DATABASE_URL": database, "POSTGRES_POOL_SIZE": "2"}
+    args = [str(BACKBONE), "projector", name, "--batch-size", str(batch_size)]
+    return subprocess.Popen(args, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+
+
+def wait_for(predicate: Any, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_killed_runners_resume_to_the_same_view_as_a_replay(app: OrdersApplication, database: str) -> None:
+    rng = random.Random(11)
+    for _ in range(150):
+        busy_order(app, rng.randint(2, 12), rng)
+    head = app.position()
+    runner = projection_runner("mes", database)
+    for _ in range(6):
+        # Small batches, so that some kills land in the middle of one.
+        process = start_projector(database, "mes", batch_size=25)
+        time.sleep(rng.uniform(0.3, 1.2))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    process = start_projector(database, "mes")
+    try:
+        assert wait_for(lambda: runner.position() == head, 60)
+    finally:
+        process.terminate()
+        process.wait(10)
+    live = view(database)
+    replay(database, "mes", lambda schema: projection_runner("mes", database, schema), lambda n, p: None)
+    assert view(database) == live
+
+
+def active_projector_pid(database: str, name: str) -> int:
+    with psycopg.connect(database) as conn:
+        row = conn.execute(
+            "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND a.application_name LIKE %s",
+            (f"projection {name} pid %",),
+        ).fetchone()
+    assert row is not None
+    return int(row[0].rsplit(" ", 1)[1])
+
+
+def test_a_standby_takes_over_when_the_active_runner_dies(app: OrdersApplication, database: str) -> None:
+    runner = projection_runner("mes", database)
+    first = start_projector(database, "mes")
+    second = start_projector(database, "mes")
+    try:
+        busy_order(app, 2, random.Random(5))
+        assert wait_for(lambda: runner.position() == app.position(), 20)
+        active_pid = active_projector_pid(database, "mes")
+        active, standby = (first, second) if active_pid == first.pid else (second, first)
+        assert active_pid == active.pid
+        active.send_signal(signal.SIGKILL)
+        active.wait()
+        busy_order(app, 2, random.Random(6))
+        started = time.monotonic()
+        assert wait_for(lambda: runner.position() == app.position(), 20)
+        assert time.monotonic() - started < 10
+        assert standby.poll() is None
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(10)
