@@ -20,6 +20,7 @@ from projectors.mes import MesProjection
 from projectors.runner import Projection, ProjectionRunner
 from projectors.shop import ShopProjection
 from read_models.api import create_read_app, read_parts
+from read_models.stream import ChangeFeed
 
 PROJECTIONS: dict[str, type[Projection]] = {"mes": MesProjection, "shop": ShopProjection}
 """Every projection by name; its name is also the schema its view and tracking live in."""
@@ -34,16 +35,19 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
     """The CRM command API on the event store at `dsn`; with the read API's routes too if `with_reads`."""
     orders = orders_application(dsn)
     pool = read_pool(dsn) if with_reads else None
+    feed = ChangeFeed(dsn)
     app = create_app(
         orders,
         LocalBlobStore(settings.blob_dir),
         settings.jwt_secret,
         settings.max_upload_bytes,
         settings.max_unzipped_bytes,
-        also=read_parts(pool) if pool else None,
+        also=read_parts(pool, feed) if pool else None,
     )
     app.on_shutdown.append(lambda: orders.close())
     if pool is not None:
+        app.on_startup.append(feed.start)
+        app.on_shutdown.append(feed.stop)
         app.on_shutdown.append(lambda: pool.close())
     return app
 
@@ -58,7 +62,7 @@ def read_pool(dsn: str, size: int = 8) -> ConnectionPool[Connection[DictRow]]:
 def read_api(settings: Settings, dsn: str) -> Litestar:
     """The read API alone."""
     pool = read_pool(dsn)
-    app = create_read_app(pool, settings.jwt_secret)
+    app = create_read_app(pool, ChangeFeed(dsn), settings.jwt_secret)
     app.on_shutdown.append(lambda: pool.close())
     return app
 

@@ -32,6 +32,7 @@ __all__ = [
     "BY_COMMAND",
     "BY_EVENT",
     "CATALOG_TOPIC",
+    "MES_CHANGES_CHANNEL",
     "MODEL_FORMATS",
     "ORDER_TOPIC",
     "PROMISE_SETTLED",
@@ -152,6 +153,10 @@ class Product(msgspec.Struct, frozen=True, kw_only=True):
     price_minor: MinorUnits
     description: str = ""
 
+
+MES_CHANGES_CHANNEL = "mes_changes"
+"""PostgreSQL NOTIFY channel on which the MES projection announces each committed batch. JSON payload:
+{"position": int, "orders": [{order_id, number, status, operator_id, version}], "truncated": bool}."""
 
 ORDER_TOPIC = "orders_core.order:Order"
 CATALOG_TOPIC = "orders_core.catalog:Catalog"

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 
+from orders_core.contracts import MES_CHANGES_CHANNEL
 from projectors.order_rows import ORDER_COLUMNS, OrderRow, fold_order
 from projectors.runner import Change
 from projectors.tables import upsert_rows
 
 JSON_COLUMNS = frozenset({"quote", "status_times"})
 STAY_COLUMNS = ("order_id", "status", "entered_at", "left_at")
+ANNOUNCED = ("order_id", "number", "status", "operator_id", "version")
+NOTIFY_LIMIT = 7900
 
 
 class MesProjection:
@@ -46,6 +50,8 @@ class MesProjection:
             stays[(change.aggregate_id, row["status_since"], row["status"])] = opened
         upsert_rows(cursor, schema, "orders", ORDER_COLUMNS, ("order_id",), touched.values(), JSON_COLUMNS)
         upsert_rows(cursor, schema, "status_stays", STAY_COLUMNS, STAY_COLUMNS[:3], stays.values())
+        if schema == self.name:  # a replay into a fresh schema has no listeners to tell
+            announce(cursor, orders[-1].position, touched.values())
         self._remember(touched)
 
     def _rows_for(self, cursor: Cursor[DictRow], schema: str, ids: set[str]) -> dict[str, OrderRow]:
@@ -66,6 +72,15 @@ class MesProjection:
         if len(self._rows) + len(touched) > self._cache_size:
             self._rows.clear()
         self._rows.update(touched)
+
+
+def announce(cursor: Cursor[DictRow], position: int, rows: Iterable[OrderRow]) -> None:
+    """NOTIFY the changed orders with the batch; delivered to listeners when the batch commits."""
+    orders = [{k: row[k] for k in ANNOUNCED} for row in rows]
+    payload = msgspec.json.encode({"position": position, "orders": orders, "truncated": False})
+    if len(payload) > NOTIFY_LIMIT:  # PostgreSQL caps a payload at 8000 bytes: say only that much changed
+        payload = msgspec.json.encode({"position": position, "orders": [], "truncated": True})
+    cursor.execute("SELECT pg_notify(%s, %s)", (MES_CHANGES_CHANNEL, payload.decode()))
 
 
 def _stay(order_id: str, status: str, entered_at: str, row: OrderRow | None) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -12,6 +13,8 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
+from litestar.response import ServerSentEvent
+from litestar.static_files import create_static_files_router
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
@@ -19,6 +22,7 @@ from psycopg_pool import ConnectionPool
 from orders_core.contracts import Actor, Role, TokenError, actor_from_authorization
 from read_models import mes, shop
 from read_models.errors import EXCEPTION_HANDLERS
+from read_models.stream import ChangeFeed
 
 STAFF = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
@@ -181,6 +185,14 @@ def mes_stats(
         return _positioned(mes.status_board(conn), reached)
 
 
+@get("/mes/stream")
+async def mes_stream(actor: Actor, request: Request[Any, Any, State]) -> ServerSentEvent:
+    """Live changes of the MES view as Server-Sent Events: `change` events carry the changed orders."""
+    _mes_only(actor)
+    feed: ChangeFeed = request.app.state.feed
+    return ServerSentEvent(feed.messages(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
 @get("/health", sync_to_thread=True)
 def health(pool: ConnectionPool[Connection[DictRow]]) -> Response[dict[str, Any]]:
     """Ready while the read database answers; reports each view's position."""
@@ -194,24 +206,38 @@ def health(pool: ConnectionPool[Connection[DictRow]]) -> Response[dict[str, Any]
     return Response({"status": "ok", "positions": positions})
 
 
-ROUTES = [shop_catalog, shop_orders, shop_order, mes_orders, mes_stats]
+CONSOLE_DIR = Path(__file__).with_name("console")
+
+ROUTES = [
+    shop_catalog,
+    shop_orders,
+    shop_order,
+    mes_orders,
+    mes_stats,
+    mes_stream,
+    create_static_files_router(
+        path="/console", directories=[CONSOLE_DIR], html_mode=True, include_in_schema=False
+    ),
+]
 
 
 def read_parts(
-    pool: ConnectionPool[Connection[DictRow]],
+    pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed
 ) -> tuple[list[Any], dict[str, Provide], dict[str, Any]]:
     """Route handlers, dependencies and state of the read API, to serve alone or beside the command API."""
     dependencies = {"pool": Provide(provide_pool, sync_to_thread=False)}
-    return list(ROUTES), dependencies, {"pool": pool}
+    return list(ROUTES), dependencies, {"pool": pool, "feed": feed}
 
 
-def create_read_app(pool: ConnectionPool[Connection[DictRow]], jwt_secret: str) -> Litestar:
-    """The read API alone, over `pool` (a read-only connection is enough)."""
-    routes, dependencies, state = read_parts(pool)
+def create_read_app(pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed, jwt_secret: str) -> Litestar:
+    """The read API alone, over `pool` (a read-only connection is enough) and the MES change `feed`."""
+    routes, dependencies, state = read_parts(pool, feed)
     return Litestar(
         route_handlers=[*routes, health],
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
         state=State({**state, "jwt_secret": jwt_secret}),
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OpenAPIConfig(title="Alexandrite read API", version="1.0.0", path="/schema"),
+        on_startup=[feed.start],
+        on_shutdown=[feed.stop],
     )

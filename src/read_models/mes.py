@@ -226,8 +226,22 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         "SELECT count(*) FILTER (WHERE stuck_at < now()) AS stuck, "
         "count(*) FILTER (WHERE promise_open AND promised_date < current_date) AS overdue FROM mes.orders"
     ).fetchone()
+    series = conn.execute(
+        """
+        SELECT t AS at,
+               (SELECT count(*) FROM mes.status_stays s
+                WHERE s.status = 'MANUFACTURING_APPROVED' AND s.entered_at <= t
+                  AND (s.left_at IS NULL OR s.left_at > t)) AS waiting
+        FROM generate_series(date_trunc('hour', now()) - interval '23 hours', date_trunc('hour', now()),
+                             interval '1 hour') AS t
+        UNION ALL
+        SELECT now(), count(*) FROM mes.orders WHERE status = 'MANUFACTURING_APPROVED'
+        ORDER BY at
+        """
+    ).fetchall()
     return {
         "counts": counts,
+        "approved_waiting_series": [dict(r) for r in series],
         "approved_wait_seconds": dict(waits) if waits else {},
         "stuck_total": totals["stuck"] if totals else 0,
         "overdue_total": totals["overdue"] if totals else 0,

@@ -215,3 +215,23 @@ def test_customers_cannot_read_the_mes(customer: httpx.Client) -> None:
 def test_one_openapi_document_covers_both_apis(system: RunningApi) -> None:
     paths = httpx.get(f"{system.base_url}/schema/openapi.json").json()["paths"]
     assert {"/orders", "/mes/orders", "/shop/catalog", "/mes/stats"} <= set(paths)
+
+
+def test_the_mes_stream_announces_changes_live(
+    system: RunningApi, customer: httpx.Client, operator: httpx.Client
+) -> None:
+    token = operator.headers["Authorization"]
+    with httpx.stream(
+        "GET", f"{system.base_url}/mes/stream", headers={"Authorization": token}, timeout=20
+    ) as s:
+        lines = s.iter_lines()
+        assert next(lines) == "event: ready"
+        created = create(customer, item_title="Streamed pendant").json()
+        for line in lines:
+            if line.startswith("data: ") and created["id"] in line:
+                assert '"status":"INITIATED"' in line
+                break
+
+
+def test_customers_cannot_open_the_mes_stream(system: RunningApi, customer: httpx.Client) -> None:
+    assert customer.get("/mes/stream").status_code == 403
