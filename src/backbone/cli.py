@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -17,7 +18,15 @@ from backbone.database import database_dsn
 from backbone.migrate import migrate
 from backbone.progress import ProgressBar
 from backbone.settings import Settings
-from backbone.wiring import PROJECTIONS, BackgroundProjections, command_api, projection_runner, read_api
+from backbone.wiring import (
+    PROJECTIONS,
+    BackgroundProjections,
+    Messaging,
+    command_api,
+    projection_runner,
+    read_api,
+    transport_for,
+)
 from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
 from projectors.replay import replay
@@ -56,6 +65,17 @@ def _parser() -> argparse.ArgumentParser:
     projector.add_argument("name", choices=sorted(PROJECTIONS))
     projector.add_argument("--batch-size", type=int, default=1000, help="events per transaction at most")
     projector.set_defaults(command="projector", run=_projector)
+
+    relay = sub.add_parser("relay", help="publish stored order events to the broker (a second copy waits)")
+    relay.set_defaults(command="relay", run=lambda args: _messaging(relay=True))
+
+    worker = sub.add_parser("worker", help="a worker process")
+    worker.add_argument("kind", choices=["pricing"])
+    worker.add_argument("--concurrency", type=int, default=1, help="quotes at once in this process")
+    worker.set_defaults(command="worker", run=lambda args: _messaging(workers=args.concurrency))
+
+    results = sub.add_parser("results", help="turn pricing results into RecordQuote / RejectModel")
+    results.set_defaults(command="results", run=lambda args: _messaging(results=True))
 
     projections = sub.add_parser("projections", help="inspect or rebuild projections")
     projections_sub = projections.add_subparsers(title="projection commands", metavar="ACTION", required=True)
@@ -96,9 +116,10 @@ def _up(args: argparse.Namespace) -> int:
     print(f"backbone: serving http://{host}:{port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
     print("backbone: a token for requests: backbone token --role seller --sub alice", file=sys.stderr)
     projections = BackgroundProjections(dsn)
+    messaging = Messaging(settings, dsn, transport_for(settings), relay=True, workers=1, results=True)
     app = command_api(settings, dsn, with_reads=True)
-    app.on_startup.append(projections.start)
-    app.on_shutdown.insert(0, projections.close)
+    app.on_startup += [projections.start, messaging.start]
+    app.on_shutdown[:0] = [messaging.stop, projections.close]
     _serve(app, host, port)
     return 0
 
@@ -140,6 +161,31 @@ def _read_api(args: argparse.Namespace) -> int:
     host, port = _listen(settings, args)
     _serve(read_api(settings, database_dsn(settings)), host, port)
     return 0
+
+
+def _messaging(relay: bool = False, workers: int = 0, results: bool = False) -> int:
+    settings = Settings.from_env()
+    dsn = database_dsn(settings)
+    messaging = Messaging(
+        settings, dsn, transport_for(settings), relay=relay, workers=workers, results=results
+    )
+    if not settings.amqp_url:
+        print("backbone: AMQP_URL is not set; this part alone has no broker to talk to", file=sys.stderr)
+        return 2
+    asyncio.run(_run_until_signalled(messaging))
+    return 0
+
+
+async def _run_until_signalled(messaging: Messaging) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await messaging.start()
+    try:
+        await stop.wait()
+    finally:
+        await messaging.stop()
 
 
 def _projector(args: argparse.Namespace) -> int:

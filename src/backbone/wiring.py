@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory, PostgresTrackingRecorder
@@ -13,9 +14,14 @@ from psycopg_pool import ConnectionPool
 
 from backbone.database import database_dsn, eventsourcing_env
 from backbone.settings import Settings
+from backbone.transport_memory import MemoryTransport
 from orders_core.api.app import create_app
 from orders_core.application import OrdersApplication
 from orders_core.blobs import LocalBlobStore
+from orders_core.contracts import PRICING_REQUESTS, RESULTS_QUEUE, Transport
+from orders_core.relay import BlockingPublisher, Relay
+from orders_core.results import ResultsConsumer
+from pricing.worker import PricingWorker
 from projectors.mes import MesProjection
 from projectors.runner import Projection, ProjectionRunner
 from projectors.shop import ShopProjection
@@ -77,15 +83,20 @@ def projection_runner(
     name: str, dsn: str, schema: str | None = None, batch_size: int = 1000
 ) -> ProjectionRunner:
     """The runner of projection `name`, writing to `schema` (default: the projection's own schema)."""
+    return runner_for(PROJECTIONS[name](), dsn, schema or name, batch_size)
+
+
+def runner_for(projection: Projection, dsn: str, schema: str, batch_size: int = 1000) -> ProjectionRunner:
+    """A runner that feeds the event store to `projection`, tracking its position in `schema`."""
     store_name = OrdersApplication.name
     source = PostgresFactory(
         Environment(store_name, eventsourcing_env(dsn, pool_size=2))
     ).application_recorder()
     assert isinstance(source, PostgresApplicationRecorder)
-    env = {**eventsourcing_env(dsn, pool_size=2), "POSTGRES_SCHEMA": schema or name}
-    datastore = PostgresFactory(Environment(name, env)).datastore
+    env = {**eventsourcing_env(dsn, pool_size=2), "POSTGRES_SCHEMA": schema}
+    datastore = PostgresFactory(Environment(projection.name, env)).datastore
     view = PostgresTrackingRecorder(datastore, tracking_table_name="tracking")
-    return ProjectionRunner(PROJECTIONS[name](), source, store_name, view, dsn, batch_size)
+    return ProjectionRunner(projection, source, store_name, view, dsn, batch_size)
 
 
 class BackgroundProjections:
@@ -109,3 +120,68 @@ class BackgroundProjections:
         self.stop.set()
         for thread in self.threads:
             thread.join(5)
+
+
+def transport_for(settings: Settings) -> Transport:
+    """RabbitMQ when AMQP_URL is set, else the in-process broker."""
+    if settings.amqp_url:
+        from backbone.transport_amqp import AmqpTransport
+
+        return AmqpTransport(settings.amqp_url)
+    return MemoryTransport()
+
+
+class Messaging:
+    """The relay, pricing workers and results consumer of one process, around one transport.
+
+    Consumers run on the event loop that calls `start`; the relay follows the store on a thread and
+    publishes through that loop.
+    """
+
+    def __init__(
+        self, settings: Settings, dsn: str, transport: Transport, *, relay: bool, workers: int, results: bool
+    ) -> None:
+        self.settings, self.dsn, self.transport = settings, dsn, transport
+        self.relay, self.workers, self.results = relay, workers, results
+        self.tasks: list[asyncio.Task[None]] = []
+        self.stop_relay = threading.Event()
+        self.relay_thread: threading.Thread | None = None
+        self.orders: OrdersApplication | None = None
+
+    async def start(self) -> None:
+        """Connect, then start every part this process runs."""
+        await self.transport.connect()
+        if self.relay or self.results:
+            self.orders = orders_application(self.dsn)
+        for _ in range(self.workers):
+            worker = PricingWorker(self.transport, blob_store(self.settings, self.dsn))
+            self.tasks.append(asyncio.create_task(self.transport.consume(PRICING_REQUESTS, worker.handle, 1)))
+        if self.results:
+            assert self.orders is not None
+            consumer = ResultsConsumer(self.orders)
+            self.tasks.append(asyncio.create_task(self.transport.consume(RESULTS_QUEUE, consumer.handle, 8)))
+        if self.relay:
+            assert self.orders is not None
+            publisher = BlockingPublisher(self.transport, asyncio.get_running_loop())
+            runner = runner_for(Relay(self.orders, publisher), self.dsn, "relay", batch_size=200)
+            self.relay_thread = threading.Thread(
+                target=runner.run, args=(self.stop_relay,), name="relay", daemon=True
+            )
+            self.relay_thread.start()
+
+    async def stop(self) -> None:
+        """Stop consuming and relaying, then disconnect."""
+        self.stop_relay.set()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.relay_thread is not None:
+            await asyncio.to_thread(self.relay_thread.join, 5)
+        await self.transport.close()
+        if self.orders is not None:
+            self.orders.close()
+
+
+def blob_store(settings: Settings, dsn: str) -> LocalBlobStore:
+    """Where model files are kept (the local directory under BACKBONE_HOME)."""
+    return LocalBlobStore(settings.blob_dir)

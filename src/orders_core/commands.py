@@ -42,12 +42,15 @@ class SubmitOrder(Command):
 @dataclass(frozen=True)
 class RecordQuote(Command):
     quote: Quote
+    submission: int | None = None
+    """The version of the OrderSubmitted this answers; a result for an earlier submission is refused."""
 
 
 @dataclass(frozen=True)
 class RejectModel(Command):
     model_sha256: str
     reason: str
+    submission: int | None = None
 
 
 @dataclass(frozen=True)

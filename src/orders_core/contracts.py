@@ -7,7 +7,7 @@ versioned by name (`...V1`); a change that breaks readers gets a new version bes
 from __future__ import annotations
 
 import enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import msgspec
 
@@ -25,27 +25,58 @@ from orders_core.lifecycle import (
     Status,
     Transition,
 )
+from orders_core.messaging import (
+    BINDINGS,
+    DEAD_EXCHANGE,
+    DEAD_QUEUE,
+    DELIVERY_LIMIT,
+    ORDERS_EXCHANGE,
+    PRICING_REQUESTS,
+    RESULTS_EXCHANGE,
+    RESULTS_QUEUE,
+    Binding,
+    Delivery,
+    Handler,
+    Transport,
+)
 from orders_core.money import CurrencyCode, MinorUnits, Money
 
 __all__ = [
+    "BINDINGS",
     "BY_ACTION",
     "BY_COMMAND",
     "BY_EVENT",
     "CATALOG_TOPIC",
+    "DEAD_EXCHANGE",
+    "DEAD_QUEUE",
+    "DELIVERY_LIMIT",
     "MES_CHANGES_CHANNEL",
     "MODEL_FORMATS",
+    "ORDERS_EXCHANGE",
     "ORDER_TOPIC",
+    "PRICING_REQUESTS",
     "PROMISE_SETTLED",
+    "RESULTS_EXCHANGE",
+    "RESULTS_QUEUE",
     "STATUS_LIMITS",
     "TERMINAL",
     "TRANSITIONS",
     "Actor",
+    "Binding",
+    "BlobReader",
+    "Change",
+    "Delivery",
+    "Handler",
     "LabourRate",
     "LabourUnit",
     "Material",
     "MeshFigures",
     "ModelFile",
     "Money",
+    "OrderEventV1",
+    "OrderMessage",
+    "OrderSubmittedV1",
+    "PricingResultV1",
     "Product",
     "Quote",
     "QuoteLine",
@@ -54,10 +85,13 @@ __all__ = [
     "StoredEvent",
     "TokenError",
     "Transition",
+    "Transport",
     "actor_from_authorization",
     "can_see",
+    "message_id_for",
     "mint_token",
     "read_stored_event",
+    "routing_key",
     "verify_token",
 ]
 
@@ -193,3 +227,84 @@ def read_stored_event(topic: str, state: bytes) -> StoredEvent | None:
                     fields[key] = value["_data_"]
             return StoredEvent(aggregate, topic[len(prefix) :], fields)
     return None
+
+
+class BlobReader(Protocol):
+    """Where a pricing worker fetches model files by sha256 (local directory or PostgreSQL)."""
+
+    def read(self, sha256: str) -> bytes:
+        """The blob's bytes; raises KeyError if there is none."""
+        ...
+
+
+class Change(msgspec.Struct, frozen=True):
+    """One stored event with its place in the log: what projections and the relay consume."""
+
+    position: int
+    aggregate_id: str
+    version: int
+    event: StoredEvent
+
+
+# --- integration messages (RabbitMQ) ----------------------------------------------------------------------
+
+
+def routing_key(event_name: str) -> str:
+    """`order.submitted` for OrderSubmitted, `order.manufacturing_started` for ManufacturingStarted."""
+    words = event_name.removeprefix("Order")
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in words).lstrip("_")
+    return f"order.{snake}"
+
+
+class OrderEventV1(msgspec.Struct, frozen=True, kw_only=True, tag="order.event.v1"):
+    """Every order event, as other systems see it: which order, which event, the status it led to."""
+
+    message_id: str
+    order_id: str
+    version: int
+    position: int
+    event: str
+    status: str
+    occurred_at: str
+    owner_id: str
+
+
+class OrderSubmittedV1(msgspec.Struct, frozen=True, kw_only=True, tag="order.submitted.v1"):
+    """An order was submitted (routing key `order.submitted`): with everything a pricing worker needs,
+    the catalog's prices at the time included, so a quote needs no other lookup than the model file."""
+
+    message_id: str
+    order_id: str
+    version: int
+    """The version of the OrderSubmitted event: a pricing result answers exactly this submission."""
+    position: int
+    occurred_at: str
+    owner_id: str
+    model: ModelFile
+    material: Material
+    labour_rates: list[LabourRate]
+    quantity: int
+    currency: str
+
+
+OrderMessage = OrderEventV1 | OrderSubmittedV1
+"""What the relay publishes to ORDERS_EXCHANGE; decode with `msgspec.json.decode(body, type=OrderMessage)`."""
+
+
+class PricingResultV1(msgspec.Struct, frozen=True, kw_only=True, tag="pricing.result.v1"):
+    """A quote, or the reason the model cannot be made, for one submission of one order."""
+
+    message_id: str
+    request_id: str
+    order_id: str
+    submission: int
+    """The version of the OrderSubmitted event this answers."""
+    model_sha256: str
+    quote: Quote | None = None
+    rejection_code: str | None = None
+    rejection_reason: str | None = None
+
+
+def message_id_for(order_id: str, version: int) -> str:
+    """The stable id of the message about one stored event: the same on every republish."""
+    return f"order:{order_id}:v{version}"

@@ -98,6 +98,7 @@ class Order(Aggregate):
 
         def fold(self, order: Order) -> None:
             order.promised_date = self.promised_date
+            order.submitted_version = self.originator_version
 
     class PriceCalculated(Event):
         quote: dict[str, Any]
@@ -166,6 +167,7 @@ class Order(Aggregate):
         self.tracking_number: str | None = None
         self.rejection_reason: str | None = None
         self.cancellation_reason: str | None = None
+        self.submitted_version: int | None = None
 
     @classmethod
     def initiate(
@@ -258,11 +260,12 @@ class Order(Aggregate):
             case SubmitOrder():
                 promised = self.promised_date or _submitted_day() + PROMISE_AFTER_SUBMISSION
                 return {"promised_date": promised}
-            case RecordQuote(quote=quote):
-                return self._quote_refusal(quote, actor) or {"quote": msgspec.to_builtins(quote)}
-            case RejectModel(model_sha256=sha256, reason=reason):
-                stale = self._stale_model_refusal(sha256, actor)
-                return stale or {"reason": reason}
+            case RecordQuote(quote=quote, submission=submission):
+                stale = self._stale_submission_refusal(submission, actor)
+                return stale or self._quote_refusal(quote, actor) or {"quote": msgspec.to_builtins(quote)}
+            case RejectModel(model_sha256=sha256, reason=reason, submission=submission):
+                stale = self._stale_submission_refusal(submission, actor)
+                return stale or self._stale_model_refusal(sha256, actor) or {"reason": reason}
             case StartManufacturing():
                 return {"operator_id": actor.subject}
             case ShipOrder(carrier=carrier, tracking_number=tracking):
@@ -288,6 +291,16 @@ class Order(Aggregate):
         if quote.total_minor <= 0:
             return self._refuse(Refused.INVALID, "a quote's total must be positive", actor)
         return None
+
+    def _stale_submission_refusal(self, submission: int | None, actor: Actor) -> Refusal | None:
+        if submission is None or submission == self.submitted_version:
+            return None
+        return self._refuse(
+            Refused.NOT_ALLOWED,
+            f"the result answers submission v{submission}; the order's last submission is "
+            f"v{self.submitted_version}",
+            actor,
+        )
 
     def _stale_model_refusal(self, sha256: str, actor: Actor) -> Refusal | None:
         current = self.model.sha256 if self.model else None

@@ -9,9 +9,8 @@ import msgspec
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 
-from orders_core.contracts import MES_CHANGES_CHANNEL
+from orders_core.contracts import MES_CHANGES_CHANNEL, Change
 from projectors.order_rows import ORDER_COLUMNS, OrderRow, fold_order
-from projectors.runner import Change
 from projectors.tables import upsert_rows
 
 JSON_COLUMNS = frozenset({"quote", "status_times"})

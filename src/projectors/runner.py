@@ -25,19 +25,9 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTracking
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from orders_core.contracts import StoredEvent, read_stored_event
+from orders_core.contracts import Change, read_stored_event
 
 log = structlog.get_logger("projector")
-
-
-@dataclass(frozen=True)
-class Change:
-    """One stored event with its place in the log."""
-
-    position: int
-    aggregate_id: str
-    version: int
-    event: StoredEvent
 
 
 @dataclass(frozen=True)

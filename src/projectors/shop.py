@@ -8,9 +8,9 @@ from typing import Any
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 
+from orders_core.contracts import Change
 from projectors.order_rows import ORDER_COLUMNS as FOLD_COLUMNS
 from projectors.order_rows import OrderRow, fold_order
-from projectors.runner import Change
 from projectors.tables import upsert_rows
 
 ORDER_COLUMNS = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -9,24 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from backbone.database import eventsourcing_env
-from orders_core.actors import Actor
-from orders_core.application import OrdersApplication
-from orders_core.commands import RecordQuote
-from orders_core.lifecycle import Role
-from orders_core.outcomes import Accepted
 from tests.conftest import RunningApi
 from tests.meshes import cube_stl
-from tests.orders import quote_for
-
-PRICING = Actor(Role.SERVICE, "pricing")
-
-
-@pytest.fixture(scope="module")
-def store(system: RunningApi) -> Iterator[OrdersApplication]:
-    app = OrdersApplication(env=eventsourcing_env(system.database_url, pool_size=2))
-    yield app
-    app.close()
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +39,22 @@ def create(client: httpx.Client, **fields: Any) -> httpx.Response:
     return response
 
 
-def approve(
-    client: httpx.Client, seller: httpx.Client, store: OrdersApplication, **fields: Any
-) -> httpx.Response:
+def priced(client: httpx.Client, order_id: str, seconds: float = 20) -> dict[str, Any]:
+    """The order once the pricing service has answered its submission."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        order: dict[str, Any] = client.get(f"/orders/{order_id}").json()
+        if order["status"] != "SUBMITTED":
+            return order
+        time.sleep(0.05)
+    raise AssertionError(f"order {order_id} was not priced within {seconds} s")
+
+
+def approve(client: httpx.Client, seller: httpx.Client, **fields: Any) -> httpx.Response:
     order = create(client, **fields).json()
     client.put(f"/orders/{order['id']}/model", content=cube_stl(), headers={"Content-Type": "model/stl"})
-    sent = client.post(f"/orders/{order['id']}/submit").json()
-    assert isinstance(
-        store.execute(order["id"], RecordQuote(quote_for(sent["model"]["sha256"])), PRICING), Accepted
-    )
+    client.post(f"/orders/{order['id']}/submit")
+    assert priced(client, order["id"])["status"] == "PRICE_CALCULATED"
     response = seller.post(f"/orders/{order['id']}/approve")
     assert response.status_code == 200, response.text
     return response
@@ -122,9 +114,9 @@ def test_shop_order_pages_cover_every_order_once(system: RunningApi) -> None:
 
 
 def test_mes_lists_newest_approved_first_with_keyset_pages(
-    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client, store: OrdersApplication
+    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client
 ) -> None:
-    approved = [approve(customer, seller, store, material_code="PT950") for _ in range(5)]
+    approved = [approve(customer, seller, material_code="PT950") for _ in range(5)]
     params: dict[str, Any] = {
         "material": "PT950",
         "limit": 2,
@@ -141,10 +133,8 @@ def test_mes_lists_newest_approved_first_with_keyset_pages(
     assert seen == [a.json()["id"] for a in reversed(approved)]
 
 
-def test_mes_filters_combine(
-    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client, store: OrdersApplication
-) -> None:
-    order = approve(customer, seller, store, material_code="PD950", item_title="Unmistakable brooch")
+def test_mes_filters_combine(customer: httpx.Client, seller: httpx.Client, operator: httpx.Client) -> None:
+    order = approve(customer, seller, material_code="PD950", item_title="Unmistakable brooch")
     taken = operator.post(f"/orders/{order.json()['id']}/take")
     wait = {"min_position": taken.headers["X-Position"]}
     hits = operator.get(
@@ -166,10 +156,10 @@ def test_mes_filters_combine(
 
 
 def test_overdue_orders_are_found_and_counted(
-    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client, store: OrdersApplication
+    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client
 ) -> None:
     yesterday = (date.today() - timedelta(days=1)).isoformat()
-    order = approve(customer, seller, store, promised_date=yesterday)
+    order = approve(customer, seller, promised_date=yesterday)
     wait = {"min_position": order.headers["X-Position"]}
     overdue = operator.get("/mes/orders", params={"overdue": "true", **wait}).json()["items"]
     assert order.json()["id"] in {o["order_id"] for o in overdue}

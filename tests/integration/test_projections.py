@@ -20,11 +20,11 @@ from psycopg.rows import dict_row
 from backbone.database import eventsourcing_env
 from backbone.wiring import projection_runner
 from orders_core.application import OrdersApplication
+from orders_core.contracts import Change
 from orders_core.lifecycle import Status
 from orders_core.order import Order
 from orders_core.outcomes import Accepted
 from projectors.replay import replay
-from projectors.runner import Change
 from tests.conftest import BACKBONE, ROOT
 from tests.orders import EVERYONE, OWNER, initiate_command, valid_command
 

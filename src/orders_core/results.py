@@ -1,0 +1,56 @@
+"""The pricing results consumer: turns each result into RecordQuote or RejectModel, exactly once in effect.
+
+A result answers one submission; a redelivered or stale result is refused by the order (nothing appended)
+and acked. The message is acked only after the append committed; a fault (database down) retries it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from orders_core.actors import Actor
+from orders_core.application import OrdersApplication
+from orders_core.commands import Command, RecordQuote, RejectModel
+from orders_core.contracts import Delivery, PricingResultV1
+from orders_core.lifecycle import Role
+from orders_core.order import Order
+from orders_core.outcomes import Accepted, Refusal
+
+PRICING = Actor(Role.SERVICE, "pricing")
+log = structlog.get_logger("results")
+
+
+class ResultsConsumer:
+    """Consumes `pricing.results`."""
+
+    def __init__(self, orders: OrdersApplication) -> None:
+        self.orders = orders
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Apply one delivery; ack after the effect, reject poison, let faults propagate (redelivery)."""
+        try:
+            result = msgspec.json.decode(delivery.body, type=PricingResultV1)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            log.error("poison result", message_id=delivery.message_id, error=str(e))
+            await delivery.reject()
+            return
+        outcome = await asyncio.to_thread(self.apply, result, dict(delivery.headers))
+        if isinstance(outcome, Refusal):
+            log.info("result changed nothing", order_id=result.order_id, reason=outcome.reason)
+        await delivery.ack()
+
+    def apply(self, result: PricingResultV1, meta: dict[str, str]) -> Accepted[Order] | Refusal:
+        """RecordQuote or RejectModel for the submission the result answers."""
+        return self.orders.execute(UUID(result.order_id), command_for(result), PRICING, meta)
+
+
+def command_for(result: PricingResultV1) -> Command:
+    """The order command a pricing result stands for."""
+    if result.quote is not None:
+        return RecordQuote(result.quote, submission=result.submission)
+    reason = result.rejection_reason or "the model could not be priced"
+    return RejectModel(result.model_sha256, reason, submission=result.submission)

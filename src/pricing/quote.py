@@ -1,0 +1,197 @@
+"""The price of a model: the checks that it can be cast, then metal plus labour in integer minor units.
+
+Rounding: each line is worked out per piece from the float figures in Decimal arithmetic, rounded once,
+half up, to a whole minor unit, and only then multiplied by the quantity (per-piece lines) as an integer.
+The total is the sum of the lines. A quote is therefore a function of its recorded figures alone, and it
+never holds a float amount.
+
+Too thin: the mean wall thickness is estimated as 2 x volume / area. That is exact for a flat plate (the
+thinnest shape a given volume can take as a wall) and gives half the diameter of a round wire and a third
+of the diameter of a ball. With the default minimum of 0.3 mm it rejects plates under 0.3 mm, wires under
+0.6 mm and balls under 0.9 mm, all below what casting houses accept as the thinnest wall (0.5-0.6 mm) or
+wire (0.8 mm). Being an average, it never rejects a sound piece for one fine detail; it is meant to catch
+sheet-like or wire-like models that cannot be cast at all, not to replace a wall-thickness analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from pathlib import Path
+
+from orders_core.contracts import LabourRate, LabourUnit, Material, MeshFigures, Quote, QuoteLine
+from pricing.geometry import defective_edges, figures_of
+from pricing.limits import DEFAULT_LIMITS, Deadline, Limits
+from pricing.meshes import load_triangles
+from pricing.rejections import Reason, Rejection
+
+METAL = "METAL"
+"""The code of the metal line; labour lines carry their rate's code."""
+ZERO_VOLUME_RATIO = 1e-6
+"""A volume below this fraction of the cube on the largest extent is float noise around zero."""
+
+
+def quote_for(
+    source: Path | bytes,
+    fmt: str,
+    *,
+    material: Material,
+    labour_rates: Iterable[LabourRate],
+    quantity: int,
+    currency: str,
+    model_sha256: str,
+    limits: Limits = DEFAULT_LIMITS,
+    deadline: Deadline | None = None,
+) -> Quote | Rejection:
+    """Price the model in `source` (a path or its bytes, format `fmt`), or say why it cannot be priced.
+
+    `deadline` defaults to `limits.time_limit_s` from now; pass one to share a budget with earlier work.
+    """
+    deadline = deadline or Deadline.after(limits.time_limit_s)
+    triangles = load_triangles(source, fmt, limits)
+    if isinstance(triangles, Rejection):
+        return triangles
+    if deadline.passed():
+        return _too_slow(limits)
+    figures = figures_of(triangles, material.density_g_cm3)
+    rejection = _too_large(figures, limits)
+    if rejection is not None:
+        return rejection
+    if deadline.passed():
+        return _too_slow(limits)
+    defects = defective_edges(triangles)
+    if defects:
+        return _not_watertight(defects)
+    rejection = _not_solid(figures, limits)
+    if rejection is not None:
+        return rejection
+    if deadline.passed():
+        return _too_slow(limits)
+    return price(
+        figures,
+        material=material,
+        labour_rates=labour_rates,
+        quantity=quantity,
+        currency=currency,
+        model_sha256=model_sha256,
+    )
+
+
+def price(
+    figures: MeshFigures,
+    *,
+    material: Material,
+    labour_rates: Iterable[LabourRate],
+    quantity: int,
+    currency: str,
+    model_sha256: str,
+) -> Quote:
+    """The quote for `quantity` pieces of a model measured as `figures`, with its breakdown."""
+    if quantity < 1:
+        raise ValueError(f"quantity must be at least 1, not {quantity}")
+    metal = _per_piece(
+        Decimal(figures.mass_g)
+        * material.price_per_gram_minor
+        * (1000 + material.casting_loss_permille)
+        / 1000
+    )
+    lines = [
+        QuoteLine(
+            code=METAL,
+            label=f"{material.name}: {figures.mass_g:.2f} g per piece "
+            f"+ {material.casting_loss_permille / 10:g}% casting loss{_times(quantity)}",
+            amount_minor=metal * quantity,
+        )
+    ]
+    lines.extend(_labour(rate, figures, quantity) for rate in labour_rates)
+    return Quote(
+        model_sha256=model_sha256,
+        material_code=material.code,
+        quantity=quantity,
+        currency=currency,
+        lines=tuple(lines),
+        total_minor=sum(line.amount_minor for line in lines),
+        figures=figures,
+    )
+
+
+def _labour(rate: LabourRate, figures: MeshFigures, quantity: int) -> QuoteLine:
+    if rate.unit is LabourUnit.PER_ORDER:
+        return QuoteLine(
+            code=rate.code, label=f"{rate.name} (once per order)", amount_minor=rate.amount_minor
+        )
+    if rate.unit is LabourUnit.PER_PIECE:
+        return QuoteLine(
+            code=rate.code, label=f"{rate.name}{_times(quantity)}", amount_minor=rate.amount_minor * quantity
+        )
+    per_piece = _per_piece(Decimal(figures.area_mm2) * rate.amount_minor / 100)
+    return QuoteLine(
+        code=rate.code,
+        label=f"{rate.name}: {figures.area_mm2 / 100:.2f} cm2 per piece{_times(quantity)}",
+        amount_minor=per_piece * quantity,
+    )
+
+
+def _per_piece(amount: Decimal) -> int:
+    """The one rounding of a line: half up to a whole minor unit."""
+    with localcontext() as context:
+        context.prec = 50
+        return int(amount.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _times(quantity: int) -> str:
+    return f" x {quantity}" if quantity > 1 else ""
+
+
+def _too_large(figures: MeshFigures, limits: Limits) -> Rejection | None:
+    if max(figures.bbox_mm) <= limits.flask_max_mm:
+        return None
+    x, y, z = figures.bbox_mm
+    return Rejection(
+        reason=Reason.TOO_LARGE_FOR_FLASK,
+        detail=f"the model measures {x:.1f} x {y:.1f} x {z:.1f} mm; our casting flask takes pieces of up to "
+        f"{limits.flask_max_mm:g} mm in every direction. If it should be smaller, check the units it was "
+        "exported in (we read STL, OBJ and PLY as millimetres)",
+    )
+
+
+def _not_watertight(defects: int) -> Rejection:
+    return Rejection(
+        reason=Reason.NOT_WATERTIGHT,
+        detail=f"the model is not a closed solid: {defects:,} of its edges border a hole, are shared by more "
+        "than two faces, or join faces that disagree about which side is outside. Close the holes and make "
+        "the normals consistent (the 'repair' or 'make manifold' command of most modelling tools), then "
+        "upload it again",
+    )
+
+
+def _not_solid(figures: MeshFigures, limits: Limits) -> Rejection | None:
+    volume = figures.volume_mm3
+    if abs(volume) <= ZERO_VOLUME_RATIO * max(figures.bbox_mm) ** 3:
+        return Rejection(
+            reason=Reason.ZERO_VOLUME,
+            detail="the model encloses no volume: it is flat or made of surfaces only, "
+            "and casting needs a solid",
+        )
+    if volume < 0:
+        return Rejection(
+            reason=Reason.INVERTED,
+            detail="the model is inside out: its faces point inwards, so its volume comes out negative. "
+            "Flip its normals and upload it again",
+        )
+    wall = 2 * volume / figures.area_mm2
+    if wall < limits.min_wall_mm:
+        return Rejection(
+            reason=Reason.TOO_THIN,
+            detail=f"the model is too thin to cast: its walls are {wall:.2f} mm thick on average, and metal "
+            f"casting needs at least {limits.min_wall_mm:g} mm",
+        )
+    return None
+
+
+def _too_slow(limits: Limits) -> Rejection:
+    return Rejection(
+        reason=Reason.TIME_LIMIT,
+        detail=f"the model is too complex to price automatically within {limits.time_limit_s:g} s; please "
+        "reduce its detail, or ask us for a manual quote",
+    )

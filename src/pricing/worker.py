@@ -1,0 +1,89 @@
+"""The pricing worker: one of N competing consumers of `pricing.requests`.
+
+For each submitted order it fetches the model by sha256 (and checks the bytes hash to it), quotes it in a
+thread, publishes the result with confirms, and only then acks. An unpriceable model is a result, not an
+error. Undecodable messages are poison (rejected to the dead-letter queue); faults (a missing blob, a
+broken quote) are retried up to the delivery limit and then dead-lettered too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import msgspec
+import structlog
+
+from orders_core.contracts import (
+    RESULTS_EXCHANGE,
+    BlobReader,
+    Delivery,
+    OrderSubmittedV1,
+    PricingResultV1,
+    Transport,
+)
+from pricing.limits import DEFAULT_LIMITS, Limits
+from pricing.quote import quote_for
+from pricing.rejections import Rejection
+
+log = structlog.get_logger("pricing")
+
+
+class CorruptBlob(Exception):
+    """The stored model does not hash to the sha256 the order names."""
+
+
+class PricingWorker:
+    """Quotes submitted orders."""
+
+    def __init__(self, transport: Transport, blobs: BlobReader, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.transport = transport
+        self.blobs = blobs
+        self.limits = limits
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Price one request and publish the result before acking it."""
+        try:
+            request = msgspec.json.decode(delivery.body, type=OrderSubmittedV1)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            log.error("poison pricing request", message_id=delivery.message_id, error=str(e))
+            await delivery.reject()
+            return
+        result = await asyncio.to_thread(self.price, request)
+        await self.transport.publish(
+            RESULTS_EXCHANGE,
+            "pricing.result",
+            msgspec.json.encode(result),
+            message_id=result.message_id,
+            headers=dict(delivery.headers),
+        )
+        await delivery.ack()
+
+    def price(self, request: OrderSubmittedV1) -> PricingResultV1:
+        """The quote or the rejection for one request (raises on faults, not on bad models)."""
+        data = self.blobs.read(request.model.sha256)
+        if hashlib.sha256(data).hexdigest() != request.model.sha256:
+            raise CorruptBlob(f"blob {request.model.sha256} does not match its hash")
+        outcome = quote_for(
+            data,
+            request.model.format,
+            material=request.material,
+            labour_rates=request.labour_rates,
+            quantity=request.quantity,
+            currency=request.currency,
+            model_sha256=request.model.sha256,
+            limits=self.limits,
+        )
+        result = PricingResultV1(
+            message_id=f"result:{request.message_id}",
+            request_id=request.message_id,
+            order_id=request.order_id,
+            submission=request.version,
+            model_sha256=request.model.sha256,
+        )
+        if isinstance(outcome, Rejection):
+            log.info("model rejected", order_id=request.order_id, reason=outcome.reason.value)
+            return msgspec.structs.replace(
+                result, rejection_code=outcome.reason.value, rejection_reason=outcome.detail
+            )
+        return msgspec.structs.replace(result, quote=outcome)
