@@ -136,19 +136,25 @@ class ProjectionRunner:
     def run(self, stop: threading.Event, standby_poll: float = 0.5) -> None:
         """Wait to become the active runner, then follow the log until `stop` is set."""
         while not stop.is_set():
-            # The lock connection names its process, so an operator (or a test) can see who is active.
-            label = f"projection {self.projection.name} pid {os.getpid()}"
-            with psycopg.connect(self.dsn, autocommit=True, application_name=label) as lock_conn:
-                if not _try_lock(lock_conn, lock_key(self.projection.name)):
-                    stop.wait(standby_poll)
-                    continue
-                log.info("projection active", projection=self.projection.name, schema=self.schema)
-                self.projection.forget()  # whoever ran before may have moved the view on
-                try:
-                    self._follow(stop, lock_conn)
-                except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-                    log.warning("projection lost its database, retrying", error=str(e))
-                    stop.wait(1.0)
+            try:
+                self._run_once(stop, standby_poll)
+            except Exception as e:
+                # A database or broker that went away, or a batch that cannot be applied: the batch was
+                # rolled back, so say so and try again from the last committed position.
+                log.warning("projection failed, retrying", projection=self.projection.name, error=repr(e))
+                self.projection.forget()
+                stop.wait(2.0)
+
+    def _run_once(self, stop: threading.Event, standby_poll: float) -> None:
+        # The lock connection names its process, so an operator (or a test) can see who is active.
+        label = f"projection {self.projection.name} pid {os.getpid()}"
+        with psycopg.connect(self.dsn, autocommit=True, application_name=label) as lock_conn:
+            if not _try_lock(lock_conn, lock_key(self.projection.name)):
+                stop.wait(standby_poll)
+                return
+            log.info("projection active", projection=self.projection.name, schema=self.schema)
+            self.projection.forget()  # whoever ran before may have moved the view on
+            self._follow(stop, lock_conn)
 
     def _follow(self, stop: threading.Event, lock_conn: psycopg.Connection[tuple[object, ...]]) -> None:
         channel = self.source.channel_name
