@@ -9,6 +9,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict
 
 from backbone.settings import Settings
+from orders_core.event_store import TOPIC as EVENT_RECORDER_TOPIC
 
 _servers: list[Any] = []  # keeps embedded server handles alive; they stop the server at exit
 
@@ -64,6 +65,10 @@ def eventsourcing_env(dsn: str, *, pool_size: int = 10, create_table: bool = Fal
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "CREATE_TABLE": "y" if create_table else "n",
+        # Appends in one round trip, under the table lock that keeps notification ids committing in order
+        # (orders_core/event_store.py). Every process names it, so `backbone migrate` creates its insert
+        # function and no process appends without the lock.
+        "APPLICATION_RECORDER_TOPIC": EVENT_RECORDER_TOPIC,
         # Cached aggregates are fast-forwarded from the store on every read, so a replica never acts on
         # stale state; the cache only saves re-reading events it has already folded.
         "AGGREGATE_CACHE_MAXSIZE": "10000",

@@ -27,6 +27,9 @@ class Settings:
     """MAX_UPLOAD_BYTES: largest model upload (default 100 MiB)."""
     max_unzipped_bytes: int
     """MAX_UNZIPPED_BYTES: largest a zipped model (3MF) may unpack to (default 512 MiB)."""
+    blob_store: str
+    """BLOB_STORE: `local` (a directory under BACKBONE_HOME) or `postgres` (table blobs.models, for
+    workers on other machines)."""
     host: str
     port: int
 
@@ -47,6 +50,7 @@ class Settings:
             jwt_secret=env.get("JWT_SECRET") or _local_secret(home),
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", str(100 * MIB))),
             max_unzipped_bytes=int(env.get("MAX_UNZIPPED_BYTES", str(512 * MIB))),
+            blob_store=env.get("BLOB_STORE", "local"),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),
         )

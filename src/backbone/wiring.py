@@ -17,7 +17,7 @@ from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
 from orders_core.api.app import create_app
 from orders_core.application import OrdersApplication
-from orders_core.blobs import LocalBlobStore
+from orders_core.blobs import BlobStore, LocalBlobStore, PostgresBlobStore
 from orders_core.contracts import PRICING_REQUESTS, RESULTS_QUEUE, Transport
 from orders_core.relay import BlockingPublisher, Relay
 from orders_core.results import ResultsConsumer
@@ -44,7 +44,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
     feed = ChangeFeed(dsn)
     app = create_app(
         orders,
-        LocalBlobStore(settings.blob_dir),
+        blob_store(settings, dsn),
         settings.jwt_secret,
         settings.max_upload_bytes,
         settings.max_unzipped_bytes,
@@ -182,6 +182,10 @@ class Messaging:
             self.orders.close()
 
 
-def blob_store(settings: Settings, dsn: str) -> LocalBlobStore:
-    """Where model files are kept (the local directory under BACKBONE_HOME)."""
+def blob_store(settings: Settings, dsn: str) -> BlobStore:
+    """Where model files are kept: BLOB_STORE=local (default) or postgres."""
+    if settings.blob_store == "postgres":
+        return PostgresBlobStore(dsn, settings.blob_dir / "incoming")
+    if settings.blob_store != "local":
+        raise ValueError(f"BLOB_STORE must be local or postgres, not {settings.blob_store!r}")
     return LocalBlobStore(settings.blob_dir)

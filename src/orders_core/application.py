@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any, TypeVar
@@ -57,6 +58,9 @@ class OrdersApplication(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._local_numbers = itertools.count(100001)
+        self._numbers: Iterator[int] = iter(())
+        self._numbers_lock = threading.Lock()
+        self._known_materials: frozenset[str] = frozenset()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -68,7 +72,7 @@ class OrdersApplication(Application[UUID]):
         self, command: InitiateOrder, actor: Actor, meta: dict[str, str] | None = None
     ) -> Accepted[Order] | Refusal:
         """Create an order; with an idempotency key, a repeat returns the first order instead of a second."""
-        if command.material_code not in self.catalog().materials:
+        if not self._is_material(command.material_code):
             return Refusal(Refused.INVALID, f"unknown material {command.material_code!r}")
         fingerprint = None
         order_id = uuid4()
@@ -140,6 +144,13 @@ class OrdersApplication(Application[UUID]):
             assert catalog is not None
         return catalog
 
+    def _is_material(self, code: str) -> bool:
+        # Materials are added or repriced, never removed: a code this process has seen stays valid, so
+        # only an unseen code costs a read of the catalog (which may have gained it on another replica).
+        if code not in self._known_materials:
+            self._known_materials = frozenset(self.catalog().materials)
+        return code in self._known_materials
+
     def seed_catalog(self) -> None:
         """Store the default catalog unless there is one already."""
         if self._get(CATALOG_ID, Catalog) is not None:
@@ -181,15 +192,28 @@ class OrdersApplication(Application[UUID]):
         return found if isinstance(found, kind) else None
 
     def _next_number(self) -> str:
-        if isinstance(self.recorder, PostgresApplicationRecorder):
-            with self.recorder.datastore.transaction(commit=True) as cursor:
-                cursor.execute("SELECT nextval('crm.order_numbers') AS n")
-                row = cursor.fetchone()
-                assert row is not None
-                number = int(row["n"])
-        else:
-            number = next(self._local_numbers)
+        with self._numbers_lock:
+            number = next(self._numbers, None)
+            if number is None:
+                self._numbers = self._number_block()
+                number = next(self._numbers)
         return f"A-{number}"
+
+    def _number_block(self) -> Iterator[int]:
+        """The next block of order numbers this process alone hands out (gaps are fine, repeats are not)."""
+        if not isinstance(self.recorder, PostgresApplicationRecorder):
+            return self._local_numbers
+        # The sequence steps by the block size (migration 0004): nextval reserves the whole block for
+        # this process. The step is read with it, so a sequence still stepping by 1 yields blocks of 1.
+        with self.recorder.datastore.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval('crm.order_numbers') AS first, seqincrement AS size"
+                " FROM pg_sequence WHERE seqrelid = 'crm.order_numbers'::regclass"
+            )
+            row = cursor.fetchone()
+        assert row is not None
+        first, size = int(row["first"]), int(row["size"])
+        return iter(range(first, first + size))
 
 
 def request_fingerprint(command: InitiateOrder) -> str:

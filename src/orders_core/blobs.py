@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+import psycopg
+
 
 class TooLarge(Exception):
     """The upload passed the size limit; nothing was stored."""
@@ -16,7 +18,7 @@ class TooLarge(Exception):
 class PendingBlob:
     """A blob being written: hashed as it arrives, stored under its hash only when committed."""
 
-    def __init__(self, store: LocalBlobStore, limit: int) -> None:
+    def __init__(self, store: BlobStore, limit: int) -> None:
         self._store = store
         self._limit = limit
         self._hash = hashlib.sha256()
@@ -41,11 +43,9 @@ class PendingBlob:
         return self._hash.hexdigest()
 
     def commit(self) -> str:
-        """Move the finished file to its content address; an existing identical blob is kept."""
+        """Store the finished file under its content address; an existing identical blob is kept."""
         sha256 = self._hash.hexdigest()
-        target = self._store.path(sha256)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.path, target)
+        self._store.keep(self.path, sha256)
         return sha256
 
     def discard(self) -> None:
@@ -55,17 +55,37 @@ class PendingBlob:
         self.path.unlink(missing_ok=True)
 
 
-class LocalBlobStore:
-    """Blobs in a local directory, fanned out by the first hash bytes: `ab/cd/abcd...`."""
+class BlobStore:
+    """Receives uploads into a local `incoming` directory; subclasses decide where finished blobs live."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.incoming = root / "incoming"
+    def __init__(self, incoming: Path) -> None:
+        self.incoming = incoming
         self.incoming.mkdir(parents=True, exist_ok=True)
 
     def begin(self, limit: int) -> PendingBlob:
         """Start receiving a blob of at most `limit` bytes."""
         return PendingBlob(self, limit)
+
+    def keep(self, path: Path, sha256: str) -> None:
+        """Take the finished file at `path` (whose bytes hash to `sha256`) into the store."""
+        raise NotImplementedError
+
+    def read(self, sha256: str) -> bytes:
+        """The blob's bytes; KeyError if there is none."""
+        raise NotImplementedError
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs in a local directory, fanned out by the first hash bytes: `ab/cd/abcd...`."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root / "incoming")
+        self.root = root
+
+    def keep(self, path: Path, sha256: str) -> None:
+        target = self.path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this hash lives (whether or not it exists)."""
@@ -76,5 +96,32 @@ class LocalBlobStore:
         return self.path(sha256).is_file()
 
     def read(self, sha256: str) -> bytes:
-        """The blob's bytes."""
-        return self.path(sha256).read_bytes()
+        try:
+            return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(sha256) from None
+
+
+class PostgresBlobStore(BlobStore):
+    """Blobs in table blobs.models, so workers on other machines read models with no shared filesystem."""
+
+    def __init__(self, dsn: str, incoming: Path) -> None:
+        super().__init__(incoming)
+        self.dsn = dsn
+
+    def keep(self, path: Path, sha256: str) -> None:
+        content = path.read_bytes()
+        with psycopg.connect(self.dsn) as conn:
+            conn.execute(
+                "INSERT INTO blobs.models (sha256, size_bytes, content) VALUES (%s, %s, %s) "
+                "ON CONFLICT (sha256) DO NOTHING",
+                (sha256, len(content), content),
+            )
+        path.unlink(missing_ok=True)
+
+    def read(self, sha256: str) -> bytes:
+        with psycopg.connect(self.dsn) as conn:
+            row = conn.execute("SELECT content FROM blobs.models WHERE sha256 = %s", (sha256,)).fetchone()
+        if row is None:
+            raise KeyError(sha256)
+        return bytes(row[0])

@@ -46,10 +46,14 @@ class Topology:
     api: RunningApi
     amqp_url: str
     env: dict[str, str]
+    worker_home: Path
     parts: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        self.parts[name] = start_process(list(args), self.env, 0)
+        env = self.env
+        if args[0] == "worker":  # workers share no filesystem with the API: models come from PostgreSQL
+            env = {**env, "BACKBONE_HOME": str(self.worker_home)}
+        self.parts[name] = start_process(list(args), env, 0)
         return self.parts[name]
 
     def stop_all(self) -> None:
@@ -67,13 +71,21 @@ def topology(
     migrate(url)
     home = tmp_path_factory.mktemp("scaled-home")
     amqp = rabbitmq.vhost(f"scaled-{uuid.uuid4().hex[:8]}")
-    env = {"DATABASE_URL": url, "AMQP_URL": amqp, "BACKBONE_HOME": str(home), "JWT_SECRET": JWT_SECRET,
-           "POSTGRES_POOL_SIZE": "4", "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024)}  # fmt: skip
+    env = {
+        "DATABASE_URL": url,
+        "AMQP_URL": amqp,
+        "BACKBONE_HOME": str(home),
+        "JWT_SECRET": JWT_SECRET,
+        "POSTGRES_POOL_SIZE": "4",
+        "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
+        "BLOB_STORE": "postgres",
+    }
     port = free_port()
     api_process = start_process(["api"], env, port)
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, api_process)
-    topology = Topology(RunningApi(base, url, Path(home), api_process), amqp, env)
+    worker_home = tmp_path_factory.mktemp("worker-home")
+    topology = Topology(RunningApi(base, url, Path(home), api_process), amqp, env, worker_home)
     topology.start("relay", "relay")
     topology.start("worker-a", "worker", "pricing")
     topology.start("results", "results")

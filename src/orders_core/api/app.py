@@ -14,7 +14,7 @@ from orders_core.api.catalog import catalog_router
 from orders_core.api.errors import EXCEPTION_HANDLERS, error_body
 from orders_core.api.orders import orders_router, provide_orders
 from orders_core.application import OrdersApplication
-from orders_core.blobs import LocalBlobStore
+from orders_core.blobs import BlobStore
 
 JSON_BODY_LIMIT = 1024 * 1024
 
@@ -33,7 +33,7 @@ def health(orders: OrdersApplication) -> Response[dict[str, Any]]:
 
 def create_app(
     orders: OrdersApplication,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     jwt_secret: str,
     max_upload_bytes: int,
     max_unzipped_bytes: int,

@@ -26,7 +26,7 @@ from orders_core.api.schemas import (
     order_view,
 )
 from orders_core.application import OrdersApplication
-from orders_core.blobs import LocalBlobStore, TooLarge
+from orders_core.blobs import BlobStore, TooLarge
 from orders_core.commands import ORDER_COMMANDS, AttachModel, CancelOrder, Command, InitiateOrder, ShipOrder
 from orders_core.contracts import ModelFile
 from orders_core.lifecycle import TRANSITIONS, Role, Transition
@@ -164,7 +164,7 @@ async def attach_model(
 
 
 async def _receive_model(
-    request: Request[Any, Any, Any], blobs: LocalBlobStore, limit: int, fmt: str, max_unzipped: int
+    request: Request[Any, Any, Any], blobs: BlobStore, limit: int, fmt: str, max_unzipped: int
 ) -> tuple[str, int, int | None] | Unacceptable:
     announced = request.headers.get("content-length")
     if announced and announced.isdigit() and int(announced) > limit:
@@ -178,7 +178,8 @@ async def _receive_model(
         if isinstance(checked, Unacceptable):
             pending.discard()
             return checked
-        return pending.commit(), pending.size, checked.triangle_count
+        sha256 = await anyio.to_thread.run_sync(pending.commit)
+        return sha256, pending.size, checked.triangle_count
     except TooLarge as e:
         pending.discard()
         return Unacceptable(str(e), 413)

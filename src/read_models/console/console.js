@@ -1,0 +1,984 @@
+// The MES console: operators take and work orders, sellers approve quotes. Plain DOM, no build step.
+// Every piece of data reaches the page through textContent or an attribute, never through innerHTML.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "alexandrite.console.token";
+  const CONSOLE_ROLES = ["operator", "seller", "admin"];
+  const BASE = new URL("..", document.baseURI); // the console lives at <api>/console/
+  const MAX_PAGE = 200;
+  // Rows per page; `?limit=N` in the console's address overrides it (1..200).
+  const PAGE_SIZE = Math.min(MAX_PAGE, Math.max(1, Number(new URLSearchParams(location.search).get("limit")) || 50));
+
+  // How to send each command the API may list in an order's `allowed`: its path and a button label.
+  // Which commands apply when comes from the server (`allowed`), never from this table.
+  const ACTIONS = {
+    StartManufacturing: { path: "take", label: "Take" },
+    CompleteManufacturing: { path: "complete", label: "Complete" },
+    StartPackaging: { path: "package", label: "Package" },
+    ShipOrder: { path: "ship", label: "Ship…", form: "ship" },
+    ApproveManufacturing: { path: "approve", label: "Approve" },
+    CloseOrder: { path: "close", label: "Close" },
+    SubmitOrder: { path: "submit", label: "Submit" },
+    CancelOrder: { path: "cancel", label: "Cancel…", form: "cancel", danger: true },
+  };
+
+  // Views per role: each is a preset of filters; the filter bar can refine it.
+  const TABS = {
+    queue: { label: "Approved, waiting", roles: ["operator", "admin"],
+             preset: { status: "MANUFACTURING_APPROVED", sort: "approved" } },
+    mine: { label: "My orders", roles: ["operator", "admin"], preset: { sort: "approved" }, mine: true },
+    quotes: { label: "Quotes to approve", roles: ["seller", "admin"],
+              preset: { status: "PRICE_CALCULATED", sort: "created" } },
+    all: { label: "All orders", roles: ["operator", "seller", "admin"], preset: { sort: "created" } },
+  };
+
+  const state = {
+    token: null,
+    actor: null, // {sub, role}
+    tab: null,
+    rows: [],
+    nextCursor: null,
+    seq: 0,
+    rowEls: new Map(),
+    versions: new Map(), // order id -> version last rendered, to highlight changes
+    orders: new Map(), // order id -> {version, order} from the command API (with `allowed`)
+    busy: new Set(),
+    detailId: null,
+    stream: null,
+    reloadTimer: null,
+    reloadPosition: 0,
+    statsTimer: null,
+    statsLast: 0,
+    statsInterval: null,
+    dialogOrder: null,
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---- DOM building -------------------------------------------------------------------------
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") el.className = value;
+      else if (key === "text") el.textContent = value;
+      else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+      else el.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return el;
+  }
+
+  const SVG = "http://www.w3.org/2000/svg";
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs || {})) el.setAttribute(key, String(value));
+    for (const child of children) el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    return el;
+  }
+
+  // ---- formatting ---------------------------------------------------------------------------
+
+  const digitsCache = new Map();
+  function currencyDigits(currency) {
+    if (!digitsCache.has(currency)) {
+      let digits = 2;
+      try {
+        digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions()
+          .maximumFractionDigits;
+      } catch (e) { /* an unknown code: assume cents */ }
+      digitsCache.set(currency, digits);
+    }
+    return digitsCache.get(currency);
+  }
+
+  // Integer minor units to "12,345.67 EUR", in integer arithmetic (BigInt), never through a float.
+  function formatMoney(minor, currency) {
+    if (minor === null || minor === undefined || !currency) return "—";
+    let n = BigInt(minor);
+    const negative = n < 0n;
+    if (negative) n = -n;
+    const digits = currencyDigits(currency);
+    const base = 10n ** BigInt(digits);
+    let text = (n / base).toLocaleString("en-US");
+    if (digits > 0) text += "." + (n % base).toString().padStart(digits, "0");
+    return (negative ? "-" : "") + text + " " + currency;
+  }
+
+  const pad = (n) => String(n).padStart(2, "0");
+  function formatTime(iso) {
+    if (!iso) return "";
+    const t = new Date(iso);
+    if (Number.isNaN(t.getTime())) return String(iso);
+    return `${t.getFullYear()}-${pad(t.getMonth() + 1)}-${pad(t.getDate())} ${pad(t.getHours())}:${pad(t.getMinutes())}`;
+  }
+
+  function formatDuration(seconds) {
+    if (seconds === null || seconds === undefined) return "—";
+    const sec = Math.max(0, Number(seconds));
+    if (sec < 90) return `${Math.round(sec)} s`;
+    if (sec < 90 * 60) return `${Math.round(sec / 60)} min`;
+    if (sec < 48 * 3600) return `${Math.round(sec / 3600)} h`;
+    return `${Math.round(sec / 86400)} d`;
+  }
+
+  function ago(iso) {
+    if (!iso) return "—";
+    const t = new Date(iso).getTime();
+    if (Number.isNaN(t)) return String(iso);
+    return `${formatDuration((Date.now() - t) / 1000)} ago`;
+  }
+
+  const human = (status) => String(status || "").replaceAll("_", " ").toLowerCase();
+
+  // ---- the API ------------------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      super(describeError(status, body));
+      this.status = status;
+      this.body = body || {};
+    }
+  }
+
+  function describeError(status, body) {
+    if (!body || typeof body !== "object") return `The server answered ${status}.`;
+    let text = body.detail || body.error || `The server answered ${status}.`;
+    if (Array.isArray(body.problems) && body.problems.length) {
+      text += ": " + body.problems.map((p) => [p.key, p.message].filter(Boolean).join(" ")).join("; ");
+    }
+    return text;
+  }
+
+  function apiUrl(path, params) {
+    const url = new URL(path.replace(/^\//, ""), BASE);
+    for (const [key, value] of Object.entries(params || {})) {
+      if (value !== null && value !== undefined && value !== "" && value !== false) url.searchParams.set(key, value);
+    }
+    return url;
+  }
+
+  async function api(path, { method = "GET", params, body, token = state.token } = {}) {
+    const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let response;
+    try {
+      response = await fetch(apiUrl(path, params), {
+        method, headers, cache: "no-store", body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      throw new ApiError(0, { detail: "Cannot reach the server; check the connection and try again." });
+    }
+    let data = null;
+    try { data = await response.json(); } catch (e) { /* an empty or non-JSON body */ }
+    if (!response.ok) {
+      const error = new ApiError(response.status, data);
+      if (response.status === 401 && state.token && token === state.token) signOut(`Signed out: ${error.message}`);
+      throw error;
+    }
+    const position = Number(response.headers.get("X-Position")) || 0;
+    return { data, position };
+  }
+
+  // A read that asks the view to catch up; if it is still behind after the server's wait, read anyway.
+  async function read(path, params, minPosition) {
+    if (!minPosition) return api(path, { params });
+    try {
+      return await api(path, { params: { ...params, min_position: minPosition } });
+    } catch (e) {
+      if (e.status !== 503) throw e;
+      return api(path, { params });
+    }
+  }
+
+  // ---- sign-in ------------------------------------------------------------------------------
+
+  function decodeClaims(token) {
+    const parts = token.split(".");
+    if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p))) {
+      throw new Error("That is not a JWT: a token is three base64url parts separated by dots.");
+    }
+    try {
+      const b64 = parts[1].replaceAll("-", "+").replaceAll("_", "/").padEnd(Math.ceil(parts[1].length / 4) * 4, "=");
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const claims = JSON.parse(new TextDecoder().decode(bytes));
+      if (!claims || typeof claims !== "object") throw new Error("not an object");
+      return claims;
+    } catch (e) {
+      throw new Error("The token's payload cannot be read; paste the whole token.");
+    }
+  }
+
+  function showSigninError(message) {
+    const el = $("signin-error");
+    el.textContent = message;
+    el.hidden = !message;
+  }
+
+  async function signIn(raw, { quiet = false } = {}) {
+    const token = String(raw || "").trim().replace(/^bearer\s+/i, "");
+    if (!token) {
+      showSigninError("Paste a token first.");
+      return;
+    }
+    let claims;
+    try {
+      claims = decodeClaims(token);
+    } catch (e) {
+      showSigninError(e.message);
+      return;
+    }
+    const role = String(claims.role || "");
+    const sub = String(claims.sub || "");
+    if (!CONSOLE_ROLES.includes(role)) {
+      showSigninError(`The console is for operators and sellers; this token's role is "${role || "none"}".`);
+      return;
+    }
+    if (typeof claims.exp === "number" && claims.exp * 1000 < Date.now()) {
+      showSigninError(`This token expired on ${formatTime(new Date(claims.exp * 1000).toISOString())}.`);
+      return;
+    }
+    $("signin-button").disabled = true;
+    let stats;
+    try {
+      stats = (await api("/mes/stats", { token })).data;
+    } catch (e) {
+      const prefix = e.status === 401 ? "The server refused this token: " : "";
+      showSigninError(prefix + e.message);
+      if (quiet) sessionStorage.removeItem(TOKEN_KEY);
+      return;
+    } finally {
+      $("signin-button").disabled = false;
+    }
+    sessionStorage.setItem(TOKEN_KEY, token);
+    state.token = token;
+    state.actor = { sub, role };
+    showSigninError("");
+    $("token").value = "";
+    enterApp(stats);
+  }
+
+  function signOut(message) {
+    stopStream();
+    clearInterval(state.statsInterval);
+    clearTimeout(state.reloadTimer);
+    clearTimeout(state.statsTimer);
+    sessionStorage.removeItem(TOKEN_KEY);
+    Object.assign(state, {
+      token: null, actor: null, tab: null, rows: [], nextCursor: null, detailId: null,
+      rowEls: new Map(), versions: new Map(), orders: new Map(), busy: new Set(),
+    });
+    state.seq += 1;
+    $("rows").replaceChildren();
+    $("detail").hidden = true;
+    $("app-view").hidden = true;
+    $("session").hidden = true;
+    $("signin-view").hidden = false;
+    showSigninError(message || "");
+    $("token").focus();
+  }
+
+  function enterApp(stats) {
+    $("whoami").textContent = `${state.actor.sub} (${state.actor.role})`;
+    $("whoami").title = `Signed in as ${state.actor.sub}, role ${state.actor.role}`;
+    $("signin-view").hidden = true;
+    $("session").hidden = false;
+    $("app-view").hidden = false;
+    fillStatuses(Object.keys(stats.counts || {}));
+    renderStats(stats);
+    buildTabs();
+    loadMaterials();
+    startStream();
+    state.statsInterval = setInterval(() => refreshStats(), 60000);
+    const first = Object.keys(TABS).find((t) => TABS[t].roles.includes(state.actor.role));
+    selectTab(first);
+  }
+
+  // ---- filters and tabs ---------------------------------------------------------------------
+
+  function fillStatuses(statuses) {
+    const select = $("f-status");
+    select.replaceChildren(h("option", { value: "" }, "any"));
+    for (const status of statuses) select.append(h("option", { value: status }, status));
+  }
+
+  function ensureStatusOption(status) {
+    const select = $("f-status");
+    if (status && ![...select.options].some((o) => o.value === status)) {
+      select.append(h("option", { value: status }, status));
+    }
+  }
+
+  async function loadMaterials() {
+    try {
+      const { data } = await api("/shop/catalog");
+      const list = $("materials");
+      list.replaceChildren(...(data.materials || []).map((m) => h("option", { value: m.code }, m.name || m.code)));
+    } catch (e) { /* the datalist is a convenience only */ }
+  }
+
+  function buildTabs() {
+    const nav = $("tabs");
+    nav.replaceChildren();
+    for (const [key, tab] of Object.entries(TABS)) {
+      if (!tab.roles.includes(state.actor.role)) continue;
+      nav.append(h("button", {
+        type: "button", id: `tab-${key}`, "data-testid": `tab-${key}`, "data-tab": key, "aria-pressed": "false",
+        onclick: () => selectTab(key),
+      }, tab.label));
+    }
+  }
+
+  function selectTab(key) {
+    state.tab = key;
+    for (const button of $("tabs").querySelectorAll("button")) {
+      button.setAttribute("aria-pressed", String(button.dataset.tab === key));
+    }
+    $("list-title").textContent = TABS[key].mine ? `Orders taken by ${state.actor.sub}` : TABS[key].label;
+    setFilters(TABS[key].preset);
+    reload({ fresh: true });
+  }
+
+  function setFilters(preset) {
+    ensureStatusOption(preset.status);
+    $("f-q").value = preset.q || "";
+    $("f-status").value = preset.status || "";
+    $("f-material").value = preset.material || "";
+    $("f-channel").value = preset.channel || "";
+    $("f-overdue").checked = Boolean(preset.overdue);
+    $("f-stuck").checked = Boolean(preset.stuck);
+    $("f-sort").value = preset.sort || "approved";
+  }
+
+  function filterParams() {
+    return {
+      q: $("f-q").value.trim(),
+      status: $("f-status").value,
+      material: $("f-material").value.trim().toUpperCase(),
+      channel: $("f-channel").value,
+      overdue: $("f-overdue").checked ? "true" : "",
+      stuck: $("f-stuck").checked ? "true" : "",
+      sort: $("f-sort").value,
+      operator: TABS[state.tab].mine ? state.actor.sub : "",
+    };
+  }
+
+  // ---- the table ----------------------------------------------------------------------------
+
+  // Load the first page again (fresh: PAGE_SIZE rows; otherwise as many rows as are shown now).
+  async function reload({ fresh = false, minPosition = 0 } = {}) {
+    const seq = ++state.seq;
+    const limit = fresh ? PAGE_SIZE : Math.min(MAX_PAGE, Math.max(PAGE_SIZE, state.rows.length));
+    $("orders").setAttribute("aria-busy", "true");
+    try {
+      const { data } = await read("/mes/orders", { ...filterParams(), limit }, minPosition);
+      if (seq !== state.seq) return;
+      state.rows = data.items;
+      state.nextCursor = data.next_cursor;
+      renderRows({ highlight: !fresh });
+    } catch (e) {
+      if (seq === state.seq && state.token) notify(e.message, "error");
+    } finally {
+      if (seq === state.seq) $("orders").removeAttribute("aria-busy");
+    }
+  }
+
+  async function more() {
+    if (!state.nextCursor) return;
+    const seq = ++state.seq;
+    $("more").disabled = true;
+    try {
+      const { data } = await api("/mes/orders", { params: { ...filterParams(), limit: PAGE_SIZE, cursor: state.nextCursor } });
+      if (seq !== state.seq) return;
+      const known = new Set(state.rows.map((r) => r.order_id));
+      state.rows = state.rows.concat(data.items.filter((r) => !known.has(r.order_id)));
+      state.nextCursor = data.next_cursor;
+      renderRows({ highlight: false });
+    } catch (e) {
+      notify(e.message, "error");
+    } finally {
+      $("more").disabled = false;
+    }
+  }
+
+  function scheduleReload(position) {
+    state.reloadPosition = Math.max(state.reloadPosition, position || 0);
+    if (state.reloadTimer) return;
+    state.reloadTimer = setTimeout(() => {
+      state.reloadTimer = null;
+      const minPosition = state.reloadPosition;
+      state.reloadPosition = 0;
+      reload({ minPosition });
+    }, 120);
+  }
+
+  function renderRows({ highlight }) {
+    const tbody = $("rows");
+    const next = new Map();
+    let at = tbody.firstChild;
+    for (const item of state.rows) {
+      const old = state.rowEls.get(item.order_id);
+      let tr;
+      if (old && Number(old.dataset.version) === item.version) {
+        tr = old;
+      } else {
+        tr = rowFor(item);
+        if (highlight) flash(tr);
+        if (old) {
+          if (old === at) at = at.nextSibling;
+          old.remove();
+        }
+      }
+      next.set(item.order_id, tr);
+      if (tr !== at) tbody.insertBefore(tr, at);
+      else at = at.nextSibling;
+      at = tr.nextSibling;
+    }
+    for (const [id, tr] of state.rowEls) if (next.get(id) !== tr) tr.remove();
+    state.rowEls = next;
+    $("empty").hidden = state.rows.length > 0;
+    $("more").hidden = !state.nextCursor;
+    $("count").textContent = `${state.rows.length} order${state.rows.length === 1 ? "" : "s"} shown${state.nextCursor ? "; more below" : ""}`;
+    for (const item of state.rows) fillActions(item);
+  }
+
+  function flash(tr) {
+    tr.classList.add("changed");
+    setTimeout(() => tr.classList.remove("changed"), 2500);
+  }
+
+  function rowFor(item) {
+    const mine = item.operator_id && item.operator_id === state.actor.sub;
+    const flags = [
+      item.overdue ? h("span", { class: "badge warn", "data-testid": "overdue" }, "overdue") : null,
+      item.stuck ? h("span", { class: "badge bad", "data-testid": "stuck" }, "stuck") : null,
+    ];
+    const tr = h("tr", {
+      "data-testid": "order-row", "data-order-id": item.order_id, "data-number": item.number,
+      "data-status": item.status, "data-version": item.version,
+    },
+      h("th", { scope: "row", "data-col": "number" },
+        h("button", { type: "button", class: "link", "data-testid": "open", "aria-label": `Details of ${item.number}`,
+                      onclick: () => openDetail(item.order_id) }, item.number)),
+      h("td", { "data-col": "item" }, item.item_title),
+      h("td", { "data-col": "contact" }, item.contact_name, h("span", { class: "muted small" }, ` · ${item.channel}`)),
+      h("td", { "data-col": "material" }, item.material_code),
+      h("td", { "data-col": "quantity", class: "num" }, item.quantity),
+      h("td", { "data-col": "status" }, h("span", { class: `status s-${item.status}` }, human(item.status)), " ", flags),
+      h("td", { "data-col": "approved", title: item.approved_at ? formatTime(item.approved_at) : "" }, item.approved_at ? ago(item.approved_at) : "—"),
+      h("td", { "data-col": "promised" }, item.promised_date || "—"),
+      h("td", { "data-col": "quote", class: "num" }, formatMoney(item.quote_total_minor, item.currency)),
+      h("td", { "data-col": "operator", class: mine ? "me" : "" }, item.operator_id ? (mine ? `${item.operator_id} (you)` : item.operator_id) : "—"),
+      h("td", { "data-col": "actions", class: "actions" }),
+    );
+    tr.addEventListener("dblclick", () => openDetail(item.order_id));
+    return tr;
+  }
+
+  // The buttons of a row come from the command API's `allowed` for this caller and this version.
+  async function fillActions(item) {
+    const tr = state.rowEls.get(item.order_id);
+    if (!tr) return;
+    const cell = tr.querySelector('[data-col="actions"]');
+    const known = state.orders.get(item.order_id);
+    if (known && known.version >= item.version) {
+      renderActions(cell, known.order);
+      return;
+    }
+    if (!cell.firstChild) cell.append(h("span", { class: "muted", "aria-label": "loading actions" }, "…"));
+    const order = await writeSideOrder(item.order_id, item.version);
+    if (order && state.rowEls.get(item.order_id) === tr) renderActions(cell, order);
+  }
+
+  const inflight = new Map();
+  let active = 0;
+  const waiting = [];
+  function limited(job) {
+    return new Promise((resolve, reject) => {
+      waiting.push(() => job().then(resolve, reject));
+      pump();
+    });
+  }
+  function pump() {
+    while (active < 6 && waiting.length) {
+      const job = waiting.shift();
+      active += 1;
+      job().finally(() => { active -= 1; pump(); });
+    }
+  }
+
+  // The order as the command API holds it (with `allowed`), cached per version.
+  function writeSideOrder(id, atLeastVersion = 0, { force = false } = {}) {
+    const known = state.orders.get(id);
+    if (!force && known && known.version >= atLeastVersion) return Promise.resolve(known.order);
+    const key = `${id}@${atLeastVersion}@${force}`;
+    if (inflight.has(key)) return inflight.get(key);
+    const token = state.token;
+    const promise = limited(() => api(`/orders/${id}`))
+      .then(({ data }) => {
+        if (token !== state.token) return null;
+        const current = state.orders.get(id);
+        if (!current || current.version <= data.version) state.orders.set(id, { version: data.version, order: data });
+        return state.orders.get(id).order;
+      })
+      .catch(() => null)
+      .finally(() => inflight.delete(key));
+    inflight.set(key, promise);
+    return promise;
+  }
+
+  function actionButtons(order, { testidPrefix = "" } = {}) {
+    const buttons = [];
+    for (const [command, action] of Object.entries(ACTIONS)) {
+      if (!order.allowed.includes(command)) continue;
+      buttons.push(h("button", {
+        type: "button", class: action.danger ? "danger" : "", "data-action": action.path,
+        "data-testid": `${testidPrefix}action-${action.path}`,
+        "aria-label": `${action.label.replace("…", "")} ${order.number}`, disabled: state.busy.has(order.id),
+        onclick: () => startAction(order, command),
+      }, action.label));
+    }
+    return buttons;
+  }
+
+  function renderActions(cell, order) {
+    // Leave the buttons alone when nothing about them changed, so a live update keeps keyboard focus.
+    const key = `${order.version}:${state.busy.has(order.id)}`;
+    if (cell.dataset.rendered === key) return;
+    cell.dataset.rendered = key;
+    const buttons = actionButtons(order);
+    cell.replaceChildren(...(buttons.length ? buttons : [h("span", { class: "muted" }, "—")]));
+  }
+
+  // ---- commands -----------------------------------------------------------------------------
+
+  function startAction(order, command) {
+    const action = ACTIONS[command];
+    if (action.form === "ship") return openDialog("ship", order);
+    if (action.form === "cancel") return openDialog("cancel", order);
+    return runCommand(order, command);
+  }
+
+  function setBusy(id, busy) {
+    if (busy) state.busy.add(id);
+    else state.busy.delete(id);
+    const selector = `[data-order-id="${CSS.escape(id)}"] button[data-action], #detail-actions button[data-action]`;
+    for (const b of document.querySelectorAll(selector)) {
+      if (b.closest("#detail-actions") && state.detailId !== id) continue;
+      b.disabled = busy;
+    }
+  }
+
+  const DONE = {
+    StartManufacturing: (o) => `You took ${o.number}. It is in My orders now.`,
+    CompleteManufacturing: (o) => `${o.number}: manufacturing completed.`,
+    StartPackaging: (o) => `${o.number}: packaging started.`,
+    ShipOrder: (o) => `${o.number} shipped with ${o.carrier}, tracking ${o.tracking_number}.`,
+    ApproveManufacturing: (o) => `${o.number} approved for manufacturing.`,
+    CancelOrder: (o) => `${o.number} cancelled.`,
+    CloseOrder: (o) => `${o.number} closed.`,
+  };
+
+  // Send one command; returns an error message for a form to show, or null when it went through.
+  async function runCommand(order, command, body) {
+    const action = ACTIONS[command];
+    setBusy(order.id, true);
+    try {
+      const { data, position } = await api(`/orders/${order.id}/${action.path}`, { method: "POST", body });
+      state.orders.set(order.id, { version: data.version, order: data });
+      notify((DONE[command] || ((o) => `${o.number}: ${human(o.status)}.`))(data), "ok");
+      if (state.detailId === order.id) renderDetail(data, null);
+      await reload({ minPosition: position });
+      if (state.detailId === order.id) loadHistory(order.id);
+      scheduleStats();
+      return null;
+    } catch (e) {
+      if (e.status === 409 && e.body.taken_by) {
+        notify(`Too late: ${e.message}.`, "error", { takenBy: e.body.taken_by });
+      } else if (e.status !== 401) {
+        notify(e.message, "error");
+      }
+      writeSideOrder(order.id, 0, { force: true }).then((fresh) => {
+        if (fresh && state.detailId === order.id) renderDetail(fresh, null);
+      });
+      reload();
+      return e.message;
+    } finally {
+      setBusy(order.id, false);
+    }
+  }
+
+  function openDialog(kind, order) {
+    state.dialogOrder = order;
+    const dialog = $(`${kind}-dialog`);
+    $(`${kind}-number`).textContent = order.number;
+    $(`${kind}-error`).hidden = true;
+    dialog.querySelector("form").reset();
+    dialog.showModal();
+  }
+
+  async function submitDialog(kind, event) {
+    event.preventDefault();
+    const dialog = $(`${kind}-dialog`);
+    const order = state.dialogOrder;
+    const error = $(`${kind}-error`);
+    let body;
+    let command;
+    if (kind === "ship") {
+      body = { carrier: $("ship-carrier").value.trim(), tracking_number: $("ship-tracking").value.trim() };
+      command = "ShipOrder";
+      if (!body.carrier || !body.tracking_number) {
+        error.textContent = "Name the carrier and the tracking number.";
+        error.hidden = false;
+        return;
+      }
+    } else {
+      body = { reason: $("cancel-reason").value.trim() };
+      command = "CancelOrder";
+      if (!body.reason) {
+        error.textContent = "Give a reason: the customer reads it.";
+        error.hidden = false;
+        return;
+      }
+    }
+    const submit = $(`${kind}-submit`);
+    submit.disabled = true;
+    const problem = await runCommand(order, command, body);
+    submit.disabled = false;
+    if (problem) {
+      error.textContent = problem;
+      error.hidden = false;
+    } else {
+      dialog.close();
+    }
+  }
+
+  // ---- notices ------------------------------------------------------------------------------
+
+  let noticeTimer = null;
+  function notify(message, kind = "info", { takenBy } = {}) {
+    const el = $("notice");
+    el.textContent = message;
+    el.dataset.kind = kind;
+    if (takenBy) el.dataset.takenBy = takenBy;
+    else delete el.dataset.takenBy;
+    el.hidden = false;
+    clearTimeout(noticeTimer);
+    if (kind === "ok") noticeTimer = setTimeout(() => { el.hidden = true; }, 15000);
+  }
+
+  // ---- order detail -------------------------------------------------------------------------
+
+  async function openDetail(id) {
+    state.detailId = id;
+    const panel = $("detail");
+    panel.hidden = false;
+    panel.setAttribute("aria-busy", "true");
+    $("detail-title").textContent = "Loading…";
+    $("history").replaceChildren();
+    const order = await writeSideOrder(id, 0, { force: true });
+    if (state.detailId !== id) return;
+    panel.removeAttribute("aria-busy");
+    if (!order) {
+      $("detail-title").textContent = "This order cannot be shown.";
+      return;
+    }
+    renderDetail(order);
+    loadHistory(id);
+    $("detail-close").focus();
+  }
+
+  function renderDetail(order) {
+    $("detail").dataset.orderId = order.id;
+    $("detail-title").textContent = `${order.number} · ${order.item_title}`;
+    const facts = [
+      ["Status", human(order.status) + (order.stuck ? " (stuck)" : "") + (order.overdue ? " (overdue)" : "")],
+      ["Contact", `${order.contact_name} (${order.owner_id}, ${order.channel})`],
+      ["Material", `${order.material_code} × ${order.quantity}`],
+      ["Promised", order.promised_date || "—"],
+      ["Model", order.model ? `${order.model.filename} · ${order.model.format} · ${order.model.triangle_count ?? "?"} triangles` : "—"],
+      ["Operator", order.operator_id || "—"],
+      order.carrier ? ["Shipping", `${order.carrier} · ${order.tracking_number}`] : null,
+      order.rejection_reason ? ["Rejected", order.rejection_reason] : null,
+      order.cancellation_reason ? ["Cancelled", order.cancellation_reason] : null,
+      ["Updated", formatTime(order.updated_at)],
+    ].filter(Boolean);
+    $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [h("dt", null, k), h("dd", { "data-fact": k.toLowerCase() }, v)]));
+    const quote = order.quote;
+    $("quote-section").hidden = !quote;
+    $("no-quote").hidden = Boolean(quote);
+    if (quote) {
+      $("quote-lines").replaceChildren(...quote.lines.map((line) => h("tr", { "data-testid": "quote-line", "data-code": line.code },
+        h("th", { scope: "row" }, line.label), h("td", { class: "num" }, formatMoney(line.amount_minor, quote.currency)))));
+      $("quote-total").textContent = formatMoney(quote.total_minor, quote.currency);
+      const f = quote.figures;
+      $("quote-figures").textContent = f
+        ? `${f.mass_g.toFixed(2)} g · ${(f.volume_mm3 / 1000).toFixed(3)} cm³ · ${f.triangle_count} triangles · ${f.bbox_mm.map((x) => x.toFixed(1)).join(" × ")} mm`
+        : "";
+    }
+    const buttons = actionButtons(order, { testidPrefix: "detail-" });
+    $("detail-actions").replaceChildren(...(buttons.length ? buttons : [h("span", { class: "muted" }, "Nothing you can do to this order now.")]));
+  }
+
+  async function loadHistory(id) {
+    try {
+      const { data } = await api(`/orders/${id}/history`);
+      if (state.detailId !== id) return;
+      $("history").replaceChildren(...data.map((entry) => h("li", { "data-testid": "history-entry", "data-event": entry.event },
+        h("span", { class: "event" }, entry.event),
+        h("time", { datetime: entry.timestamp }, formatTime(entry.timestamp)),
+        h("span", { class: "muted" }, `by ${entry.actor_role} ${entry.actor_id}`),
+        summary(entry.data) ? h("div", { class: "small" }, summary(entry.data)) : null)));
+    } catch (e) {
+      if (state.detailId === id) $("history").replaceChildren(h("li", { class: "error" }, e.message));
+    }
+  }
+
+  function summary(data) {
+    const parts = [];
+    for (const [key, value] of Object.entries(data || {})) {
+      if (value === null || value === undefined || value === "") continue;
+      if (key === "quote" && value && value.total_minor !== undefined) {
+        parts.push(`quote ${formatMoney(value.total_minor, value.currency)}`);
+      } else if (key === "model" && value && value.filename) {
+        parts.push(`model ${value.filename}`);
+      } else {
+        const text = typeof value === "object" ? JSON.stringify(value) : String(value);
+        parts.push(`${key.replaceAll("_", " ")} ${text.length > 120 ? text.slice(0, 117) + "…" : text}`);
+      }
+    }
+    return parts.join(" · ");
+  }
+
+  function closeDetail() {
+    state.detailId = null;
+    $("detail").hidden = true;
+  }
+
+  // ---- stats and chart ----------------------------------------------------------------------
+
+  function renderStats(stats) {
+    const counts = stats.counts || {};
+    const waits = stats.approved_wait_seconds || {};
+    const entries = [
+      ["Awaiting approval", counts.PRICE_CALCULATED, "PRICE_CALCULATED"],
+      ["Approved, waiting", counts.MANUFACTURING_APPROVED, "MANUFACTURING_APPROVED"],
+      ["In manufacturing", counts.MANUFACTURING_STARTED, "MANUFACTURING_STARTED"],
+      ["Completed", counts.MANUFACTURING_COMPLETED, "MANUFACTURING_COMPLETED"],
+      ["Packaging", counts.PACKAGING, "PACKAGING"],
+      ["Stuck", stats.stuck_total, null, "stuck"],
+      ["Overdue", stats.overdue_total, null, "overdue"],
+    ];
+    const nodes = [];
+    for (const [label, value, status, flag] of entries) {
+      const apply = () => {
+        selectTabQuietly("all");
+        setFilters({ sort: "approved", status: status || "", stuck: flag === "stuck", overdue: flag === "overdue" });
+        reload({ fresh: true });
+      };
+      nodes.push(h("div", { class: "stat" + (flag && value ? " alarm" : "") },
+        h("dt", null, label),
+        h("dd", { "data-stat": status || flag }, h("button", { type: "button", class: "link", onclick: apply, "aria-label": `Show ${label.toLowerCase()} orders` }, value ?? 0))));
+    }
+    nodes.push(h("div", { class: "stat" }, h("dt", null, "Wait p50 / p90"),
+      h("dd", { "data-stat": "wait" }, `${formatDuration(waits.p50)} / ${formatDuration(waits.p90)}`)));
+    $("stats").replaceChildren(...nodes);
+    drawChart(stats.approved_waiting_series || []);
+    state.statsLast = Date.now();
+  }
+
+  function selectTabQuietly(key) {
+    if (!TABS[key].roles.includes(state.actor.role)) return;
+    state.tab = key;
+    for (const button of $("tabs").querySelectorAll("button")) button.setAttribute("aria-pressed", String(button.dataset.tab === key));
+    $("list-title").textContent = TABS[key].label;
+  }
+
+  async function refreshStats() {
+    try {
+      renderStats((await api("/mes/stats")).data);
+    } catch (e) { /* the board stays as it was; the table reports errors */ }
+  }
+
+  function scheduleStats() {
+    if (state.statsTimer) return;
+    const wait = Math.max(300, 2000 - (Date.now() - state.statsLast));
+    state.statsTimer = setTimeout(() => { state.statsTimer = null; refreshStats(); }, wait);
+  }
+
+  function drawChart(series) {
+    const box = $("chart");
+    const W = 480, H = 130, left = 30, right = 8, top = 10, bottom = 22;
+    const points = series.map((p) => ({ at: new Date(p.at), waiting: Number(p.waiting) || 0 }));
+    const max = Math.max(1, ...points.map((p) => p.waiting));
+    const now = points.length ? points[points.length - 1].waiting : 0;
+    const svg = s("svg", {
+      viewBox: `0 0 ${W} ${H}`, role: "img", class: "waiting-chart", "data-testid": "waiting-svg",
+      "aria-label": `Orders waiting in MANUFACTURING_APPROVED: ${now} now, at most ${max} in the last 24 hours`,
+    });
+    svg.append(s("title", {}, `Orders waiting in MANUFACTURING_APPROVED (now ${now})`));
+    const plotW = W - left - right, plotH = H - top - bottom;
+    const y = (v) => top + plotH - (v / max) * plotH;
+    for (const v of [0, max]) {
+      svg.append(s("line", { x1: left, x2: W - right, y1: y(v), y2: y(v), class: "grid" }));
+      svg.append(s("text", { x: left - 4, y: y(v) + 4, class: "axis", "text-anchor": "end" }, v));
+    }
+    const n = Math.max(1, points.length);
+    const step = plotW / n;
+    points.forEach((p, i) => {
+      const x = left + i * step;
+      const isNow = i === points.length - 1;
+      const bar = s("rect", {
+        x: x + 1, y: y(p.waiting), width: Math.max(1, step - 2), height: Math.max(0, top + plotH - y(p.waiting)),
+        class: isNow ? "bar now" : "bar", "data-waiting": p.waiting,
+      });
+      bar.append(s("title", {}, `${isNow ? "now" : formatTime(p.at.toISOString())}: ${p.waiting} waiting`));
+      svg.append(bar);
+      if (i % 6 === 0 || isNow) {
+        const label = isNow ? "now" : `${pad(p.at.getHours())}:00`;
+        svg.append(s("text", { x: x + step / 2, y: H - 6, class: "axis", "text-anchor": "middle" }, label));
+      }
+    });
+    box.replaceChildren(svg);
+  }
+
+  // ---- live updates -------------------------------------------------------------------------
+
+  function setLive(text, on) {
+    const el = $("live-status");
+    el.textContent = text;
+    el.classList.toggle("on", on);
+    el.classList.toggle("off", !on);
+  }
+
+  function stopStream() {
+    if (state.stream) state.stream.abort();
+    state.stream = null;
+    setLive("offline", false);
+  }
+
+  // EventSource cannot send a bearer token, so read the SSE stream with fetch and parse it here.
+  async function startStream() {
+    stopStream();
+    const controller = new AbortController();
+    state.stream = controller;
+    const token = state.token;
+    let backoff = 1000;
+    let connectedBefore = false;
+    while (!controller.signal.aborted && token === state.token) {
+      try {
+        const response = await fetch(apiUrl("/mes/stream"), {
+          headers: { Authorization: `Bearer ${token}`, Accept: "text/event-stream" }, cache: "no-store",
+          signal: controller.signal,
+        });
+        if (response.status === 401) {
+          let body = null;
+          try { body = await response.json(); } catch (e) { /* no body */ }
+          signOut(`Signed out: ${describeError(401, body)}`);
+          return;
+        }
+        if (!response.ok || !response.body) throw new Error(`stream answered ${response.status}`);
+        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer = (buffer + value).replace(/\r\n|\r(?=.)/g, "\n");
+          let end;
+          while ((end = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const message = parseEvent(block);
+            if (!message) continue;
+            if (message.event === "ready") {
+              setLive("live", true);
+              backoff = 1000;
+              if (connectedBefore) scheduleReload(0); // changes may have been missed while away
+              connectedBefore = true;
+            } else if (message.event === "change") {
+              onChange(message.data);
+            }
+          }
+        }
+      } catch (e) {
+        if (controller.signal.aborted) return;
+      }
+      if (controller.signal.aborted || token !== state.token) return;
+      setLive("reconnecting…", false);
+      await new Promise((resolve) => setTimeout(resolve, backoff));
+      backoff = Math.min(backoff * 2, 15000);
+    }
+  }
+
+  function parseEvent(block) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (!line || line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") event = value;
+      else if (field === "data") data.push(value);
+    }
+    if (!data.length && event === "message") return null;
+    return { event, data: data.join("\n") };
+  }
+
+  function onChange(raw) {
+    let change;
+    try { change = JSON.parse(raw); } catch (e) { return; }
+    const position = Number(change.position) || 0;
+    if (change.truncated) {
+      state.orders.clear();
+      scheduleReload(0);
+    } else {
+      scheduleReload(position);
+      for (const o of change.orders || []) {
+        if (o.order_id === state.detailId) {
+          writeSideOrder(o.order_id, o.version).then((order) => {
+            if (order && state.detailId === o.order_id) { renderDetail(order); loadHistory(o.order_id); }
+          });
+        }
+      }
+    }
+    scheduleStats();
+  }
+
+  // ---- wiring -------------------------------------------------------------------------------
+
+  function init() {
+    $("signin-form").addEventListener("submit", (e) => { e.preventDefault(); signIn($("token").value); });
+    $("signout").addEventListener("click", () => signOut(""));
+    $("filters").addEventListener("submit", (e) => { e.preventDefault(); reload({ fresh: true }); });
+    $("reset").addEventListener("click", () => { setFilters(TABS[state.tab].preset); reload({ fresh: true }); });
+    for (const id of ["f-status", "f-channel", "f-overdue", "f-stuck", "f-sort", "f-material"]) {
+      $(id).addEventListener("change", () => reload({ fresh: true }));
+    }
+    let typing = null;
+    $("f-q").addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(() => reload({ fresh: true }), 250);
+    });
+    $("more").addEventListener("click", more);
+    $("detail-close").addEventListener("click", closeDetail);
+    for (const kind of ["ship", "cancel"]) {
+      $(`${kind}-form`).addEventListener("submit", (e) => submitDialog(kind, e));
+      $(`${kind}-dialog`).querySelector("[data-close]").addEventListener("click", () => $(`${kind}-dialog`).close());
+    }
+    document.addEventListener("keydown", (e) => {
+      if (e.key === "Escape" && !$("detail").hidden && !document.querySelector("dialog[open]")) closeDetail();
+    });
+    const saved = sessionStorage.getItem(TOKEN_KEY);
+    if (saved) signIn(saved, { quiet: true });
+  }
+
+  init();
+  window.alexandriteConsole = Object.freeze({ formatMoney }); // for the browser tests
+})();
