@@ -485,6 +485,10 @@
     const tr = state.rowEls.get(item.order_id);
     if (!tr) return;
     const cell = tr.querySelector('[data-col="actions"]');
+    if (Array.isArray(item.allowed)) { // the read API says what this caller may do: no extra request
+      renderActions(cell, { id: item.order_id, number: item.number, version: item.version, allowed: item.allowed });
+      return;
+    }
     const known = state.orders.get(item.order_id);
     if (known && known.version >= item.version) {
       renderActions(cell, known.order);
