@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orders_core.lifecycle import BEFORE_APPROVAL, Party, Role, Status
+from orders_core.lifecycle import BEFORE_APPROVAL, TRANSITIONS, Party, Role, Status
 
 SELLERS = frozenset({Role.SELLER, Role.ADMIN})
 OWNERS = frozenset({Role.CUSTOMER, Role.PARTNER})
@@ -49,6 +49,12 @@ def parties(actor: Actor, order: OrderFacts) -> frozenset[Party]:
     if actor.role is Role.SERVICE:
         found.update((Party.PRICING, Party.CARRIER))
     return frozenset(found)
+
+
+def allowed_commands(actor: Actor, order: OrderFacts) -> tuple[str, ...]:
+    """Commands of the lifecycle table `actor` may send to an order with these facts now."""
+    mine = parties(actor, order)
+    return tuple(t.command for t in TRANSITIONS if order.status in t.sources and t.parties & mine)
 
 
 def can_see(actor: Actor, owner_id: str) -> bool:

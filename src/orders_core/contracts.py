@@ -11,7 +11,7 @@ from typing import Annotated, Any, Protocol
 
 import msgspec
 
-from orders_core.actors import Actor, can_see
+from orders_core.actors import Actor, OrderFacts, allowed_commands, can_see
 from orders_core.identity import TokenError, actor_from_authorization, mint_token, verify_token
 from orders_core.lifecycle import (
     BY_ACTION,
@@ -74,6 +74,7 @@ __all__ = [
     "ModelFile",
     "Money",
     "OrderEventV1",
+    "OrderFacts",
     "OrderMessage",
     "OrderSubmittedV1",
     "PricingResultV1",
@@ -87,6 +88,7 @@ __all__ = [
     "Transition",
     "Transport",
     "actor_from_authorization",
+    "allowed_commands",
     "can_see",
     "message_id_for",
     "mint_token",

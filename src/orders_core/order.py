@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.domain import Aggregate
 
-from orders_core.actors import Actor, OrderFacts, parties, role_may_ever
+from orders_core.actors import Actor, OrderFacts, allowed_commands, parties, role_may_ever
 from orders_core.commands import (
     ApproveManufacturing,
     AttachModel,
@@ -33,7 +33,6 @@ from orders_core.lifecycle import (
     PROMISE_AFTER_SUBMISSION,
     PROMISE_SETTLED,
     STATUS_LIMITS,
-    TRANSITIONS,
     Status,
 )
 from orders_core.outcomes import Refusal, Refused
@@ -222,8 +221,7 @@ class Order(Aggregate):
 
     def allowed_for(self, actor: Actor) -> tuple[str, ...]:
         """Commands `actor` may send to this order now."""
-        mine = parties(actor, self.facts)
-        return tuple(t.command for t in TRANSITIONS if self.status in t.sources and t.parties & mine)
+        return allowed_commands(actor, self.facts)
 
     def execute(self, command: Command, actor: Actor, meta: dict[str, str] | None = None) -> Refusal | None:
         """Apply `command` for `actor`, or return why not; a refusal changes nothing."""

@@ -19,7 +19,15 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
-from orders_core.contracts import Actor, Role, TokenError, actor_from_authorization
+from orders_core.contracts import (
+    Actor,
+    OrderFacts,
+    Role,
+    Status,
+    TokenError,
+    actor_from_authorization,
+    allowed_commands,
+)
 from read_models import mes, shop
 from read_models.errors import EXCEPTION_HANDLERS
 from read_models.stream import ChangeFeed
@@ -171,6 +179,9 @@ def mes_orders(
             page = mes.find_orders(conn, filters)
     except mes.BadQuery as e:
         raise HTTPException(str(e), status_code=400) from e
+    for item in page.items:
+        facts = OrderFacts(Status(item["status"]), item["owner_id"], item["operator_id"])
+        item["allowed"] = list(allowed_commands(actor, facts))
     return _positioned(page, reached)
 
 

@@ -225,3 +225,16 @@ def test_the_mes_stream_announces_changes_live(
 
 def test_customers_cannot_open_the_mes_stream(system: RunningApi, customer: httpx.Client) -> None:
     assert customer.get("/mes/stream").status_code == 403
+
+
+def test_mes_items_say_what_the_caller_may_do(
+    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client
+) -> None:
+    order = approve(customer, seller, material_code="AU585")
+    items = operator.get(
+        "/mes/orders", params={"material": "AU585", "min_position": order.headers["X-Position"]}
+    )
+    mine = next(i for i in items.json()["items"] if i["order_id"] == order.json()["id"])
+    assert mine["allowed"] == ["StartManufacturing"]
+    as_seller = seller.get("/mes/orders", params={"material": "AU585"}).json()["items"]
+    assert next(i for i in as_seller if i["order_id"] == order.json()["id"])["allowed"] == ["CancelOrder"]
