@@ -16,6 +16,7 @@ from litestar import Litestar
 
 from backbone.database import database_dsn
 from backbone.migrate import migrate
+from backbone.observability import configure_logging
 from backbone.progress import ProgressBar
 from backbone.settings import Settings
 from backbone.wiring import (
@@ -36,6 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `backbone` command."""
     parser = _parser()
     args = parser.parse_args(argv)
+    configure_logging()
     if args.command is None:
         parser.print_help()
         return 2
@@ -129,7 +131,7 @@ def _serve(app: Litestar, host: str, port: int) -> None:
     # installed before it: make that a normal exit, so atexit stops the embedded PostgreSQL.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _exit_quietly)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, log_config=None)
 
 
 def _exit_quietly(signum: int, frame: object) -> None:
@@ -150,6 +152,7 @@ def _api(args: argparse.Namespace) -> int:
             workers=args.workers,
             log_level="warning",
             access_log=False,
+            log_config=None,
         )
         return 0
     _serve(command_api(settings, database_dsn(settings)), host, port)

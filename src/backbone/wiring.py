@@ -13,6 +13,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from backbone.database import database_dsn, eventsourcing_env
+from backbone.observability import configure_logging
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
 from orders_core.api.app import create_app
@@ -75,6 +76,7 @@ def read_api(settings: Settings, dsn: str) -> Litestar:
 
 def command_api_from_env() -> Litestar:
     """Factory for uvicorn workers: each worker process wires itself from the environment."""
+    configure_logging()
     settings = Settings.from_env()
     return command_api(settings, database_dsn(settings))
 
