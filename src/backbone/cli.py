@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from datetime import timedelta
 
+import prometheus_client
 import uvicorn
 from litestar import Litestar
 
@@ -168,13 +169,14 @@ def _read_api(args: argparse.Namespace) -> int:
 
 def _messaging(relay: bool = False, workers: int = 0, results: bool = False) -> int:
     settings = Settings.from_env()
-    dsn = database_dsn(settings)
-    messaging = Messaging(
-        settings, dsn, transport_for(settings), relay=relay, workers=workers, results=results
-    )
     if not settings.amqp_url:
         print("backbone: AMQP_URL is not set; this part alone has no broker to talk to", file=sys.stderr)
         return 2
+    dsn = database_dsn(settings)
+    serve_metrics(settings)
+    messaging = Messaging(
+        settings, dsn, transport_for(settings), relay=relay, workers=workers, results=results
+    )
     asyncio.run(_run_until_signalled(messaging))
     return 0
 
@@ -191,9 +193,16 @@ async def _run_until_signalled(messaging: Messaging) -> None:
         await messaging.stop()
 
 
+def serve_metrics(settings: Settings) -> None:
+    """Serve /metrics on METRICS_PORT for a part that has no HTTP API of its own."""
+    if settings.metrics_port is not None:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.host)
+
+
 def _projector(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     runner = projection_runner(args.name, database_dsn(settings), batch_size=args.batch_size)
+    serve_metrics(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

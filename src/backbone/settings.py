@@ -32,6 +32,9 @@ class Settings:
     workers on other machines)."""
     host: str
     port: int
+    metrics_port: int | None
+    """METRICS_PORT: where a process without an HTTP API (projector, relay, worker, results) serves
+    /metrics; unset means no metrics endpoint for it."""
 
     @property
     def blob_dir(self) -> Path:
@@ -53,6 +56,7 @@ class Settings:
             blob_store=env.get("BLOB_STORE", "local"),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),
+            metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
         )
 
 

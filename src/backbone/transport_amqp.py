@@ -104,6 +104,11 @@ class AmqpTransport:
         # With publisher confirms on, this returns when the broker has the message (or raises if it nacked).
         await self.exchanges[exchange].publish(message, routing_key=routing_key)
 
+    async def depth(self, queue: str) -> int:
+        assert self.channel is not None, "connect() first"
+        declared = await self.channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+
     async def consume(self, queue: str, handler: Handler, prefetch: int) -> None:
         assert self.connection is not None, "connect() first"
         channel = await self.connection.channel()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from orders_core.contracts import BINDINGS, DEAD_EXCHANGE, DELIVERY_LIMIT, Handler
+from orders_core.metrics import DEAD_LETTERS
 
 log = structlog.get_logger("transport")
 
@@ -145,11 +146,12 @@ class MemoryTransport:
         log.warning(
             "dead-lettered", queue=queue, message_id=message.message_id, deliveries=message.deliveries
         )
+        DEAD_LETTERS.labels(queue).inc()
         headers = {**message.headers, "x-first-death-queue": queue}
         for route_exchange, pattern, target in self.routes:
             if route_exchange == DEAD_EXCHANGE and topic_matches(pattern, queue):
                 self.queues[target].put_nowait(Message(message.body, message.message_id, headers, queue))
 
-    def depth(self, queue: str) -> int:
+    async def depth(self, queue: str) -> int:
         """Messages waiting in `queue` (not counting those being handled)."""
         return self.queues[queue].qsize()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import structlog
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
 from litestar import Litestar
@@ -19,7 +20,8 @@ from backbone.transport_memory import MemoryTransport
 from orders_core.api.app import create_app
 from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore, LocalBlobStore, PostgresBlobStore
-from orders_core.contracts import PRICING_REQUESTS, RESULTS_QUEUE, Transport
+from orders_core.contracts import BINDINGS, PRICING_REQUESTS, RESULTS_QUEUE, Transport
+from orders_core.metrics import QUEUE_DEPTH
 from orders_core.relay import BlockingPublisher, Relay
 from orders_core.results import ResultsConsumer
 from pricing.worker import PricingWorker
@@ -28,6 +30,8 @@ from projectors.runner import Projection, ProjectionRunner
 from projectors.shop import ShopProjection
 from read_models.api import create_read_app, read_parts
 from read_models.stream import ChangeFeed
+
+log = structlog.get_logger("backbone")
 
 PROJECTIONS: dict[str, type[Projection]] = {"mes": MesProjection, "shop": ShopProjection}
 """Every projection by name; its name is also the schema its view and tracking live in."""
@@ -162,6 +166,7 @@ class Messaging:
             assert self.orders is not None
             consumer = ResultsConsumer(self.orders)
             self.tasks.append(asyncio.create_task(self.transport.consume(RESULTS_QUEUE, consumer.handle, 8)))
+        self.tasks.append(asyncio.create_task(self._watch_queues()))
         if self.relay:
             assert self.orders is not None
             publisher = BlockingPublisher(self.transport, asyncio.get_running_loop())
@@ -170,6 +175,16 @@ class Messaging:
                 target=runner.run, args=(self.stop_relay,), name="relay", daemon=True
             )
             self.relay_thread.start()
+
+    async def _watch_queues(self, every: float = 5.0) -> None:
+        """Report queue depths as a metric (the in-process broker has no other way to show them)."""
+        while True:
+            for queue in {b.queue for b in BINDINGS}:
+                try:
+                    QUEUE_DEPTH.labels(queue).set(await self.transport.depth(queue))
+                except Exception as e:  # a broker that is away: the gauge keeps its last value
+                    log.debug("queue depth unavailable", queue=queue, error=repr(e))
+            await asyncio.sleep(every)
 
     async def stop(self) -> None:
         """Stop consuming and relaying, then disconnect."""

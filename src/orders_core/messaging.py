@@ -84,5 +84,9 @@ class Transport(Protocol):
     ) -> None:
         """Publish and return once the broker confirmed it holds the message (raises if it refused)."""
 
+    async def depth(self, queue: str) -> int:
+        """Messages ready in `queue` (not counting those being handled)."""
+        ...
+
     async def consume(self, queue: str, handler: Handler, prefetch: int) -> None:
         """Give deliveries from `queue` to `handler`, at most `prefetch` unacked at once, until cancelled."""

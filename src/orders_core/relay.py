@@ -15,6 +15,7 @@ from uuid import UUID
 
 import msgspec
 
+from orders_core import metrics
 from orders_core.application import OrdersApplication
 from orders_core.contracts import (
     BY_EVENT,
@@ -79,6 +80,8 @@ class Relay:
         messages = [self.outgoing(c) for c in changes if c.event.aggregate == "order"]
         if messages:
             self.publish(messages)
+            for message in messages:
+                metrics.PUBLISHED.labels(message.routing_key).inc()
 
     def outgoing(self, change: Change) -> Outgoing:
         """The integration message for one stored order event."""

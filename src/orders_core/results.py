@@ -12,6 +12,7 @@ from uuid import UUID
 import msgspec
 import structlog
 
+from orders_core import metrics
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import Command, RecordQuote, RejectModel
@@ -36,12 +37,25 @@ class ResultsConsumer:
             result = msgspec.json.decode(delivery.body, type=PricingResultV1)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             log.error("poison result", message_id=delivery.message_id, error=str(e))
+            metrics.DEAD_LETTERS.labels("pricing.results").inc()
             await delivery.reject()
             return
         outcome = await asyncio.to_thread(self.apply, result, dict(delivery.headers))
-        if isinstance(outcome, Refusal):
-            log.info("result changed nothing", order_id=result.order_id, reason=outcome.reason)
         await delivery.ack()
+        if isinstance(outcome, Refusal):
+            effect = "none"
+        else:
+            effect = "quote_recorded" if result.quote else "model_rejected"
+        metrics.RESULTS_APPLIED.labels(effect).inc()
+        log.info(
+            "pricing result",
+            order_id=result.order_id,
+            message_id=delivery.message_id,
+            effect=effect,
+            why_none=outcome.reason if isinstance(outcome, Refusal) else None,
+            redelivered=delivery.redelivered,
+            correlation_id=delivery.headers.get("correlation_id"),
+        )
 
     def apply(self, result: PricingResultV1, meta: dict[str, str]) -> Accepted[Order] | Refusal:
         """RecordQuote or RejectModel for the submission the result answers."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 
 import msgspec
 import structlog
@@ -22,6 +23,7 @@ from orders_core.contracts import (
     PricingResultV1,
     Transport,
 )
+from pricing import metrics
 from pricing.limits import DEFAULT_LIMITS, Limits
 from pricing.quote import quote_for
 from pricing.rejections import Rejection
@@ -47,9 +49,18 @@ class PricingWorker:
             request = msgspec.json.decode(delivery.body, type=OrderSubmittedV1)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
             log.error("poison pricing request", message_id=delivery.message_id, error=str(e))
+            metrics.POISON.inc()
             await delivery.reject()
             return
+        started = time.perf_counter()
         result = await asyncio.to_thread(self.price, request)
+        seconds = time.perf_counter() - started
+        size = metrics.mesh_size(
+            result.quote.figures.triangle_count if result.quote else request.model.triangle_count
+        )
+        metrics.QUOTE_SECONDS.labels(size).observe(seconds)
+        outcome = "quoted" if result.quote else "rejected"
+        metrics.RESULTS.labels(outcome, result.rejection_code or "").inc()
         await self.transport.publish(
             RESULTS_EXCHANGE,
             "pricing.result",
@@ -58,6 +69,17 @@ class PricingWorker:
             headers=dict(delivery.headers),
         )
         await delivery.ack()
+        log.info(
+            "priced",
+            order_id=request.order_id,
+            message_id=delivery.message_id,
+            outcome=outcome,
+            reason=result.rejection_code,
+            seconds=round(seconds, 4),
+            mesh_size=size,
+            redelivered=delivery.redelivered,
+            correlation_id=delivery.headers.get("correlation_id"),
+        )
 
     def price(self, request: OrderSubmittedV1) -> PricingResultV1:
         """The quote or the rejection for one request (raises on faults, not on bad models)."""
@@ -82,7 +104,6 @@ class PricingWorker:
             model_sha256=request.model.sha256,
         )
         if isinstance(outcome, Rejection):
-            log.info("model rejected", order_id=request.order_id, reason=outcome.reason.value)
             return msgspec.structs.replace(
                 result, rejection_code=outcome.reason.value, rejection_reason=outcome.detail
             )

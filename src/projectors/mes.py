@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -10,6 +11,7 @@ from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 
 from orders_core.contracts import MES_CHANGES_CHANNEL, Change
+from projectors import metrics
 from projectors.order_rows import ORDER_COLUMNS, OrderRow, fold_order
 from projectors.tables import upsert_rows
 
@@ -45,6 +47,8 @@ class MesProjection:
             rows[change.aggregate_id] = touched[change.aggregate_id] = row
             if before is not None:
                 stays[(change.aggregate_id, before[1], before[0])] = _stay(change.aggregate_id, *before, row)
+                if schema == self.name:  # a replay re-reads history; only live changes are observations
+                    _observe_stay(before[0], before[1], row["status_since"])
             opened = _stay(change.aggregate_id, row["status"], row["status_since"], None)
             stays[(change.aggregate_id, row["status_since"], row["status"])] = opened
         upsert_rows(cursor, schema, "orders", ORDER_COLUMNS, ("order_id",), touched.values(), JSON_COLUMNS)
@@ -80,6 +84,11 @@ def announce(cursor: Cursor[DictRow], position: int, rows: Iterable[OrderRow]) -
     if len(payload) > NOTIFY_LIMIT:  # PostgreSQL caps a payload at 8000 bytes: say only that much changed
         payload = msgspec.json.encode({"position": position, "orders": [], "truncated": True})
     cursor.execute("SELECT pg_notify(%s, %s)", (MES_CHANGES_CHANNEL, payload.decode()))
+
+
+def _observe_stay(status: str, entered_at: str, left_at: str) -> None:
+    seconds = (datetime.fromisoformat(left_at) - datetime.fromisoformat(entered_at)).total_seconds()
+    metrics.STATUS_SECONDS.labels(status).observe(max(seconds, 0.0))
 
 
 def _stay(order_id: str, status: str, entered_at: str, row: OrderRow | None) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 
 from orders_core.contracts import Change, read_stored_event
+from projectors import metrics
 
 log = structlog.get_logger("projector")
 
@@ -123,6 +124,7 @@ class ProjectionRunner:
 
     def _apply(self, notifications: Sequence[Notification]) -> None:
         changes = changes_of(notifications)
+        started = time.perf_counter()
         try:
             with self.view.datastore.transaction(commit=True) as cursor:
                 self.projection.apply(cursor, self.schema, changes)
@@ -130,6 +132,9 @@ class ProjectionRunner:
         except BaseException:
             self.projection.forget()
             raise
+        metrics.BATCH_SECONDS.labels(self.schema).observe(time.perf_counter() - started)
+        metrics.EVENTS.labels(self.schema).inc(len(notifications))
+        metrics.POSITION.labels(self.schema).set(notifications[-1].id)
         if self.on_batch is not None:
             self.on_batch(len(notifications), notifications[-1].id)
 
@@ -142,6 +147,8 @@ class ProjectionRunner:
                 # A database or broker that went away, or a batch that cannot be applied: the batch was
                 # rolled back, so say so and try again from the last committed position.
                 log.warning("projection failed, retrying", projection=self.projection.name, error=repr(e))
+                metrics.FAILURES.labels(self.schema).inc()
+                metrics.ACTIVE.labels(self.schema).set(0)
                 self.projection.forget()
                 stop.wait(2.0)
 
@@ -154,7 +161,11 @@ class ProjectionRunner:
                 return
             log.info("projection active", projection=self.projection.name, schema=self.schema)
             self.projection.forget()  # whoever ran before may have moved the view on
-            self._follow(stop, lock_conn)
+            metrics.ACTIVE.labels(self.schema).set(1)
+            try:
+                self._follow(stop, lock_conn)
+            finally:
+                metrics.ACTIVE.labels(self.schema).set(0)
 
     def _follow(self, stop: threading.Event, lock_conn: psycopg.Connection[tuple[object, ...]]) -> None:
         channel = self.source.channel_name
@@ -162,11 +173,18 @@ class ProjectionRunner:
             listen_conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
             while not stop.is_set():
                 self.catch_up()
+                self._report_lag()
                 # Wake on the store's NOTIFY; the timeout only bounds how long `stop` and a lost lock
                 # connection go unnoticed, it is not how new events are found.
                 for _ in listen_conn.notifies(timeout=1.0, stop_after=1):
                     pass
                 lock_conn.execute("SELECT 1")
+
+    def _report_lag(self) -> None:
+        lag = self.lag()
+        metrics.POSITION.labels(self.schema).set(lag.position)
+        metrics.LAG_EVENTS.labels(self.schema).set(lag.events)
+        metrics.LAG_SECONDS.labels(self.schema).set(lag.seconds)
 
 
 def _try_lock(conn: psycopg.Connection[tuple[object, ...]], key: int) -> bool:

@@ -13,6 +13,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
 from psycopg import Connection
@@ -30,8 +31,12 @@ from orders_core.contracts import (
 )
 from read_models import mes, shop
 from read_models.errors import EXCEPTION_HANDLERS
+from read_models.metrics import register_mes_collector
 from read_models.stream import ChangeFeed
 
+HTTP_METRICS = PrometheusConfig(
+    app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
+)
 STAFF = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MinPosition = Annotated[
@@ -237,6 +242,7 @@ def read_parts(
 ) -> tuple[list[Any], dict[str, Provide], dict[str, Any]]:
     """Route handlers, dependencies and state of the read API, to serve alone or beside the command API."""
     dependencies = {"pool": Provide(provide_pool, sync_to_thread=False)}
+    register_mes_collector(pool)
     return list(ROUTES), dependencies, {"pool": pool, "feed": feed}
 
 
@@ -244,7 +250,8 @@ def create_read_app(pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed,
     """The read API alone, over `pool` (a read-only connection is enough) and the MES change `feed`."""
     routes, dependencies, state = read_parts(pool, feed)
     return Litestar(
-        route_handlers=[*routes, health],
+        route_handlers=[*routes, health, PrometheusController],
+        middleware=[HTTP_METRICS.middleware],
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
         state=State({**state, "jwt_secret": jwt_secret}),
         exception_handlers=EXCEPTION_HANDLERS,

@@ -8,6 +8,7 @@ from litestar import Litestar, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from orders_core.api.auth import provide_actor
 from orders_core.api.catalog import catalog_router
@@ -17,6 +18,10 @@ from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore
 
 JSON_BODY_LIMIT = 1024 * 1024
+HTTP_METRICS = PrometheusConfig(
+    app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
+)
+"""Request latency and counts by route template and status code."""
 
 
 @get("/health", sync_to_thread=True)
@@ -43,7 +48,8 @@ def create_app(
     (handlers, dependencies, state) to the same application, as `backbone up` serves both."""
     routes, dependencies, state = also or ([], {}, {})
     return Litestar(
-        route_handlers=[orders_router, catalog_router, health, *routes],
+        route_handlers=[orders_router, catalog_router, health, PrometheusController, *routes],
+        middleware=[HTTP_METRICS.middleware],
         dependencies={
             "actor": Provide(provide_actor),
             "orders": Provide(provide_orders, sync_to_thread=False),

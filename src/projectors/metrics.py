@@ -1,0 +1,32 @@
+"""Projection metrics: where each projection stands, how far behind it is, how fast batches go."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+POSITION = Gauge("backbone_projection_position", "Last event store position applied", ["projection"])
+LAG_EVENTS = Gauge("backbone_projection_lag_events", "Events stored but not yet applied", ["projection"])
+LAG_SECONDS = Gauge(
+    "backbone_projection_lag_seconds",
+    "Age of the oldest event not yet applied (0 when caught up)",
+    ["projection"],
+)
+EVENTS = Counter("backbone_projection_events_total", "Events applied", ["projection"])
+BATCH_SECONDS = Histogram(
+    "backbone_projection_batch_seconds",
+    "Time to apply and commit one batch",
+    ["projection"],
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+FAILURES = Counter(
+    "backbone_projection_failures_total", "Batches that failed and were retried", ["projection"]
+)
+ACTIVE = Gauge(
+    "backbone_projection_active", "1 while this process is the projection's active runner", ["projection"]
+)
+STATUS_SECONDS = Histogram(
+    "backbone_order_status_seconds",
+    "Time orders spent in a status, observed when they leave it",
+    ["status"],
+    buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 21 * 86400),
+)
