@@ -17,7 +17,7 @@ from litestar import Litestar
 
 from backbone.database import database_dsn
 from backbone.migrate import migrate
-from backbone.observability import configure_logging
+from backbone.observability import configure_logging, configure_tracing
 from backbone.progress import ProgressBar
 from backbone.settings import Settings
 from backbone.wiring import (
@@ -39,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     configure_logging()
+    configure_tracing(args.command.replace(" ", "-"))
     if args.command is None:
         parser.print_help()
         return 2

@@ -1,8 +1,13 @@
-"""Logs for every process: structlog, JSON when the output is not a terminal, readable on a terminal.
+"""Logs and traces for every process.
+
+Logs: structlog, JSON when the output is not a terminal, readable on a terminal.
 
 Standard-library loggers (uvicorn, psycopg, aio-pika, eventsourcing) go through the same renderer, so a
 log shipper sees one format. Context bound with `structlog.contextvars` (order id, correlation id, trace
 id) lands on every line logged while it is bound.
+
+Traces: OpenTelemetry, configured by the standard OTEL_* variables (OTEL_TRACES_EXPORTER,
+OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME). With no exporter configured tracing stays the API's no-op.
 """
 
 from __future__ import annotations
@@ -58,3 +63,45 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
 
 def _keep(logger: object, method: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
     return event
+
+
+def configure_tracing(part: str) -> None:
+    """Export spans as the OTEL_* variables say (otlp, console); without them, leave tracing off."""
+    names = os.environ.get("OTEL_TRACES_EXPORTER")
+    if names is None:
+        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        )
+        names = "otlp" if endpoint else "none"
+    exporters = [n.strip() for n in names.split(",") if n.strip() and n.strip() != "none"]
+    if not exporters:
+        return
+    from opentelemetry import trace
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+
+    service = os.environ.get("OTEL_SERVICE_NAME") or f"backbone-{part}"
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    for name in exporters:
+        exporter: SpanExporter
+        if name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        elif name == "console":
+            exporter = ConsoleSpanExporter()
+        else:
+            raise ValueError(f"OTEL_TRACES_EXPORTER: unknown exporter {name!r} (use otlp, console or none)")
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    instrument_psycopg()
+
+
+def instrument_psycopg() -> None:
+    """Spans for every PostgreSQL statement (the official psycopg instrumentation)."""
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    instrumentor = PsycopgInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument(enable_commenter=False)

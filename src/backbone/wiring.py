@@ -14,7 +14,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from backbone.database import database_dsn, eventsourcing_env
-from backbone.observability import configure_logging
+from backbone.observability import configure_logging, configure_tracing
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
 from orders_core.api.app import create_app
@@ -81,6 +81,7 @@ def read_api(settings: Settings, dsn: str) -> Litestar:
 def command_api_from_env() -> Litestar:
     """Factory for uvicorn workers: each worker process wires itself from the environment."""
     configure_logging()
+    configure_tracing("api")
     settings = Settings.from_env()
     return command_api(settings, database_dsn(settings))
 

@@ -14,6 +14,8 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
 from orders_core import metrics
 from orders_core.application import OrdersApplication
@@ -63,6 +65,9 @@ class BlockingPublisher:
         )
 
 
+tracer = trace.get_tracer("orders_core.relay")
+
+
 class Relay:
     """The outbox relay, shaped as a projection: the projection runner drives it (batches, lock, tracking)."""
 
@@ -96,6 +101,15 @@ class Relay:
             "occurred_at": change.event.timestamp,
         }
         key = routing_key(change.event.name)
+        # The relay's hop of the order's trace: a child of the request that stored the event, and the
+        # parent of whoever consumes the message (its context travels in the AMQP headers).
+        with tracer.start_as_current_span(
+            f"publish {key}",
+            context=propagate.extract(headers),
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.message.id": message_id, "order.id": change.aggregate_id},
+        ):
+            propagate.inject(headers)
         if change.event.name != "OrderSubmitted":
             owner = fields.get("owner_id") or self._order_at(change).owner_id
             status = BY_EVENT[change.event.name].target.value

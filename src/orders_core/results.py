@@ -11,6 +11,8 @@ from uuid import UUID
 
 import msgspec
 import structlog
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
 from orders_core import metrics
 from orders_core.actors import Actor
@@ -23,6 +25,7 @@ from orders_core.outcomes import Accepted, Refusal
 
 PRICING = Actor(Role.SERVICE, "pricing")
 log = structlog.get_logger("results")
+tracer = trace.get_tracer("orders_core.results")
 
 
 class ResultsConsumer:
@@ -40,7 +43,16 @@ class ResultsConsumer:
             metrics.DEAD_LETTERS.labels("pricing.results").inc()
             await delivery.reject()
             return
-        outcome = await asyncio.to_thread(self.apply, result, dict(delivery.headers))
+        headers = dict(delivery.headers)
+        with tracer.start_as_current_span(
+            "record pricing result",
+            context=propagate.extract(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"order.id": result.order_id, "messaging.message.id": delivery.message_id},
+        ):
+            meta = {k: v for k, v in headers.items() if k == "correlation_id"}
+            propagate.inject(meta)  # the RecordQuote/RejectModel event remembers this span
+            outcome = await asyncio.to_thread(self.apply, result, meta)
         await delivery.ack()
         if isinstance(outcome, Refusal):
             effect = "none"

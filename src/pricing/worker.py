@@ -14,6 +14,8 @@ import time
 
 import msgspec
 import structlog
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
 from orders_core.contracts import (
     RESULTS_EXCHANGE,
@@ -29,6 +31,7 @@ from pricing.quote import quote_for
 from pricing.rejections import Rejection
 
 log = structlog.get_logger("pricing")
+tracer = trace.get_tracer("pricing.worker")
 
 
 class CorruptBlob(Exception):
@@ -52,22 +55,31 @@ class PricingWorker:
             metrics.POISON.inc()
             await delivery.reject()
             return
-        started = time.perf_counter()
-        result = await asyncio.to_thread(self.price, request)
-        seconds = time.perf_counter() - started
-        size = metrics.mesh_size(
-            result.quote.figures.triangle_count if result.quote else request.model.triangle_count
-        )
+        headers = dict(delivery.headers)
+        with tracer.start_as_current_span(
+            "price model",
+            context=propagate.extract(headers),
+            kind=SpanKind.CONSUMER,
+            attributes={"order.id": request.order_id, "messaging.message.id": delivery.message_id},
+        ) as span:
+            started = time.perf_counter()
+            result = await asyncio.to_thread(self.price, request)
+            seconds = time.perf_counter() - started
+            size = metrics.mesh_size(
+                result.quote.figures.triangle_count if result.quote else request.model.triangle_count
+            )
+            outcome = "quoted" if result.quote else "rejected"
+            span.set_attributes({"pricing.outcome": outcome, "pricing.mesh_size": size})
+            propagate.inject(headers)  # the results consumer continues this trace
+            await self.transport.publish(
+                RESULTS_EXCHANGE,
+                "pricing.result",
+                msgspec.json.encode(result),
+                message_id=result.message_id,
+                headers=headers,
+            )
         metrics.QUOTE_SECONDS.labels(size).observe(seconds)
-        outcome = "quoted" if result.quote else "rejected"
         metrics.RESULTS.labels(outcome, result.rejection_code or "").inc()
-        await self.transport.publish(
-            RESULTS_EXCHANGE,
-            "pricing.result",
-            msgspec.json.encode(result),
-            message_id=result.message_id,
-            headers=dict(delivery.headers),
-        )
         await delivery.ack()
         log.info(
             "priced",

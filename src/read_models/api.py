@@ -13,6 +13,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
@@ -252,6 +253,7 @@ def create_read_app(pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed,
     return Litestar(
         route_handlers=[*routes, health, PrometheusController],
         middleware=[HTTP_METRICS.middleware],
+        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/mes/stream"]))],
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
         state=State({**state, "jwt_secret": jwt_secret}),
         exception_handlers=EXCEPTION_HANDLERS,

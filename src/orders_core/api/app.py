@@ -8,6 +8,7 @@ from litestar import Litestar, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from orders_core.api.auth import provide_actor
@@ -22,6 +23,8 @@ HTTP_METRICS = PrometheusConfig(
     app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
 )
 """Request latency and counts by route template and status code."""
+TRACING = OpenTelemetryConfig(exclude=["/metrics", "/health"])
+"""A server span per request (the official ASGI instrumentation), continuing a caller's traceparent."""
 
 
 @get("/health", sync_to_thread=True)
@@ -50,6 +53,7 @@ def create_app(
     return Litestar(
         route_handlers=[orders_router, catalog_router, health, PrometheusController, *routes],
         middleware=[HTTP_METRICS.middleware],
+        plugins=[OpenTelemetryPlugin(TRACING)],
         dependencies={
             "actor": Provide(provide_actor),
             "orders": Provide(provide_orders, sync_to_thread=False),
