@@ -19,6 +19,8 @@ from backbone.database import database_dsn
 from backbone.migrate import migrate
 from backbone.observability import configure_logging, configure_tracing
 from backbone.progress import ProgressBar
+from backbone.rabbitmq import RabbitMQ, free_port
+from backbone.scaled import Gateway, Supervisor, topology
 from backbone.settings import Settings
 from backbone.wiring import (
     PROJECTIONS,
@@ -54,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="everything in one process (embedded PostgreSQL unless DATABASE_URL)")
     _serving(up)
+    up.add_argument(
+        "--scaled",
+        action="store_true",
+        help="compose.yaml's topology as local processes: every part its own process, with replicas and "
+        "standbys, on PostgreSQL and RabbitMQ (a local node from Debian's rabbitmq-server unless AMQP_URL)",
+    )
     up.set_defaults(command="up", run=_up)
 
     api = sub.add_parser("api", help="the CRM command API alone")
@@ -115,6 +123,8 @@ def _up(args: argparse.Namespace) -> int:
     dsn = database_dsn(settings)
     applied = migrate(dsn)
     host, port = _listen(settings, args)
+    if args.scaled:
+        return _up_scaled(settings, dsn, host, port)
     where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.home / 'pgdata'}"
     print(f"backbone: event store on {where}; {len(applied)} migration(s) applied", file=sys.stderr)
     print(f"backbone: serving http://{host}:{port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
@@ -128,7 +138,45 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(app: Litestar, host: str, port: int) -> None:
+def _up_scaled(settings: Settings, dsn: str, host: str, port: int) -> int:
+    rabbit = None
+    amqp = settings.amqp_url
+    if amqp is None:
+        rabbit = RabbitMQ(settings.home / "rabbitmq", free_port(), name="backbone")
+        print(f"backbone: starting RabbitMQ in {rabbit.base}", file=sys.stderr)
+        rabbit.start()
+        amqp = rabbit.url
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "AMQP_URL": amqp,
+        "JWT_SECRET": settings.jwt_secret,
+        "BACKBONE_HOME": str(settings.home),
+        "BLOB_STORE": "postgres",  # as on separate machines: workers read models from PostgreSQL
+        "HOST": host,
+    }
+    parts = topology(port, metrics_from=port + 100)
+    supervisor = Supervisor(parts, env)
+    supervisor.start()
+    for part in parts:
+        where = part.env.get("PORT") or f"metrics :{part.env['METRICS_PORT']}"
+        print(
+            f"backbone: {part.name:<18} pid {supervisor.processes[part.name].pid:<8} {where}", file=sys.stderr
+        )
+    print(f"backbone: gateway http://{host}:{port} (console: /console/)", file=sys.stderr)
+    api = [f"http://{host}:{p.env['PORT']}" for p in parts if p.args == ("api",)]
+    reads = [f"http://{host}:{p.env['PORT']}" for p in parts if p.args == ("read-api",)]
+    try:
+        _serve(Gateway(api, reads), host, port)
+    finally:
+        supervisor.stop()
+        if rabbit is not None:
+            rabbit.stop()
+            rabbit.stop_epmd()
+    return 0
+
+
+def _serve(app: Litestar | Gateway, host: str, port: int) -> None:
     # uvicorn shuts down gracefully on SIGINT/SIGTERM and then re-raises the signal to the handler that was
     # installed before it: make that a normal exit, so atexit stops the embedded PostgreSQL.
     for signum in (signal.SIGINT, signal.SIGTERM):

