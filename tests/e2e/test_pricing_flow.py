@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import RunningApi
+from tests.journeys import answered, submit
 from tests.meshes import cube_stl, open_box_stl
 
 
@@ -17,24 +16,6 @@ from tests.meshes import cube_stl, open_box_stl
 def customer(system: RunningApi) -> Iterator[httpx.Client]:
     with system.client("customer", "pricing-customer") as c:
         yield c
-
-
-def submit(client: httpx.Client, model: bytes, **fields: Any) -> str:
-    body = {"contact_name": "Ann", "item_title": "Cube pendant", "material_code": "AU750", **fields}
-    order_id: str = client.post("/orders", json=body).json()["id"]
-    client.put(f"/orders/{order_id}/model", content=model, headers={"Content-Type": "model/stl"})
-    assert client.post(f"/orders/{order_id}/submit").status_code == 200
-    return order_id
-
-
-def answered(client: httpx.Client, order_id: str, seconds: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        order: dict[str, Any] = client.get(f"/orders/{order_id}").json()
-        if order["status"] != "SUBMITTED":
-            return order
-        time.sleep(0.05)
-    raise AssertionError("no pricing result")
 
 
 def test_a_submitted_order_is_priced_from_its_model(customer: httpx.Client) -> None:

@@ -13,7 +13,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -36,6 +35,7 @@ from tests.conftest import (
     stop_process,
 )
 from tests.conftest import wait_for_health as wait_healthy
+from tests.journeys import answered, submit
 from tests.meshes import binary_stl, cube_stl, open_box_stl
 
 
@@ -102,25 +102,6 @@ def customer(topology: Topology) -> Iterator[httpx.Client]:
         yield client
 
 
-def submit(client: httpx.Client, model: bytes) -> str:
-    body = {"contact_name": "Ann", "item_title": "Pendant", "material_code": "AG925"}
-    order_id: str = client.post("/orders", json=body).json()["id"]
-    uploaded = client.put(f"/orders/{order_id}/model", content=model, headers={"Content-Type": "model/stl"})
-    assert uploaded.status_code == 200, uploaded.text
-    assert client.post(f"/orders/{order_id}/submit").status_code == 200
-    return order_id
-
-
-def answered(client: httpx.Client, order_id: str, seconds: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        order: dict[str, Any] = client.get(f"/orders/{order_id}").json()
-        if order["status"] != "SUBMITTED":
-            return order
-        time.sleep(0.1)
-    raise AssertionError(f"order {order_id} got no pricing result within {seconds} s")
-
-
 def quote_events(client: httpx.Client, order_id: str) -> list[str]:
     history = client.get(f"/orders/{order_id}/history").json()
     return [h["event"] for h in history if h["event"] in ("PriceCalculated", "ModelRejected")]
@@ -151,7 +132,7 @@ def dead_letters(amqp_url: str, seconds: float = 2.0) -> list[str]:
 
 
 def test_a_submitted_order_is_priced_through_rabbitmq(customer: httpx.Client) -> None:
-    order = answered(customer, submit(customer, cube_stl(10.0)))
+    order = answered(customer, submit(customer, cube_stl(10.0), material_code="AG925"))
     assert order["status"] == "PRICE_CALCULATED"
     assert order["quote"]["figures"]["mass_g"] == pytest.approx(10.4)
 

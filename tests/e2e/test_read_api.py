@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -11,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningApi
+from tests.journeys import answered
 from tests.meshes import cube_stl
 
 
@@ -39,22 +39,11 @@ def create(client: httpx.Client, **fields: Any) -> httpx.Response:
     return response
 
 
-def priced(client: httpx.Client, order_id: str, seconds: float = 20) -> dict[str, Any]:
-    """The order once the pricing service has answered its submission."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        order: dict[str, Any] = client.get(f"/orders/{order_id}").json()
-        if order["status"] != "SUBMITTED":
-            return order
-        time.sleep(0.05)
-    raise AssertionError(f"order {order_id} was not priced within {seconds} s")
-
-
 def approve(client: httpx.Client, seller: httpx.Client, **fields: Any) -> httpx.Response:
     order = create(client, **fields).json()
     client.put(f"/orders/{order['id']}/model", content=cube_stl(), headers={"Content-Type": "model/stl"})
     client.post(f"/orders/{order['id']}/submit")
-    assert priced(client, order["id"])["status"] == "PRICE_CALCULATED"
+    assert answered(client, order["id"])["status"] == "PRICE_CALCULATED"
     response = seller.post(f"/orders/{order['id']}/approve")
     assert response.status_code == 200, response.text
     return response

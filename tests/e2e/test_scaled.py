@@ -18,6 +18,7 @@ from backbone.migrate import migrate
 from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import JWT_SECRET, PostgresServer, RabbitMQ, start_process, wait_for_health
+from tests.journeys import answered, submit
 from tests.meshes import cube_stl
 
 
@@ -96,15 +97,8 @@ def test_every_part_runs_as_its_own_process(scaled: Scaled) -> None:
 
 def test_an_order_is_priced_and_visible_through_the_gateway(scaled: Scaled) -> None:
     with client(scaled, "customer", "scaled-ann") as ann, client(scaled, "operator", "scaled-olga") as olga:
-        order_id = ann.post(
-            "/orders", json={"contact_name": "Ann", "item_title": "Ring", "material_code": "AU750"}
-        ).json()["id"]
-        ann.put(f"/orders/{order_id}/model", content=cube_stl(), headers={"Content-Type": "model/stl"})
-        ann.post(f"/orders/{order_id}/submit")
-        deadline = time.monotonic() + 60
-        while (order := ann.get(f"/orders/{order_id}").json())["status"] == "SUBMITTED":
-            assert time.monotonic() < deadline, "not priced"
-            time.sleep(0.1)
+        order = answered(ann, submit(ann, cube_stl()))
+        order_id = order["id"]
         assert order["status"] == "PRICE_CALCULATED"
         position = ann.get(f"/orders/{order_id}").headers["X-Position"]
         shop = ann.get(f"/shop/orders/{order_id}", params={"min_position": position})
