@@ -134,10 +134,12 @@ def find_orders(conn: Connection[DictRow], f: MesFilters) -> Page:
         "SELECT {columns}, stuck_at < now() AS stuck, "
         "promise_open AND promised_date < current_date AS overdue, "
         "{key}::text AS sort_key "
-        "FROM mes.orders {where} ORDER BY {key} {dir}, order_id {dir} LIMIT %s"
+        "FROM mes.orders AS o {where} ORDER BY {key} {dir}, o.order_id {dir} LIMIT %s"
     ).format(
         columns=sql.SQL(SELECT_LIST),
-        key=sql.Identifier(key_column),
+        # Qualified: a bare approved_at in ORDER BY would name the select list's nullif(...) column,
+        # which no index serves and which sorts never-approved orders first.
+        key=sql.Identifier("o", key_column),
         where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
         dir=direction,
     )
@@ -186,11 +188,31 @@ def _item(row: DictRow) -> dict[str, Any]:
     return item
 
 
+class OrderCounts(msgspec.Struct, frozen=True):
+    """Orders per status, and how many are stuck and overdue: the board's and the gauges' numbers."""
+
+    per_status: dict[str, int]
+    stuck: int
+    overdue: int
+
+
+def order_counts(conn: Connection[DictRow]) -> OrderCounts:
+    """Count the MES view's orders by status, stuck and overdue."""
+    per_status = {s.value: 0 for s in Status}
+    for row in conn.execute("SELECT status, count(*) AS n FROM mes.orders GROUP BY status"):
+        per_status[row["status"]] = row["n"]
+    # Two scalar subqueries, so each count reads only its own partial index (one FILTERed scan reads all).
+    totals = conn.execute(
+        "SELECT (SELECT count(*) FROM mes.orders WHERE stuck_at < now()) AS stuck, "
+        "(SELECT count(*) FROM mes.orders WHERE promise_open AND promised_date < current_date) AS overdue"
+    ).fetchone()
+    assert totals is not None
+    return OrderCounts(per_status, totals["stuck"], totals["overdue"])
+
+
 def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, Any]:
     """Counts per status, waiting times in MANUFACTURING_APPROVED, and the stuck and overdue orders."""
-    counts = {s.value: 0 for s in Status}
-    for row in conn.execute("SELECT status, count(*) AS n FROM mes.orders GROUP BY status"):
-        counts[row["status"]] = row["n"]
+    counts = order_counts(conn)
     waits = conn.execute(
         """
         SELECT count(*) AS n,
@@ -222,10 +244,7 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         ),
         (lists_limit,),
     ).fetchall()
-    totals = conn.execute(
-        "SELECT count(*) FILTER (WHERE stuck_at < now()) AS stuck, "
-        "count(*) FILTER (WHERE promise_open AND promised_date < current_date) AS overdue FROM mes.orders"
-    ).fetchone()
+
     series = conn.execute(
         """
         SELECT t AS at,
@@ -240,11 +259,11 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         """
     ).fetchall()
     return {
-        "counts": counts,
+        "counts": counts.per_status,
         "approved_waiting_series": [dict(r) for r in series],
         "approved_wait_seconds": dict(waits) if waits else {},
-        "stuck_total": totals["stuck"] if totals else 0,
-        "overdue_total": totals["overdue"] if totals else 0,
+        "stuck_total": counts.stuck,
+        "overdue_total": counts.overdue,
         "stuck": [_item(r) for r in stuck],
         "overdue": [_item(r) for r in overdue],
     }

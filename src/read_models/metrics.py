@@ -15,7 +15,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
-from orders_core.contracts import Status
+from read_models.mes import order_counts
 
 log = structlog.get_logger("read_api")
 
@@ -34,21 +34,14 @@ class MesCollector(Collector):
         overdue = GaugeMetricFamily("backbone_orders_overdue", "Orders past their promised date, not shipped")
         try:
             with self.pool.connection(timeout=2) as conn:
-                counts = {s.value: 0 for s in Status}
-                for row in conn.execute("SELECT status, count(*) AS n FROM mes.orders GROUP BY status"):
-                    counts[row["status"]] = row["n"]
-                totals = conn.execute(
-                    "SELECT count(*) FILTER (WHERE stuck_at < now()) AS stuck, "
-                    "count(*) FILTER (WHERE promise_open AND promised_date < current_date) AS overdue "
-                    "FROM mes.orders"
-                ).fetchone()
+                counts = order_counts(conn)
         except Exception as e:  # a scrape must not fail because the read database is away
             log.warning("order gauges unavailable", error=repr(e))
             return
-        for status, n in counts.items():
+        for status, n in counts.per_status.items():
             per_status.add_metric([status], n)
-        stuck.add_metric([], totals["stuck"] if totals else 0)
-        overdue.add_metric([], totals["overdue"] if totals else 0)
+        stuck.add_metric([], counts.stuck)
+        overdue.add_metric([], counts.overdue)
         yield from (per_status, stuck, overdue)
 
 

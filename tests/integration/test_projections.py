@@ -25,6 +25,7 @@ from orders_core.lifecycle import Status
 from orders_core.order import Order
 from orders_core.outcomes import Accepted
 from projectors.replay import replay
+from read_models.mes import MesFilters, Sort, find_orders
 from tests.conftest import BACKBONE, ROOT
 from tests.orders import EVERYONE, OWNER, initiate_command, valid_command
 
@@ -226,3 +227,34 @@ def test_a_standby_takes_over_when_the_active_runner_dies(app: OrdersApplication
             if process.poll() is None:
                 process.terminate()
                 process.wait(10)
+
+
+def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
+    app: OrdersApplication, database: str
+) -> None:
+    from psycopg.rows import dict_row
+
+    rng = random.Random(21)
+    orders = [busy_order(app, rng.randint(0, 12), rng) for _ in range(60)]
+    approved_orders = [o for o in orders if Status.MANUFACTURING_APPROVED.value in o.entered_at]
+    assert 0 < len(approved_orders) < len(orders), "the data must mix approved and never-approved orders"
+    projection_runner("mes", database).catch_up()
+    for sort in (Sort.APPROVED, Sort.APPROVED_OLDEST):
+        seen: list[dict[str, Any]] = []
+        cursor = None
+        with psycopg.connect(database, row_factory=dict_row) as conn:
+            while True:
+                page = find_orders(conn, MesFilters(sort=sort, cursor=cursor, limit=7))
+                seen += page.items
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+        assert sorted(i["order_id"] for i in seen) == sorted(str(o.id) for o in orders)
+        approved = [i["approved_at"] for i in seen if i["approved_at"] is not None]
+        if sort is Sort.APPROVED:
+            assert approved == sorted(approved, reverse=True)
+            assert all(i["approved_at"] is None for i in seen[len(approved) :]), (
+                "never-approved orders come last"
+            )
+        else:
+            assert [i["approved_at"] for i in seen if i["approved_at"] is not None] == sorted(approved)

