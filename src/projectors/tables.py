@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
@@ -26,9 +28,15 @@ def upsert_rows(
     cursor.execute(
         sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(stage, target)
     )
+    plain = operator.itemgetter(*columns)
+    json_at = [i for i, c in enumerate(columns) if c in json_columns]
     with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
         for row in rows:
-            copy.write_row([_value(row[c], c in json_columns) for c in columns])
+            values = list(plain(row))
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = Jsonb(values[i], dumps=_json)
+            copy.write_row(values)
     updates = sql.SQL(", ").join(
         sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns if c not in key
     )
@@ -46,5 +54,6 @@ def upsert_rows(
     )
 
 
-def _value(value: Any, is_json: bool) -> Any:
-    return Jsonb(value) if is_json and value is not None else value
+def _json(value: Any) -> str:
+    # msgspec encodes the quote and status times several times faster than the standard library.
+    return msgspec.json.encode(value).decode()
