@@ -351,8 +351,12 @@ async def api_clients(
     model = tiny_stl()
     decode_id = msgspec.json.Decoder(type=dict[str, Any])
 
-    async def client(token: str) -> None:
+    async def client(token: str, arrival: float) -> None:
         conn = Connection(port, token)
+        # Clients connect one after another, as real ones do, not all in the same instant: uvicorn's
+        # workers share one listening socket, and the first to wake would accept every connection that
+        # is already queued, leaving the other workers without a client for the whole run.
+        await asyncio.sleep(arrival)
 
         async def command(
             method: str, path: str, body: bytes, content_type: str = "application/json"
@@ -387,7 +391,8 @@ async def api_clients(
         return meter.stop()
 
     timer = asyncio.create_task(window())
-    await asyncio.gather(*(client(t) for t in tokens))
+    spacing = min(0.05, warmup / (2 * len(tokens)))  # everyone is connected halfway through the warm-up
+    await asyncio.gather(*(client(t, i * spacing) for i, t in enumerate(tokens)))
     cpu = await timer
     label = f"HTTP API, {len(tokens)} clients, mix {mix}"
     return Figures(label, seconds, latencies, statuses, cpu)

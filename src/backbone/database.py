@@ -69,8 +69,10 @@ def eventsourcing_env(dsn: str, *, pool_size: int = 10, create_table: bool = Fal
         # (orders_core/event_store.py). Every process names it, so `backbone migrate` creates its insert
         # function and no process appends without the lock.
         "APPLICATION_RECORDER_TOPIC": EVENT_RECORDER_TOPIC,
-        # Cached aggregates are fast-forwarded from the store on every read, so a replica never acts on
-        # stale state; the cache only saves re-reading events it has already folded.
+        # Cached aggregates are fast-forwarded from the store on every read, so a replica never reads a
+        # stale state; the cache only saves re-reading events it has already folded. (Commands may be
+        # decided first on the order as this process saved it: OrdersApplication.execute says why that
+        # is safe.)
         "AGGREGATE_CACHE_MAXSIZE": "10000",
     }
     for key in ("POSTGRES_POOL_SIZE", "POSTGRES_MAX_OVERFLOW", "POSTGRES_LOCK_TIMEOUT"):

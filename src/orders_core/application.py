@@ -7,12 +7,13 @@ import hashlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from copy import deepcopy
 from datetime import date
 from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import msgspec
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
 
@@ -25,6 +26,7 @@ from orders_core.catalog import (
     Catalog,
 )
 from orders_core.commands import Command, InitiateOrder
+from orders_core.event_store import GroupedSaves
 from orders_core.lifecycle import Role
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
@@ -33,6 +35,8 @@ ORDER_KEYS = uuid5(NAMESPACE_URL, "urn:alexandrite:order-idempotency-keys")
 SYSTEM = Actor(Role.ADMIN, "system")
 CONFLICT_RETRIES = 8
 """A command that lost an optimistic-concurrency race is decided again on the new state this many times."""
+SAVED_ORDERS_REMEMBERED = 10_000
+"""Orders this process saved last, kept to decide the next command on one without reading the store."""
 
 A = TypeVar("A", Order, Catalog)
 
@@ -61,6 +65,8 @@ class OrdersApplication(Application[UUID]):
         self._numbers: Iterator[int] = iter(())
         self._numbers_lock = threading.Lock()
         self._known_materials: frozenset[str] = frozenset()
+        self._saved_orders: LRUCache[UUID, Order] = LRUCache(maxsize=SAVED_ORDERS_REMEMBERED)
+        self._saves = GroupedSaves(self.save)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -97,18 +103,29 @@ class OrdersApplication(Application[UUID]):
     def execute(
         self, order_id: UUID, command: Command, actor: Actor, meta: dict[str, str] | None = None
     ) -> Accepted[Order] | Refusal:
-        """Run `command` on an order; on a concurrent change, decide again on the new state."""
+        """Run `command` on an order; on a concurrent change, decide again on the new state.
+
+        The first decision is taken on the order as this process last saved it, if it did, without reading
+        the store: another process may have changed it since, but then an acceptance fails to save (the
+        version it appends at is taken) and a refusal is not trusted, and both are decided again on the
+        stored order. So nothing is ever appended to, or refused on, a state that is not the newest.
+        """
+        order = self._saved_order(order_id)
         for _ in range(CONFLICT_RETRIES):
-            order = self.order(order_id)
+            stored = order is None
             if order is None:
-                return Refusal(Refused.NOT_FOUND, f"no order {order_id}")
+                order = self.order(order_id)
+                if order is None:
+                    return Refusal(Refused.NOT_FOUND, f"no order {order_id}")
             refusal = order.execute(command, actor, meta)
-            if refusal is not None:
+            if refusal is not None and stored:
                 return refusal
-            try:
-                return Accepted(order, self._save(order))
-            except IntegrityError:
-                continue
+            if refusal is None:
+                try:
+                    return Accepted(order, self._save(order))
+                except IntegrityError:
+                    pass
+            order = None
         raise RuntimeError(f"order {order_id} kept changing under {command.name()}")
 
     def order(self, order_id: UUID) -> Order | None:
@@ -179,10 +196,20 @@ class OrdersApplication(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def _save(self, aggregate: Order | Catalog) -> int:
-        recordings = self.save(aggregate)
+        recordings = self._saves.save(aggregate.collect_events())
+        if isinstance(aggregate, Order):
+            # Kept as saved and only ever copied out: the caller gets it to read, not to change.
+            self._saved_orders.put(aggregate.id, aggregate)
         if not recordings:
             return self.position()
         return max(r.notification.id for r in recordings)
+
+    def _saved_order(self, order_id: UUID) -> Order | None:
+        try:
+            saved = self._saved_orders.get(order_id)
+        except KeyError:
+            return None
+        return deepcopy(saved)
 
     def _get(self, aggregate_id: UUID, kind: type[A]) -> A | None:
         try:

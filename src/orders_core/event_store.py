@@ -1,4 +1,4 @@
-"""The event store's recorder: the library's PostgreSQL recorder, appending in one round trip.
+"""How commands append to the event store: one round trip per append, and concurrent saves together.
 
 The library appends in a pipelined transaction (lock the table, NOTIFY, INSERT, sync, COMMIT): the
 table lock is then held across two round trips to the client and whatever the client does between
@@ -8,14 +8,19 @@ transaction can commit a lower notification id after a higher one was read: a pr
 the log would skip that event for good (DESIGN.md section 9). This recorder's insert function takes
 the same EXCLUSIVE lock inside the server, so appends keep committing in notification-id order while
 the lock is held only for the INSERT and the COMMIT.
+
+The lock still makes appends commit one at a time, each waiting for the one before to flush its
+commit to disk: `GroupedSaves` lets the commands that arrive meanwhile share the next append.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, Recording, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.utils import retry
 from psycopg.sql import SQL, Identifier
@@ -83,3 +88,89 @@ class LockingPostgresApplicationRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self.sql_invoke_pg_function_insert_events, (rows,), prepare=True)
             return [row[self.pg_function_name_insert_events] for row in curs.fetchall()]
+
+
+class GroupedSaves:
+    """Saves the events of concurrent commands together: one append, one table lock, one commit.
+
+    Appends hold the table lock through their COMMIT (and so through its WAL flush), so one at a time
+    can commit; while one group commits, the saves that arrive queue up and go together as the next
+    group. A lone save goes straight through. A group that fails (one of its commands lost an
+    optimistic-concurrency race, say) is saved again one command at a time, so each caller gets its own
+    outcome and no command's events depend on another's.
+    """
+
+    def __init__(self, save: Callable[..., list[Recording[Any]]], max_group: int = 64) -> None:
+        self._save = save
+        self._max_group = max_group
+        self._lock = threading.Lock()
+        self._queue: list[_PendingSave] = []
+        self._leading = False
+
+    def save(self, events: Sequence[Any]) -> list[Recording[Any]]:
+        """Store `events` (of one command) atomically; returns their recordings, in order."""
+        pending = _PendingSave(list(events))
+        with self._lock:
+            self._queue.append(pending)
+            if not self._leading:
+                self._leading = pending.leads = True
+        if not pending.leads:
+            pending.wake.wait()  # set when the group with this save is done, or when this save is to lead
+        if pending.leads and not pending.finished:
+            self._save_next_group()
+        return pending.outcome()
+
+    def _save_next_group(self) -> None:
+        with self._lock:
+            group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
+        try:
+            self._save_group(group)
+        finally:
+            with self._lock:
+                # Hand the lead to the oldest waiting save, or put it down: exactly one thread leads.
+                if self._queue:
+                    self._queue[0].leads = True
+                    self._queue[0].wake.set()
+                else:
+                    self._leading = False
+            for pending in group:
+                if pending.recordings is None and pending.error is None:  # the leader was interrupted
+                    pending.error = RuntimeError("the save was interrupted before it was stored")
+                pending.finished = True
+                pending.wake.set()
+
+    def _save_group(self, group: list[_PendingSave]) -> None:
+        if len(group) > 1 and self._saved_together(group):
+            return
+        for pending in group:
+            try:
+                pending.recordings = self._save(*pending.events)
+            except Exception as e:  # raised again in the caller's thread
+                pending.error = e
+
+    def _saved_together(self, group: list[_PendingSave]) -> bool:
+        try:
+            recordings = self._save(*(e for pending in group for e in pending.events))
+        except Exception:
+            return False  # nothing of the group was stored: each save is tried alone for its own outcome
+        start = 0
+        for pending in group:
+            pending.recordings = recordings[start : start + len(pending.events)]
+            start += len(pending.events)
+        return True
+
+
+@dataclass(eq=False)
+class _PendingSave:
+    events: list[Any]
+    wake: threading.Event = field(default_factory=threading.Event)
+    leads: bool = False
+    finished: bool = False
+    recordings: list[Recording[Any]] | None = None
+    error: Exception | None = None
+
+    def outcome(self) -> list[Recording[Any]]:
+        if self.error is not None:
+            raise self.error
+        assert self.recordings is not None
+        return self.recordings
