@@ -113,3 +113,11 @@ def instrument_psycopg() -> None:
     instrumentor = PsycopgInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument(enable_commenter=False)
+
+
+def tracing_enabled() -> bool:
+    """Whether spans go anywhere (an SDK tracer provider is installed)."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    return isinstance(trace.get_tracer_provider(), TracerProvider)

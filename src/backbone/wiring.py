@@ -14,7 +14,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from backbone.database import database_dsn, eventsourcing_env
-from backbone.observability import configure_logging, configure_tracing
+from backbone.observability import configure_logging, configure_tracing, tracing_enabled
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
 from orders_core.api.app import create_app
@@ -54,6 +54,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
         settings.max_upload_bytes,
         settings.max_unzipped_bytes,
         also=read_parts(pool, feed) if pool else None,
+        traced=tracing_enabled(),
     )
     app.on_shutdown.append(lambda: orders.close())
     if pool is not None:
@@ -73,7 +74,7 @@ def read_pool(dsn: str, size: int = 8) -> ConnectionPool[Connection[DictRow]]:
 def read_api(settings: Settings, dsn: str) -> Litestar:
     """The read API alone."""
     pool = read_pool(dsn)
-    app = create_read_app(pool, ChangeFeed(dsn), settings.jwt_secret)
+    app = create_read_app(pool, ChangeFeed(dsn), settings.jwt_secret, traced=tracing_enabled())
     app.on_shutdown.append(lambda: pool.close())
     return app
 

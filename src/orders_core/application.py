@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from datetime import date
@@ -13,10 +14,13 @@ from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import msgspec
+import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
+from opentelemetry import trace
 
+from orders_core import metrics
 from orders_core.actors import Actor
 from orders_core.catalog import (
     CATALOG_ID,
@@ -33,6 +37,7 @@ from orders_core.outcomes import Accepted, Refusal, Refused
 
 ORDER_KEYS = uuid5(NAMESPACE_URL, "urn:alexandrite:order-idempotency-keys")
 SYSTEM = Actor(Role.ADMIN, "system")
+log = structlog.get_logger("commands")
 CONFLICT_RETRIES = 8
 """A command that lost an optimistic-concurrency race is decided again on the new state this many times."""
 SAVED_ORDERS_REMEMBERED = 10_000
@@ -78,6 +83,24 @@ class OrdersApplication(Application[UUID]):
         self, command: InitiateOrder, actor: Actor, meta: dict[str, str] | None = None
     ) -> Accepted[Order] | Refusal:
         """Create an order; with an idempotency key, a repeat returns the first order instead of a second."""
+        started = time.perf_counter()
+        result = self._initiate(command, actor, meta)
+        order_id = str(result.value.id) if isinstance(result, Accepted) else None
+        _record(command.name(), actor, started, result, order_id, meta)
+        return result
+
+    def execute(
+        self, order_id: UUID, command: Command, actor: Actor, meta: dict[str, str] | None = None
+    ) -> Accepted[Order] | Refusal:
+        """Run `command` on an order; on a concurrent change, decide again on the new state."""
+        started = time.perf_counter()
+        result = self._execute(order_id, command, actor, meta)
+        _record(command.name(), actor, started, result, str(order_id), meta)
+        return result
+
+    def _initiate(
+        self, command: InitiateOrder, actor: Actor, meta: dict[str, str] | None = None
+    ) -> Accepted[Order] | Refusal:
         if not self._is_material(command.material_code):
             return Refusal(Refused.INVALID, f"unknown material {command.material_code!r}")
         fingerprint = None
@@ -100,12 +123,10 @@ class OrdersApplication(Application[UUID]):
                 raise
             return self._replay(existing, fingerprint)
 
-    def execute(
+    def _execute(
         self, order_id: UUID, command: Command, actor: Actor, meta: dict[str, str] | None = None
     ) -> Accepted[Order] | Refusal:
-        """Run `command` on an order; on a concurrent change, decide again on the new state.
-
-        The first decision is taken on the order as this process last saved it, if it did, without reading
+        """The first decision is taken on the order as this process last saved it, if it did, without reading
         the store: another process may have changed it since, but then an acceptance fails to save (the
         version it appends at is taken) and a refusal is not trusted, and both are decided again on the
         stored order. So nothing is ever appended to, or refused on, a state that is not the newest.
@@ -124,7 +145,7 @@ class OrdersApplication(Application[UUID]):
                 try:
                     return Accepted(order, self._save(order))
                 except IntegrityError:
-                    pass
+                    metrics.CONFLICTS.inc()
             order = None
         raise RuntimeError(f"order {order_id} kept changing under {command.name()}")
 
@@ -196,7 +217,8 @@ class OrdersApplication(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def _save(self, aggregate: Order | Catalog) -> int:
-        recordings = self._saves.save(aggregate.collect_events())
+        with metrics.APPEND_SECONDS.time():
+            recordings = self._saves.save(aggregate.collect_events())
         if isinstance(aggregate, Order):
             # Kept as saved and only ever copied out: the caller gets it to read, not to change.
             self._saved_orders.put(aggregate.id, aggregate)
@@ -255,3 +277,32 @@ def request_fingerprint(command: InitiateOrder) -> str:
         "promised_date": command.promised_date,
     }
     return hashlib.sha256(msgspec.json.encode(fields, order="sorted")).hexdigest()
+
+
+def _record(
+    command: str,
+    actor: Actor,
+    started: float,
+    result: Accepted[Order] | Refusal,
+    order_id: str | None,
+    meta: dict[str, str] | None,
+) -> None:
+    """The command's canonical log line and its metrics: what on-call reads first."""
+    seconds = time.perf_counter() - started
+    outcome = "accepted" if isinstance(result, Accepted) else result.code.value
+    metrics.COMMANDS.labels(command, outcome).inc()
+    metrics.COMMAND_SECONDS.labels(command).observe(seconds)
+    span = trace.get_current_span().get_span_context()
+    log.info(
+        "command",
+        command=command,
+        outcome=outcome,
+        order_id=order_id,
+        position=result.position if isinstance(result, Accepted) else None,
+        reason=result.reason if isinstance(result, Refusal) else None,
+        actor_role=actor.role.value,
+        actor_id=actor.subject,
+        duration_ms=round(seconds * 1000, 2),
+        correlation_id=(meta or {}).get("correlation_id"),
+        trace_id=f"{span.trace_id:032x}" if span.is_valid else None,
+    )

@@ -35,6 +35,7 @@ from read_models.errors import EXCEPTION_HANDLERS
 from read_models.metrics import register_mes_collector
 from read_models.stream import ChangeFeed
 
+UNTRACED = ["/metrics", "/health", "/mes/stream"]
 HTTP_METRICS = PrometheusConfig(
     app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
 )
@@ -247,13 +248,16 @@ def read_parts(
     return list(ROUTES), dependencies, {"pool": pool, "feed": feed}
 
 
-def create_read_app(pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed, jwt_secret: str) -> Litestar:
+def create_read_app(
+    pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed, jwt_secret: str, traced: bool = False
+) -> Litestar:
     """The read API alone, over `pool` (a read-only connection is enough) and the MES change `feed`."""
     routes, dependencies, state = read_parts(pool, feed)
     return Litestar(
         route_handlers=[*routes, health, PrometheusController],
         middleware=[HTTP_METRICS.middleware],
-        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["/metrics", "/health", "/mes/stream"]))],
+        # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
+        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=UNTRACED))] if traced else [],
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
         state=State({**state, "jwt_secret": jwt_secret}),
         exception_handlers=EXCEPTION_HANDLERS,

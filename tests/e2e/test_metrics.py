@@ -82,3 +82,14 @@ def test_time_in_status_is_observed_when_orders_move_on(scraped: str) -> None:
 def test_the_exposition_passes_promtool(scraped: str) -> None:
     checked = subprocess.run(["promtool", "check", "metrics"], input=scraped.encode(), capture_output=True)
     assert checked.returncode == 0, checked.stderr.decode() + checked.stdout.decode()
+
+
+def test_commands_are_counted_by_name_and_outcome(scraped: str) -> None:
+    counted = {
+        (dict(k)["command"], dict(k)["outcome"]): v
+        for k, v in samples(scraped, "backbone_commands_total").items()
+    }
+    assert counted[("InitiateOrder", "accepted")] >= 2
+    assert counted[("ApproveManufacturing", "forbidden")] >= 1
+    assert counted[("RecordQuote", "accepted")] >= 1 and counted[("RejectModel", "accepted")] >= 1
+    assert samples(scraped, "backbone_append_duration_seconds_count")

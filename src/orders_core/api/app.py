@@ -46,6 +46,7 @@ def create_app(
     max_upload_bytes: int,
     max_unzipped_bytes: int,
     also: tuple[list[Any], dict[str, Provide], dict[str, Any]] | None = None,
+    traced: bool = False,
 ) -> Litestar:
     """The command API over `orders`, storing uploads in `blobs`; `also` adds another API's routes
     (handlers, dependencies, state) to the same application, as `backbone up` serves both."""
@@ -53,7 +54,8 @@ def create_app(
     return Litestar(
         route_handlers=[orders_router, catalog_router, health, PrometheusController, *routes],
         middleware=[HTTP_METRICS.middleware],
-        plugins=[OpenTelemetryPlugin(TRACING)],
+        # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
+        plugins=[OpenTelemetryPlugin(TRACING)] if traced else [],
         dependencies={
             "actor": Provide(provide_actor),
             "orders": Provide(provide_orders, sync_to_thread=False),
