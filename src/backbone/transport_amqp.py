@@ -10,7 +10,13 @@ from dataclasses import dataclass
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
 
 from orders_core.contracts import BINDINGS, DEAD_EXCHANGE, DEAD_QUEUE, DELIVERY_LIMIT, Handler
 
@@ -73,6 +79,7 @@ class AmqpTransport:
         self.channel: AbstractChannel | None = None
         self.exchanges: dict[str, AbstractExchange] = {}
         self._publish_lock = asyncio.Lock()
+        self._depth_channel: AbstractRobustChannel | None = None
 
     async def connect(self) -> None:
         self.connection = await aio_pika.connect_robust(self.url)
@@ -105,8 +112,12 @@ class AmqpTransport:
         await self.exchanges[exchange].publish(message, routing_key=routing_key)
 
     async def depth(self, queue: str) -> int:
-        assert self.channel is not None, "connect() first"
-        declared = await self.channel.declare_queue(queue, passive=True)
+        assert self.connection is not None, "connect() first"
+        if self._depth_channel is None:
+            self._depth_channel = await self.connection.channel()
+        # robust=False on a channel of its own: a robust channel answers a passive declare of a queue it
+        # declared itself from its cache, with the count it had then.
+        declared = await self._depth_channel.declare_queue(queue, passive=True, robust=False)
         return int(declared.declaration_result.message_count or 0)
 
     async def consume(self, queue: str, handler: Handler, prefetch: int) -> None:

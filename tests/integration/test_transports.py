@@ -147,3 +147,16 @@ class TestAmqpTransport(TransportContract):
 )  # fmt: skip
 def test_topic_patterns_match_as_in_amqp(pattern: str, key: str, matches: bool) -> None:
     assert topic_matches(pattern, key) is matches
+
+
+async def test_amqp_queue_depth_follows_the_broker(rabbitmq: RabbitMQ) -> None:
+    amqp = AmqpTransport(rabbitmq.vhost(f"depth-{uuid.uuid4().hex[:8]}"))
+    await amqp.connect()
+    try:
+        assert await amqp.depth(PRICING_REQUESTS) == 0
+        for i in range(3):
+            await amqp.publish(ORDERS_EXCHANGE, "order.submitted", b"{}", message_id=f"d-{i}", headers={})
+        await asyncio.sleep(0.5)
+        assert await amqp.depth(PRICING_REQUESTS) == 3
+    finally:
+        await amqp.close()
