@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import http.server
 import os
 import shutil
 import signal
@@ -61,6 +62,7 @@ import psycopg
 
 from backbone.database import eventsourcing_env, start_embedded
 from backbone.migrate import migrate
+from backbone.observability import configure_logging
 from backbone.settings import Settings
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
@@ -399,12 +401,14 @@ async def api_clients(
 
 
 @contextmanager
-def api_server(home: Path, workers: int) -> Iterator[tuple[int, int]]:
+def api_server(
+    home: Path, workers: int, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[int, int]]:
     """`backbone api --workers N` on a free port; yields (port, pid) once /health answers, stops it after."""
     with socket.socket() as s:
         s.bind((HOST, 0))
         port = int(s.getsockname()[1])
-    env = {**os.environ, "BACKBONE_HOME": str(home)}
+    env = {**os.environ, "BACKBONE_HOME": str(home), **(extra_env or {})}
     command = [sys.executable, "-m", "backbone.cli", "api", "--host", HOST, "--port", str(port)]
     proc = subprocess.Popen([*command, "--workers", str(workers)], env=env, start_new_session=True)
     try:
@@ -452,6 +456,40 @@ def stop_embedded(pgdata: Path) -> None:
         _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)  # type: ignore[attr-defined]
 
 
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """Accepts OTLP/HTTP exports and throws them away: tracing costs the API its spans, not a collector."""
+
+    received = 0
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        self.rfile.read(length)
+        _Sink.received += length
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@contextmanager
+def otlp_sink() -> Iterator[dict[str, str]]:
+    """A local OTLP endpoint; yields the environment that points the API's exporter at it."""
+    server = http.server.ThreadingHTTPServer((HOST, 0), _Sink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{HOST}:{server.server_address[1]}",
+        }
+    finally:
+        server.shutdown()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients/connections (16)")
@@ -471,7 +509,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the temporary BACKBONE_HOME (for inspection)"
     )
+    parser.add_argument(
+        "--tracing",
+        choices=["off", "on"],
+        nargs="+",
+        default=["off"],
+        help="API runs without and/or with OpenTelemetry spans exported over OTLP to a local sink (off)",
+    )
     args = parser.parse_args(argv)
+    # The direct phases run the application here: its per-command log lines would drown the figures.
+    configure_logging(level="WARNING")
 
     home = Path(tempfile.mkdtemp(prefix="backbone-bench-"))
     pgdata = home / "pgdata"
@@ -500,16 +547,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         secret = Settings.from_env({"BACKBONE_HOME": str(home)}).jwt_secret
         tokens = [mint_token(secret, Role.CUSTOMER, f"bench-{i}") for i in range(n)]
-        runs: list[tuple[int, Figures]] = []
+        runs: list[tuple[str, Figures]] = []
         for workers in args.workers:
-            with api_server(home, workers) as (port, pid):
-                api_meter = CpuMeter(postmaster, pid)
-                figures = asyncio.run(
-                    api_clients(port, tokens, args.mix, args.warmup, args.seconds, api_meter)
-                )
-            figures.label += f", {workers} worker(s)"
-            print(figures.line(), flush=True)
-            runs.append((workers, figures))
+            for tracing in args.tracing:
+                with (
+                    otlp_sink() as otel_env,
+                    api_server(home, workers, otel_env if tracing == "on" else None) as (
+                        port,
+                        pid,
+                    ),
+                ):
+                    api_meter = CpuMeter(postmaster, pid)
+                    figures = asyncio.run(
+                        api_clients(port, tokens, args.mix, args.warmup, args.seconds, api_meter)
+                    )
+                figures.label += f", {workers} worker(s), tracing {tracing}"
+                print(figures.line(), flush=True)
+                runs.append((f"{workers} worker(s), tracing {tracing}", figures))
 
         print("\nsummary")
         print(f"  raw INSERT+COMMIT, 1 connection:    {raw1.rate:8,.0f}/s")
@@ -517,10 +571,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"  raw INSERT+COMMIT, {n} connections:  {raw_n.rate:8,.0f}/s   "
             f"(25% of it: {raw_n.rate / 4:,.0f}/s)"
         )
-        for workers, figures in runs:
+        for name, figures in runs:
             ratio = figures.rate / raw_n.rate if raw_n.rate else float("nan")
             print(
-                f"  API, {workers} worker(s), mix {args.mix}: {figures.rate:8,.0f} commands/s, "
+                f"  API, {name}, mix {args.mix}: {figures.rate:8,.0f} commands/s, "
                 f"p50 {figures.percentile(50) * 1000:.1f} ms, p99 {figures.percentile(99) * 1000:.1f} ms, "
                 f"API/raw-{n} = {ratio:.1%}   (target >= 25%, p99 < 50 ms)"
             )
