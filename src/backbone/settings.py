@@ -30,6 +30,12 @@ class Settings:
     blob_store: str
     """BLOB_STORE: `local` (a directory under BACKBONE_HOME) or `postgres` (table blobs.models, for
     workers on other machines)."""
+    flask_max_mm: float
+    """FLASK_MAX_MM: the largest dimension the casting flask takes (default 100 mm)."""
+    max_triangles: int
+    """MAX_TRIANGLES: the most triangles a model may have to be priced (default 5,000,000)."""
+    quote_time_limit_s: float
+    """QUOTE_TIME_LIMIT_S: how long one quote may take before the model is refused (default 10 s)."""
     host: str
     port: int
     metrics_port: int | None
@@ -54,6 +60,9 @@ class Settings:
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", str(100 * MIB))),
             max_unzipped_bytes=int(env.get("MAX_UNZIPPED_BYTES", str(512 * MIB))),
             blob_store=env.get("BLOB_STORE", "local"),
+            flask_max_mm=float(env.get("FLASK_MAX_MM", "100")),
+            max_triangles=int(env.get("MAX_TRIANGLES", "5000000")),
+            quote_time_limit_s=float(env.get("QUOTE_TIME_LIMIT_S", "10")),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,

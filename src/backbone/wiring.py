@@ -24,6 +24,7 @@ from orders_core.contracts import BINDINGS, PRICING_REQUESTS, RESULTS_QUEUE, Tra
 from orders_core.metrics import QUEUE_DEPTH
 from orders_core.relay import BlockingPublisher, Relay
 from orders_core.results import ResultsConsumer
+from pricing.limits import Limits
 from pricing.worker import PricingWorker
 from projectors.mes import MesProjection
 from projectors.runner import Projection, ProjectionRunner
@@ -162,7 +163,9 @@ class Messaging:
         if self.relay or self.results:
             self.orders = orders_application(self.dsn)
         for _ in range(self.workers):
-            worker = PricingWorker(self.transport, blob_store(self.settings, self.dsn))
+            worker = PricingWorker(
+                self.transport, blob_store(self.settings, self.dsn), pricing_limits(self.settings)
+            )
             self.tasks.append(asyncio.create_task(self.transport.consume(PRICING_REQUESTS, worker.handle, 1)))
         if self.results:
             assert self.orders is not None
@@ -208,3 +211,14 @@ def blob_store(settings: Settings, dsn: str) -> BlobStore:
     if settings.blob_store != "local":
         raise ValueError(f"BLOB_STORE must be local or postgres, not {settings.blob_store!r}")
     return LocalBlobStore(settings.blob_dir)
+
+
+def pricing_limits(settings: Settings) -> Limits:
+    """The quote engine's bounds: the upload limits plus the casting flask, triangles and time."""
+    return Limits(
+        max_file_bytes=settings.max_upload_bytes,
+        max_unzipped_bytes=settings.max_unzipped_bytes,
+        max_triangles=settings.max_triangles,
+        flask_max_mm=settings.flask_max_mm,
+        time_limit_s=settings.quote_time_limit_s,
+    )

@@ -44,3 +44,8 @@ def test_a_rejected_order_is_priced_after_a_new_model(customer: httpx.Client) ->
     order = answered(customer, order_id)
     assert order["status"] == "PRICE_CALCULATED"
     assert order["quote"]["figures"]["volume_mm3"] == pytest.approx(512.0)
+
+
+def test_a_model_larger_than_the_flask_is_rejected(customer: httpx.Client) -> None:
+    order = answered(customer, submit(customer, cube_stl(120.0), material_code="AG925"))
+    assert order["status"] == "REJECTED" and "flask" in order["rejection_reason"]
