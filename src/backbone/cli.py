@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -194,6 +195,12 @@ def _api(args: argparse.Namespace) -> int:
     if args.workers > 1:
         # Workers wire themselves; the database must be migrated and reachable before they start.
         database_dsn(settings)
+        # Each worker counts in files of its own; /metrics (on whichever worker answers) adds them up.
+        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            shared = settings.home / "metrics" / f"api-{os.getpid()}"
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir(parents=True)
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(shared)
         uvicorn.run(
             "backbone.wiring:command_api_from_env",
             factory=True,

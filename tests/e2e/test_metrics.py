@@ -5,12 +5,22 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RunningApi
+from backbone.migrate import migrate
+from tests.conftest import (
+    JWT_SECRET,
+    PostgresServer,
+    RunningApi,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for_health,
+)
 from tests.meshes import cube_stl, open_box_stl
 
 
@@ -93,3 +103,25 @@ def test_commands_are_counted_by_name_and_outcome(scraped: str) -> None:
     assert counted[("ApproveManufacturing", "forbidden")] >= 1
     assert counted[("RecordQuote", "accepted")] >= 1 and counted[("RejectModel", "accepted")] >= 1
     assert samples(scraped, "backbone_append_duration_seconds_count")
+
+
+def test_api_workers_report_their_requests_together(postgres: PostgresServer, tmp_path: Path) -> None:
+    url = postgres.create_database("metrics_workers")
+    migrate(url)
+    port = free_port()
+    env = {"DATABASE_URL": url, "BACKBONE_HOME": str(tmp_path), "JWT_SECRET": JWT_SECRET}
+    process = start_process(["api", "--workers", "2"], env, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_health(base, process, seconds=60)
+        for _ in range(40):  # fresh connections, so both workers answer some
+            assert httpx.get(f"{base}/schema/openapi.json").status_code == 200
+        text = httpx.get(f"{base}/metrics").text
+    finally:
+        stop_process(process)
+    served = sum(
+        v
+        for k, v in samples(text, "backbone_http_requests_total").items()
+        if dict(k)["path"] == "/schema/openapi.json"
+    )
+    assert served == 40
