@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -13,7 +14,7 @@ from psycopg.rows import DictRow
 from orders_core.contracts import MES_CHANGES_CHANNEL, Change
 from projectors import metrics
 from projectors.order_rows import ORDER_COLUMNS, OrderRow, fold_order
-from projectors.tables import upsert_rows
+from projectors.tables import copy_rows, upsert_rows
 
 JSON_COLUMNS = frozenset({"quote", "status_times"})
 STAY_COLUMNS = ("order_id", "status", "entered_at", "left_at")
@@ -32,6 +33,10 @@ class MesProjection:
 
     def forget(self) -> None:
         self._rows.clear()
+
+    def loader(self) -> MesLoader:
+        """A fold for replays into an empty schema (the runner's `load`)."""
+        return MesLoader()
 
     def apply(self, cursor: Cursor[DictRow], schema: str, changes: Sequence[Change]) -> None:
         orders = [c for c in changes if c.event.aggregate == "order"]
@@ -75,6 +80,33 @@ class MesProjection:
         if len(self._rows) + len(touched) > self._cache_size:
             self._rows.clear()
         self._rows.update(touched)
+
+
+class MesLoader:
+    """A replay's fold: every order row in memory, each written once, with one COPY, into empty tables."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, OrderRow] = {}
+        self.closed_stays: list[dict[str, Any]] = []
+
+    def add(self, changes: Sequence[Change]) -> None:
+        """Fold a batch of the log."""
+        for change in changes:
+            if change.event.aggregate != "order":
+                continue
+            row = self.rows.get(change.aggregate_id)
+            before = (row["status"], row["status_since"]) if row else None
+            row = fold_order(row, change.event, change.aggregate_id, change.version, change.position)
+            if before is not None:
+                self.closed_stays.append(_stay(change.aggregate_id, *before, row))
+            self.rows[change.aggregate_id] = row
+
+    def write(self, cursor: Cursor[DictRow], schema: str) -> None:
+        """Write every row and every stay (the open ones from the rows) into schema's empty tables."""
+        copy_rows(cursor, sql.Identifier(schema, "orders"), ORDER_COLUMNS, self.rows.values(), JSON_COLUMNS)
+        opened = (_stay(order_id, r["status"], r["status_since"], None) for order_id, r in self.rows.items())
+        stays = sql.Identifier(schema, "status_stays")
+        copy_rows(cursor, stays, STAY_COLUMNS, itertools.chain(self.closed_stays, opened))
 
 
 def announce(cursor: Cursor[DictRow], position: int, rows: Iterable[OrderRow]) -> None:

@@ -118,6 +118,9 @@ def replay(
     fresh = prepare_schema(dsn, name)
     runner = runner_for(fresh)
     runner.on_batch = progress
-    runner.catch_up()
+    if hasattr(runner.projection, "loader"):
+        runner.load()
+    else:
+        runner.catch_up()
     build_indexes(dsn, name)
     return swap_in(dsn, name, runner)

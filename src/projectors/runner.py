@@ -42,6 +42,16 @@ class Lag:
     """Age of the oldest event not yet applied (0 when caught up)."""
 
 
+class Loader(Protocol):
+    """A projection's fold for replays into empty tables: all in memory, written once."""
+
+    def add(self, changes: Sequence[Change]) -> None:
+        """Fold a batch of the log."""
+
+    def write(self, cursor: Cursor[DictRow], schema: str) -> None:
+        """Write the whole view into the schema's empty tables."""
+
+
 class Projection(Protocol):
     """A read model that folds changes into tables of one schema."""
 
@@ -106,6 +116,35 @@ class ProjectionRunner:
             if event is not None:
                 seconds = (datetime.now(UTC) - datetime.fromisoformat(event.timestamp)).total_seconds()
         return Lag(position, head, head - position, max(seconds, 0.0))
+
+    def load(self) -> int:
+        """Replay into an empty schema: fold the whole log in memory, write the view once; the position.
+
+        Only for a projection with a `loader()` (others replay batch by batch through `catch_up`). The
+        view and its tracking still commit in one transaction, at the end.
+        """
+        make: Callable[[], Loader] | None = getattr(self.projection, "loader", None)
+        if make is None:
+            raise TypeError(f"projection {self.projection.name} has no loader; replay it with catch_up")
+        loader = make()
+        start = position = self.position()
+        while True:
+            notifications = self.source.select_notifications(
+                start=position, limit=self.batch_size, inclusive_of_start=False
+            )
+            if not notifications:
+                break
+            loader.add(changes_of(notifications))
+            position = notifications[-1].id
+            if self.on_batch is not None:
+                self.on_batch(len(notifications), position)
+            if len(notifications) < self.batch_size:
+                break
+        if position > start:
+            with self.view.datastore.transaction(commit=True) as cursor:
+                loader.write(cursor, self.schema)
+                self.view._insert_tracking(cursor, Tracking(self.source_name, position))
+        return position
 
     def catch_up(self, until: int | None = None) -> int:
         """Apply batches until the log (or `until`) is exhausted; returns the position reached."""

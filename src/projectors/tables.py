@@ -28,15 +28,7 @@ def upsert_rows(
     cursor.execute(
         sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(stage, target)
     )
-    plain = operator.itemgetter(*columns)
-    json_at = [i for i, c in enumerate(columns) if c in json_columns]
-    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, names)) as copy:
-        for row in rows:
-            values = list(plain(row))
-            for i in json_at:
-                if values[i] is not None:
-                    values[i] = Jsonb(values[i], dumps=_json)
-            copy.write_row(values)
+    copy_rows(cursor, stage, columns, rows, json_columns)
     updates = sql.SQL(", ").join(
         sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns if c not in key
     )
@@ -52,6 +44,26 @@ def upsert_rows(
             updates=updates,
         )
     )
+
+
+def copy_rows(
+    cursor: Cursor[DictRow],
+    table: sql.Identifier,
+    columns: Sequence[str],
+    rows: Iterable[dict[str, Any]],
+    json_columns: frozenset[str] = frozenset(),
+) -> None:
+    """COPY `rows` (dicts with at least `columns`) into `table` as they are: no conflicts expected."""
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    plain = operator.itemgetter(*columns)
+    json_at = [i for i, c in enumerate(columns) if c in json_columns]
+    with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(table, names)) as copy:
+        for row in rows:
+            values = list(plain(row))
+            for i in json_at:
+                if values[i] is not None:
+                    values[i] = Jsonb(values[i], dumps=_json)
+            copy.write_row(values)
 
 
 def _json(value: Any) -> str:
