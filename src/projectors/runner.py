@@ -13,7 +13,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -22,7 +22,7 @@ import psycopg
 import structlog
 from eventsourcing.persistence import Notification, Tracking
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
-from psycopg import Cursor
+from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 
 from orders_core.contracts import Change, read_stored_event
@@ -128,23 +128,38 @@ class ProjectionRunner:
             raise TypeError(f"projection {self.projection.name} has no loader; replay it with catch_up")
         loader = make()
         start = position = self.position()
-        while True:
-            notifications = self.source.select_notifications(
-                start=position, limit=self.batch_size, inclusive_of_start=False
-            )
-            if not notifications:
-                break
-            loader.add(changes_of(notifications))
-            position = notifications[-1].id
+        for batch in self._stream_log(position):
+            loader.add(batch)
+            position = batch[-1].position
             if self.on_batch is not None:
-                self.on_batch(len(notifications), position)
-            if len(notifications) < self.batch_size:
-                break
+                self.on_batch(len(batch), position)
         if position > start:
             with self.view.datastore.transaction(commit=True) as cursor:
                 loader.write(cursor, self.schema)
                 self.view._insert_tracking(cursor, Tracking(self.source_name, position))
         return position
+
+    def _stream_log(self, after: int) -> Iterator[list[Change]]:
+        """The log after `after` in batches, read with one streamed SELECT and tuple rows.
+
+        For replays only: the recorder's select_notifications builds a dict and a Notification per row,
+        which costs more than the fold itself over a million events.
+        """
+        query = sql.SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+            "WHERE notification_id > %s ORDER BY notification_id"
+        ).format(sql.Identifier(self.source.datastore.schema, self.source.events_table_name))
+        with psycopg.connect(self.dsn) as conn, conn.cursor(name="replay") as cursor:
+            cursor.itersize = self.batch_size
+            cursor.execute(query, (after,))
+            while rows := cursor.fetchmany(self.batch_size):
+                batch = []
+                for position, aggregate_id, version, topic, state in rows:
+                    event = read_stored_event(topic, bytes(state))
+                    if event is not None:
+                        batch.append(Change(position, str(aggregate_id), version, event))
+                if batch:
+                    yield batch
 
     def catch_up(self, until: int | None = None) -> int:
         """Apply batches until the log (or `until`) is exhausted; returns the position reached."""
