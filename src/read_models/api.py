@@ -261,6 +261,7 @@ def create_read_app(
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
         state=State({**state, "jwt_secret": jwt_secret}),
         exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,  # the process's own logging set-up stands; Litestar's default would replace it
         openapi_config=OpenAPIConfig(title="Alexandrite read API", version="1.0.0", path="/schema"),
         on_startup=[feed.start],
         on_shutdown=[feed.stop],

@@ -72,6 +72,7 @@ def create_app(
             }
         ),
         exception_handlers=EXCEPTION_HANDLERS,
+        logging_config=None,  # the process's own logging set-up stands; Litestar's default would replace it
         request_max_body_size=JSON_BODY_LIMIT,
         openapi_config=OpenAPIConfig(title="Alexandrite order backbone API", version="1.0.0", path="/schema"),
     )
