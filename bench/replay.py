@@ -41,7 +41,7 @@ import psycopg
 
 from backbone.database import eventsourcing_env
 from backbone.wiring import projection_runner
-from harness import CpuMeter, embedded_postgres  # bench/ is on sys.path
+from harness import CpuMeter, cpu_text, embedded_postgres  # bench/ is on sys.path
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import (
@@ -65,10 +65,6 @@ from orders_core.order import Order
 from projectors.replay import replay
 
 # --- the embedded server and CPU figures (as bench/commands.py) ---------------------------------------------
-
-
-def cpu_text(cpu: dict[str, float]) -> str:
-    return "CPU: " + ", ".join(f"{k} {v:.0%}" for k, v in cpu.items())
 
 
 # --- the events ---------------------------------------------------------------------------------------------
@@ -311,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             how = "server-side cursor, fetchmany(10000)" if streamed else "fetchall"
             print(
                 f"raw SELECT ({how}): {count:,} events in {seconds:.2f} s = "
-                f"{count / seconds:,.0f}/s   {cpu_text(cpu)}",
+                f"{count / seconds:,.0f}/s   CPU: {cpu_text(cpu)}",
                 flush=True,
             )
             raws.append(count / seconds)
@@ -325,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             results.append((batch_size, rate, cpu))
             print(
                 f"  {applied:,} events in {seconds:.1f} s = {rate:,.0f}/s = {rate / raw:.1%} of raw   "
-                f"{cpu_text(cpu)}",
+                f"CPU: {cpu_text(cpu)}",
                 flush=True,
             )
 
@@ -336,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             profiler.enable()
             applied, seconds, cpu = rebuild(dsn, batch_size, meter, quiet=True)
             profiler.disable()
-            print(f"  {applied:,} events in {seconds:.1f} s under the profiler   {cpu_text(cpu)}")
+            print(f"  {applied:,} events in {seconds:.1f} s under the profiler   CPU: {cpu_text(cpu)}")
             for key in ("tottime", "cumulative"):
                 out = io.StringIO()
                 pstats.Stats(profiler, stream=out).sort_stats(key).print_stats(25)
@@ -348,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for batch_size, rate, cpu in results:
             print(
                 f"  rebuild, batch_size {batch_size:>6}: {rate:9,.0f} events/s = {rate / raw:6.1%} of raw  "
-                f"{cpu_text(cpu)}"
+                f"CPU: {cpu_text(cpu)}"
             )
         print(f"  total run time {time.perf_counter() - started:.0f} s")
     return 0

@@ -43,7 +43,7 @@ import psycopg
 from psycopg import Connection, sql
 from psycopg.rows import DictRow, dict_row
 
-from harness import CpuMeter, embedded_postgres  # bench/ is on sys.path
+from harness import CpuMeter, cpu_text, embedded_postgres  # bench/ is on sys.path
 from orders_core.lifecycle import STATUS_LIMITS, Status
 from read_models.mes import MesFilters, Sort, encode_cursor, find_orders, status_board
 
@@ -55,10 +55,6 @@ PAGE = 50
 
 def postmaster_pid(pgdata: Path) -> int:
     return int((pgdata / "postmaster.pid").read_text().split()[0])
-
-
-def cpu_text(cpu: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:.0%}" for k, v in cpu.items())
 
 
 # --- the data -----------------------------------------------------------------------------------------------

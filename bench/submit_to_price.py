@@ -49,6 +49,7 @@ import httpx
 import psutil
 
 from backbone.rabbitmq import free_port
+from harness import background_cpu  # bench/ is on sys.path
 from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
 from quote import torus, write_stl
@@ -128,15 +129,6 @@ class CpuMeter:
         cores = dict(sorted(used.items(), key=lambda item: -item[1]))
         cores["other processes"] = max(0.0, (busy - self._busy) / wall - sum(used.values()))
         return cores
-
-
-def background_cpu(seconds: float = 3.0) -> float:
-    """Cores busy on the machine while this bench does nothing: what other sessions use."""
-    before = psutil.cpu_times()
-    time.sleep(seconds)
-    after = psutil.cpu_times()
-    busy = sum(after) - after.idle - after.iowait - (sum(before) - before.idle - before.iowait)
-    return float(busy) / seconds
 
 
 # --- the system --------------------------------------------------------------------------------------------
