@@ -24,7 +24,7 @@ from orders_core.commands import (
 from orders_core.contracts import MeshFigures, ModelFile, Quote, QuoteLine
 from orders_core.lifecycle import Role
 from orders_core.order import Order
-from orders_core.outcomes import Refusal
+from orders_core.outcomes import Accepted, Refusal
 
 OWNER = Actor(Role.CUSTOMER, "cust-1")
 STRANGER = Actor(Role.CUSTOMER, "cust-2")
@@ -100,3 +100,9 @@ def valid_command(order: Order, name: str) -> Command:
         CloseOrder,
     )
     return {c.name(): c for c in plain}[name]()
+
+
+def accepted(result: Accepted[Order] | Refusal) -> Order:
+    """The order of an accepted command (fails the test on a refusal, showing it)."""
+    assert isinstance(result, Accepted), result
+    return result.value

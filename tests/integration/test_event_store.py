@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-import pytest
 
-from backbone.database import eventsourcing_env
 from orders_core.application import OrdersApplication
 from orders_core.commands import (
     ApproveManufacturing,
@@ -25,25 +22,11 @@ from tests.orders import (
     OWNER,
     PRICING,
     SELLER,
+    accepted,
     initiate_command,
     model_file,
     quote_for,
 )
-
-
-@pytest.fixture
-def replicas(database: str) -> Iterator[tuple[OrdersApplication, OrdersApplication]]:
-    """Two application instances on one store, as two API replicas would be."""
-    first = OrdersApplication(env=eventsourcing_env(database, pool_size=4))
-    second = OrdersApplication(env=eventsourcing_env(database, pool_size=4))
-    yield first, second
-    first.close()
-    second.close()
-
-
-def accepted(result: Accepted[Order] | Refusal) -> Order:
-    assert isinstance(result, Accepted), result
-    return result.value
 
 
 def approved(app: OrdersApplication) -> Order:

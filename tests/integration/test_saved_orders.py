@@ -2,32 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-
-from backbone.database import eventsourcing_env
 from orders_core.application import OrdersApplication
 from orders_core.commands import AttachModel, CancelOrder, SubmitOrder
 from orders_core.lifecycle import Status
-from orders_core.order import Order
-from orders_core.outcomes import Accepted, Refusal
-from tests.orders import OWNER, initiate_command, model_file
-
-
-@pytest.fixture
-def replicas(database: str) -> Iterator[tuple[OrdersApplication, OrdersApplication]]:
-    """Two application instances on one store, as two API replicas would be."""
-    first = OrdersApplication(env=eventsourcing_env(database, pool_size=2))
-    second = OrdersApplication(env=eventsourcing_env(database, pool_size=2))
-    yield first, second
-    first.close()
-    second.close()
-
-
-def accepted(result: Accepted[Order] | Refusal) -> Order:
-    assert isinstance(result, Accepted), result
-    return result.value
+from tests.orders import OWNER, accepted, initiate_command, model_file
 
 
 def test_a_command_refused_on_an_outdated_saved_order_is_decided_on_the_stored_one(
