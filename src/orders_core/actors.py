@@ -57,11 +57,6 @@ def allowed_commands(actor: Actor, order: OrderFacts) -> tuple[str, ...]:
     return tuple(t.command for t in TRANSITIONS if order.status in t.sources and t.parties & mine)
 
 
-def can_see(actor: Actor, owner_id: str) -> bool:
-    """Customers and partners see only their own orders; staff and services see all."""
-    return not actor.owns_orders or actor.subject == owner_id
-
-
 def role_may_ever(role: Role, allowed: frozenset[Party]) -> bool:
     """Whether `role` is one of `allowed` on some order (tells a 403 'never yours' from a 409 'not now')."""
     actor = Actor(role, "someone")

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Protocol
 
 import msgspec
 
-from orders_core.actors import Actor, OrderFacts, allowed_commands, can_see
+from orders_core.actors import Actor, OrderFacts, allowed_commands
 from orders_core.identity import TokenError, actor_from_authorization, mint_token, verify_token
 from orders_core.lifecycle import (
     BY_ACTION,
@@ -89,7 +89,6 @@ __all__ = [
     "Transport",
     "actor_from_authorization",
     "allowed_commands",
-    "can_see",
     "message_id_for",
     "mint_token",
     "read_stored_event",

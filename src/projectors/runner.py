@@ -244,13 +244,3 @@ class ProjectionRunner:
 def _try_lock(conn: psycopg.Connection[tuple[object, ...]], key: int) -> bool:
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
     return bool(row and row[0])
-
-
-def wait_until(runner: ProjectionRunner, position: int, timeout: float) -> bool:
-    """Whether the projection reached `position` within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while runner.position() < position:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

@@ -39,7 +39,6 @@ UNTRACED = ["/metrics", "/health", "/mes/stream"]
 HTTP_METRICS = PrometheusConfig(
     app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
 )
-STAFF = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MinPosition = Annotated[
     int | None,
