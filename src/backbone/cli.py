@@ -9,6 +9,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ import prometheus_client
 import uvicorn
 from litestar import Litestar
 
+from backbone.audit import audit, print_report
 from backbone.database import database_dsn
 from backbone.migrate import migrate
 from backbone.observability import configure_logging, configure_tracing
@@ -98,6 +100,25 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("name", choices=sorted(PROJECTIONS))
     replay.add_argument("--batch-size", type=int, default=5000)
     replay.set_defaults(command="projections replay", run=_projections_replay)
+
+    audit = sub.add_parser(
+        "audit",
+        help="check every order against every read model, pricing and the queues; non-zero exit if "
+        "anything is lost, duplicated or left behind",
+    )
+    audit.add_argument(
+        "--grace", type=float, default=300.0, help="seconds a submission may wait for pricing (default 300)"
+    )
+    audit.add_argument(
+        "--settle", type=float, default=10.0, help="seconds to let lag and queued work catch up (default 10)"
+    )
+    audit.add_argument(
+        "--every",
+        type=float,
+        default=None,
+        help="audit again every this many seconds, forever, serving the audit metrics on METRICS_PORT",
+    )
+    audit.set_defaults(command="audit", run=_audit)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
     mig.set_defaults(command="migrate", run=_migrate)
@@ -291,6 +312,23 @@ def _projections_replay(args: argparse.Namespace) -> int:
     progress.done()
     print(f"replay {args.name}: rebuilt to position {position} and swapped in", file=sys.stderr)
     return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    dsn = database_dsn(settings)
+    transport = transport_for(settings) if settings.amqp_url else None
+    if args.every is None:
+        report = audit(dsn, transport, grace_s=args.grace, settle_s=args.settle)
+        print_report(report, sys.stdout)
+        return 0 if report.ok else 1
+    serve_metrics(settings)
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    while True:
+        report = audit(dsn, transport, grace_s=args.grace, settle_s=args.settle)
+        print_report(report, sys.stdout)
+        sys.stdout.flush()
+        time.sleep(args.every)
 
 
 def _migrate(args: argparse.Namespace) -> int:

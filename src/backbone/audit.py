@@ -1,0 +1,202 @@
+"""`backbone audit`: proves that every order in the event store is shown right by every read model, got
+its pricing answer exactly once, and that no message was left unconsumed; reports what it finds.
+
+It reads the store with one streamed SELECT ordered by order, folds each order with the aggregate's own
+rules (orders_core/audit.py), then compares. A live system is allowed to be busy: the audit pins the store
+position it audits, compares only rows not moved past it, and waits up to `settle_s` for projections, the
+relay, pricing and the queues to catch up before it calls anything a discrepancy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder
+from prometheus_client import Gauge
+from psycopg import sql
+
+from backbone.database import eventsourcing_env
+from orders_core.application import OrdersApplication
+from orders_core.audit import (
+    Discrepancy,
+    OrderTruth,
+    Problem,
+    ViewRow,
+    compare_pricing,
+    compare_view,
+    fold_order,
+    group_by_order,
+)
+from orders_core.contracts import DEAD_QUEUE, ORDER_TOPIC, PRICING_REQUESTS, RESULTS_QUEUE, Transport
+from orders_core.order import Order
+
+VIEWS = ("mes", "shop")
+"""Read models that show every order, with their tracking in the schema of the same name."""
+QUEUES = (PRICING_REQUESTS, RESULTS_QUEUE)
+
+DISCREPANCIES = Gauge(
+    "backbone_audit_discrepancies", "Discrepancies the last audit found, by problem", ["problem"]
+)
+AUDITED_ORDERS = Gauge("backbone_audit_orders", "Orders the last audit checked")
+AUDIT_POSITION = Gauge("backbone_audit_position", "Event store position the last audit checked up to")
+AUDIT_TIME = Gauge("backbone_audit_last_run_timestamp_seconds", "When the last audit finished (Unix time)")
+for _problem in Problem:
+    DISCREPANCIES.labels(_problem.value)
+
+
+@dataclass
+class AuditReport:
+    """What one audit checked and found."""
+
+    position: int
+    orders: int
+    submissions_waiting: int
+    broker: str
+    """How the queues were checked: `rabbitmq`, or why they were not."""
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.discrepancies
+
+    def counts(self) -> Counter[Problem]:
+        """Discrepancies by problem."""
+        return Counter(d.problem for d in self.discrepancies)
+
+
+def audit(
+    dsn: str, transport: Transport | None = None, *, grace_s: float = 300.0, settle_s: float = 10.0
+) -> AuditReport:
+    """Audit the system on `dsn` (and the broker behind `transport`, if given); sets the audit metrics."""
+    orders = OrdersApplication(env=eventsourcing_env(dsn, pool_size=1))
+    try:
+        deadline = time.monotonic() + settle_s
+        while True:
+            report = _audit_once(dsn, orders, transport, grace_s)
+            if report.ok or time.monotonic() >= deadline:
+                break
+            time.sleep(1.0)  # lag, queued work and unanswered submissions may still settle
+    finally:
+        orders.close()
+    _set_metrics(report)
+    return report
+
+
+def _audit_once(
+    dsn: str, orders: OrdersApplication, transport: Transport | None, grace_s: float
+) -> AuditReport:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        head = orders.position()
+        truths: dict[str, OrderTruth] = {}
+        found: list[Discrepancy] = []
+        for events in group_by_order(_order_events(conn, orders, head)):
+            folded = fold_order(events)
+            if isinstance(folded, Discrepancy):
+                found.append(folded)
+            else:
+                truths[folded.order_id] = folded
+        for view in VIEWS:
+            position = _tracking(conn, view)
+            if position < head:
+                found.append(Discrepancy(Problem.VIEW_BEHIND, view, None, f"at {position}, store at {head}"))
+            found.extend(compare_view(view, truths, _view_rows(conn, view), head, position))
+        relayed = _tracking(conn, "relay")
+        if relayed < head:
+            found.append(Discrepancy(Problem.RELAY_BEHIND, "relay", None, f"at {relayed}, store at {head}"))
+    found.extend(compare_pricing(truths.values(), datetime.now(UTC), grace_s))
+    broker = "in-process broker: checked by its effects only (AMQP_URL unset)"
+    if transport is not None:
+        depths = asyncio.run(_depths(transport))
+        broker = "rabbitmq: " + ", ".join(f"{q} {n}" for q, n in depths.items())
+        for queue, depth in depths.items():
+            if depth and queue == DEAD_QUEUE:
+                found.append(Discrepancy(Problem.DEAD_LETTERS, queue, None, f"{depth} message(s)"))
+            elif depth:
+                found.append(Discrepancy(Problem.UNCONSUMED, queue, None, f"{depth} message(s) waiting"))
+    waiting = sum(1 for t in truths.values() if t.waiting_since is not None)
+    return AuditReport(head, len(truths), waiting, broker, found)
+
+
+def _order_events(
+    conn: psycopg.Connection[tuple[object, ...]], orders: OrdersApplication, head: int
+) -> Iterator[tuple[UUID, int, Order.Event]]:
+    """Every order event up to `head`, by order and version, as the aggregate's own events."""
+    recorder = orders.recorder
+    assert isinstance(recorder, PostgresApplicationRecorder)
+    query = sql.SQL(
+        "SELECT originator_id, originator_version, topic, state, notification_id FROM {} "
+        "WHERE notification_id <= %s AND topic LIKE %s ORDER BY originator_id, originator_version"
+    ).format(sql.Identifier(recorder.datastore.schema, recorder.events_table_name))
+    with conn.transaction(), conn.cursor(name="audit") as cursor:
+        cursor.itersize = 2000
+        cursor.execute(query, (head, ORDER_TOPIC + ".%"))
+        for originator_id, version, topic, state, position in cursor:
+            assert isinstance(originator_id, UUID) and isinstance(version, int)
+            assert isinstance(topic, str) and isinstance(position, int)
+            stored = StoredEvent(originator_id, version, topic, bytes(state))  # type: ignore[call-overload]
+            event = orders.mapper.to_domain_event(stored)
+            assert isinstance(event, Order.Event)
+            yield originator_id, position, event
+
+
+def _tracking(conn: psycopg.Connection[tuple[object, ...]], schema: str) -> int:
+    row = conn.execute(
+        f'SELECT notification_id FROM "{schema}".tracking WHERE application_name = %s',  # noqa: S608
+        (OrdersApplication.name,),
+    ).fetchone()
+    return int(row[0]) if row and isinstance(row[0], int) else 0
+
+
+def _view_rows(conn: psycopg.Connection[tuple[object, ...]], view: str) -> Iterator[ViewRow]:
+    query = f'SELECT order_id::text, status, version, position FROM "{view}".orders'  # noqa: S608
+    with conn.transaction(), conn.cursor(name=f"audit_{view}") as cursor:
+        cursor.itersize = 5000
+        cursor.execute(query)
+        for order_id, status, version, position in cursor:
+            yield ViewRow(str(order_id), str(status), int(str(version)), int(str(position)))
+
+
+async def _depths(transport: Transport) -> dict[str, int]:
+    await transport.connect()
+    try:
+        return {queue: await transport.depth(queue) for queue in (*QUEUES, DEAD_QUEUE)}
+    finally:
+        await transport.close()
+
+
+def _set_metrics(report: AuditReport) -> None:
+    counts = report.counts()
+    for problem in Problem:
+        DISCREPANCIES.labels(problem.value).set(counts.get(problem, 0))
+    AUDITED_ORDERS.set(report.orders)
+    AUDIT_POSITION.set(report.position)
+    AUDIT_TIME.set(time.time())
+
+
+def print_report(report: AuditReport, out: TextIO, limit: int = 50) -> None:
+    """The report as a table: a summary line, counts by problem, then the first `limit` discrepancies."""
+    print(
+        f"audited {report.orders:,} orders up to position {report.position:,}; "
+        f"{report.submissions_waiting} submission(s) waiting for pricing; {report.broker}",
+        file=out,
+    )
+    if report.ok:
+        print("no discrepancies", file=out)
+        return
+    print(f"{len(report.discrepancies)} discrepancies:", file=out)
+    for problem, count in sorted(report.counts().items()):
+        print(f"  {problem.value:<22} {count:>8}", file=out)
+    print(f"\n{'problem':<22} {'where':<16} {'order':<36}  detail", file=out)
+    for d in report.discrepancies[:limit]:
+        print(f"{d.problem.value:<22} {d.where:<16} {d.order_id or '-':<36}  {d.detail}", file=out)
+    if len(report.discrepancies) > limit:
+        print(f"... and {len(report.discrepancies) - limit} more", file=out)
