@@ -13,6 +13,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+import backbone.audit
 import orders_core.metrics
 import pricing.metrics
 import projectors.metrics
@@ -22,7 +23,7 @@ DEPLOY = ROOT / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 
 # Importing the metric modules registers their families; these are the names they expose.
-_MODULES = (orders_core.metrics, pricing.metrics, projectors.metrics)
+_MODULES = (orders_core.metrics, pricing.metrics, projectors.metrics, backbone.audit)
 
 SCRAPE_TIME = {"backbone_orders", "backbone_orders_stuck", "backbone_orders_overdue"}
 """Gauges the read API computes when scraped (read_models/metrics.py), so not in the registry up front."""

@@ -34,8 +34,8 @@ from tests.deploy.promql import DEPLOY, ROOT
 
 BACKBONE = Path(sys.executable).with_name("backbone")
 ONE_SHOT = {"migrate"}
-MESSAGING = {"relay", "worker", "results"}
-"""Subcommands that need AMQP_URL."""
+MESSAGING = {"relay", "worker", "results", "audit"}
+"""Subcommands that need AMQP_URL (the audit reads queue depths)."""
 HTTP_PARTS = {"api", "read-api"}
 
 
@@ -156,6 +156,7 @@ def test_the_topology(services: Services) -> None:
         "relay": 2,
         "worker pricing": 3,
         "results": 1,
+        "audit": 1,
     }
     for image, service in [("postgres:1", "postgres"), ("rabbitmq:3.", "rabbitmq")]:
         assert services[service]["image"].startswith(image)
