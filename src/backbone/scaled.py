@@ -38,7 +38,8 @@ class Part:
 
 
 def topology(port: int, metrics_from: int) -> list[Part]:
-    """The parts of DESIGN.md section 5: APIs x2, projectors and relay with standbys, pricing workers x3."""
+    """The parts of DESIGN.md section 5: APIs x2, projectors and relay with standbys, pricing workers x3,
+    the results consumer and the periodic audit."""
     parts: list[Part] = []
     metrics = itertools.count(metrics_from)
     for i in (1, 2):
@@ -50,6 +51,7 @@ def topology(port: int, metrics_from: int) -> list[Part]:
         ("relay", ("relay",), 2),
         ("worker-pricing", ("worker", "pricing"), 3),
         ("results", ("results",), 1),
+        ("audit", ("audit", "--every", "300"), 1),
     ):
         for i in range(1, copies + 1):
             parts.append(Part(f"{name}-{i}", args, {"METRICS_PORT": str(next(metrics))}))

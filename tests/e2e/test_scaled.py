@@ -22,7 +22,7 @@ from tests.journeys import answered, submit
 from tests.meshes import cube_stl
 
 
-def free_block(size: int = 110) -> int:
+def free_block(size: int = 112) -> int:
     """A base port whose next `size` ports are all free (the topology uses base..base+4 and base+100..)."""
     for base in range(21000, 60000, 211):
         if all(_free(base + i) for i in (*range(5), *range(100, size))):
@@ -92,6 +92,7 @@ def test_every_part_runs_as_its_own_process(scaled: Scaled) -> None:
         commands.count("relay") == 2
         and commands.count("worker pricing") == 3
         and commands.count("results") == 1
+        and commands.count("audit --every 300") == 1
     )
 
 
