@@ -4,11 +4,13 @@ process) and `backbone up --scaled` (compose.yaml's topology as local processes)
 For each setup, on a fresh database of one embedded PostgreSQL (and a local RabbitMQ node for the scaled
 one): `--users` concurrent order journeys (bench/workload.py: 90% walk the whole lifecycle, 5% are
 cancelled once priced, 5% upload a model pricing rejects and then a good one; customers read their order
-from the shop view, operators list the MES), started for `--seconds`, then finished. Printed per setup:
-orders and requests per second, p50/p99 per endpoint, retries, errors, the CPU each side used, and the
-result of `backbone audit` (nothing lost, doubled or left unconsumed). Then the scaled/single throughput
-ratio; the target of issue 7 is zero errors and zero lost orders at 2x the single process's throughput.
-Nothing is asserted. Run from the repository root::
+from the shop view, operators list the MES), started for `--seconds`, then finished. The scaled setup's
+requests go to its API replicas directly, balanced by the client as compose's nginx would, or with
+`--via-gateway` through `up --scaled`'s own Python gateway. Printed per setup: orders and requests per
+second, p50/p99 per endpoint, retries, errors, the CPU each side used, and the result of `backbone audit`
+(nothing lost, doubled or left unconsumed). Then the scaled/single throughput ratio; the target of issue 7
+is zero errors and zero lost orders at 2x the single process's throughput. Nothing is asserted. Run from
+the repository root::
 
     .venv/bin/python bench/load.py                    # 32 users, 60 s per setup
     .venv/bin/python bench/load.py --users 48 --seconds 120 --setups scaled
@@ -52,8 +54,8 @@ def new_database(server_dsn: str, name: str) -> str:
 
 
 @contextmanager
-def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`backbone up` or `backbone up --scaled` on `dsn`; yields (base url, process) once all APIs answer."""
+def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """`backbone up` or `backbone up --scaled` on `dsn`; yields (port, process) once all APIs answer."""
     port = _free_block()
     env = {
         **os.environ,
@@ -73,7 +75,7 @@ def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[str, subpro
         replicas = range(1, 5) if setup == "scaled" else range(0, 1)
         for replica in replicas:
             _wait_healthy(f"http://{HOST}:{port + replica}", proc)
-        yield f"http://{HOST}:{port}", proc
+        yield port, proc
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -129,11 +131,21 @@ def audit(dsn: str, amqp: str | None) -> tuple[int, str]:
     return done.returncode, done.stdout.strip() or done.stderr.strip()
 
 
-def run_setup(setup: str, server_dsn: str, amqp: str | None, users: int, seconds: float, seed: int) -> float:
+def run_setup(
+    setup: str, server_dsn: str, amqp: str | None, users: int, seconds: float, seed: int, via_gateway: bool
+) -> float:
     """Load one setup; prints its figures and returns its orders per second."""
     dsn = new_database(server_dsn, f"load_{setup}_{uuid.uuid4().hex[:6]}")
-    with system(setup, dsn, amqp) as (base_url, proc):
-        workload = Workload(base_url, SECRET, seed, concurrency=users, read_every=2)
+    with system(setup, dsn, amqp) as (port, proc):
+        target: str | tuple[list[str], list[str]] = f"http://{HOST}:{port}"
+        if setup == "scaled" and not via_gateway:
+            # The replicas' own ports, balanced by the client as compose's nginx does: the Python gateway
+            # of `up --scaled` is a laptop convenience that costs more CPU per request than the API behind it.
+            target = (
+                [f"http://{HOST}:{port + i}" for i in (1, 2)],
+                [f"http://{HOST}:{port + i}" for i in (3, 4)],
+            )
+        workload = Workload(target, SECRET, seed, concurrency=users, read_every=2)
         meter = CpuMeter({"system": proc.pid}, own="load generator")
         meter.start()
         began = time.monotonic()
@@ -143,7 +155,8 @@ def run_setup(setup: str, server_dsn: str, amqp: str | None, users: int, seconds
         code, report = audit(dsn, amqp)
     finished = [j for j in journeys if j.final_status is not None]
     requests = workload.stats.requests()
-    print(f"\n== {setup}: {users} users, {seconds:.0f} s of new orders, finished after {took:.0f} s")
+    route = " through its gateway" if setup == "scaled" and via_gateway else ""
+    print(f"\n== {setup}{route}: {users} users, {seconds:.0f} s of new orders, finished after {took:.0f} s")
     print(
         f"orders finished {len(finished)} ({len(finished) / took:.1f}/s), requests {requests} "
         f"({requests / took:.0f}/s), outcomes {summary(journeys)}, errors {len(workload.stats.errors)}"
@@ -162,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long new journeys start, per setup")
     parser.add_argument("--setups", nargs="+", default=["single", "scaled"], choices=["single", "scaled"])
     parser.add_argument("--seed", type=int, default=20261126)
+    parser.add_argument(
+        "--via-gateway",
+        action="store_true",
+        help="send the scaled setup's requests through `up --scaled`'s gateway instead of to the replicas",
+    )
     args = parser.parse_args(argv)
     print(f"other processes on the machine: {background_cpu():.0%} of a core; {os.cpu_count()} cores")
     rates: dict[str, float] = {}
@@ -173,7 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rabbit.start()
             for setup in args.setups:
                 rates[setup] = run_setup(
-                    setup, server_dsn, rabbit.url if rabbit else None, args.users, args.seconds, args.seed
+                    setup,
+                    server_dsn,
+                    rabbit.url if rabbit else None,
+                    args.users,
+                    args.seconds,
+                    args.seed,
+                    args.via_gateway,
                 )
         finally:
             if rabbit is not None:

@@ -11,6 +11,7 @@ lost or doubled after that is the system's fault, which is what the audit and th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -101,12 +102,45 @@ class Users:
         self.operators = [(f"operator-{i}", token(Role.OPERATOR, f"operator-{i}")) for i in range(operators)]
 
 
+class Router:
+    """Sends each request to an upstream, round robin: reads (/shop, /mes) to `reads`, the rest to `commands`.
+
+    With one base URL for both it is a plain client of one address (`backbone up`, or a gateway); with the
+    replicas' own addresses it balances on the client side, as a gateway in front of them would.
+    """
+
+    def __init__(self, commands: list[str], reads: list[str], connections: int) -> None:
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        clients = {
+            url: httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30.0), limits=limits)
+            for url in {*commands, *reads}
+        }
+        self.clients = list(clients.values())
+        self.commands = itertools.cycle([clients[u] for u in commands])
+        self.reads = itertools.cycle([clients[u] for u in reads])
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Awaitable[httpx.Response]:
+        client = next(self.reads if path.startswith(("/shop", "/mes")) else self.commands)
+        return client.request(method, path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Awaitable[httpx.Response]:
+        return self.request("PUT", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Awaitable[httpx.Response]:
+        return self.request("POST", path, **kwargs)
+
+    async def aclose(self) -> None:
+        for client in self.clients:
+            await client.aclose()
+
+
 class Workload:
-    """Runs journeys against `base_url` (the gateway of the scaled topology, or `backbone up`)."""
+    """Runs journeys against `base_url` (`backbone up`, or a gateway), or against the replicas of the scaled
+    topology directly (`commands` and `reads` URLs)."""
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | tuple[list[str], list[str]],
         secret: str,
         seed: int,
         *,
@@ -122,11 +156,8 @@ class Workload:
         self.journeys: list[Journey] = []
         self.good = [box_stl(8 + i) for i in range(12)]
         self.too_big = box_stl(400)  # larger than the casting flask: pricing rejects it with a reason
-        self.client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(30.0),
-            limits=httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2),
-        )
+        commands, reads = ([base_url], [base_url]) if isinstance(base_url, str) else base_url
+        self.client = Router(commands, reads, connections=concurrency * 2)
 
     async def run(self, orders: int | None = None, seconds: float | None = None) -> list[Journey]:
         """Walk `orders` journeys, or as many as fit in `seconds`, `concurrency` at a time."""
