@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from prometheus_client import REGISTRY
 
 from backbone.audit import audit, print_report
 from backbone.database import eventsourcing_env
@@ -97,6 +98,11 @@ def test_every_kind_of_damage_is_named_and_the_command_fails(app: OrdersApplicat
     ]
     assert len(report.discrepancies) == 4, report.discrepancies
     print_report(report, sys.stdout)
+    # The metric says the same as the report.
+    assert REGISTRY.get_sample_value("backbone_audit_discrepancies", {"problem": "missing_in_view"}) == 1
+    assert REGISTRY.get_sample_value("backbone_audit_discrepancies", {"problem": "unknown_in_view"}) == 1
+    assert REGISTRY.get_sample_value("backbone_audit_discrepancies", {"problem": "duplicate_answer"}) == 0
+    assert REGISTRY.get_sample_value("backbone_audit_orders") == 12
     done = subprocess.run(
         [str(BACKBONE), "audit", "--grace", "3600", "--settle", "0"],
         env={"DATABASE_URL": database, "PATH": "/usr/bin:/bin"},
