@@ -18,7 +18,7 @@ import uvicorn
 from litestar import Litestar
 
 from backbone.audit import audit, print_report
-from backbone.database import database_dsn
+from backbone.database import database_dsn, part_dsn
 from backbone.migrate import migrate
 from backbone.observability import configure_logging, configure_tracing
 from backbone.progress import ProgressBar
@@ -151,7 +151,7 @@ def _up(args: argparse.Namespace) -> int:
     print(f"backbone: event store on {where}; {len(applied)} migration(s) applied", file=sys.stderr)
     print(f"backbone: serving http://{host}:{port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
     print("backbone: a token for requests: backbone token --role seller --sub alice", file=sys.stderr)
-    projections = BackgroundProjections(dsn)
+    projections = BackgroundProjections(part_dsn(settings, dsn, "projector"))
     messaging = Messaging(settings, dsn, transport_for(settings), relay=True, workers=1, results=True)
     app = command_api(settings, dsn, with_reads=True)
     app.on_startup += [projections.start, messaging.start]
@@ -278,7 +278,8 @@ def serve_metrics(settings: Settings) -> None:
 
 def _projector(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    runner = projection_runner(args.name, database_dsn(settings), batch_size=args.batch_size)
+    dsn = part_dsn(settings, database_dsn(settings), "projector")
+    runner = projection_runner(args.name, dsn, batch_size=args.batch_size)
     serve_metrics(settings)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -290,7 +291,7 @@ def _projector(args: argparse.Namespace) -> int:
 
 def _projections_status(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    dsn = database_dsn(settings)
+    dsn = part_dsn(settings, database_dsn(settings), "projector")
     print(f"{'projection':<12} {'position':>10} {'head':>10} {'lag (events)':>13} {'lag (seconds)':>14}")
     for name in sorted(PROJECTIONS):
         lag = projection_runner(name, dsn).lag()
@@ -300,6 +301,8 @@ def _projections_status(args: argparse.Namespace) -> int:
 
 def _projections_replay(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    # As the owner, as migrations run: a replay creates, renames and drops schemas, which no part's role
+    # may do. The tables it swaps in keep the live ones' grants (projectors/replay.py).
     dsn = database_dsn(settings)
     head = projection_runner(args.name, dsn).lag().head
     progress = ProgressBar(f"replay {args.name}", head)

@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from psycopg.conninfo import conninfo_to_dict
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.utils import Environment
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from backbone.settings import Settings
+from backbone.settings import DATABASE_PARTS, Settings
 from orders_core.event_store import TOPIC as EVENT_RECORDER_TOPIC
 
 _servers: list[Any] = []  # keeps embedded server handles alive; they stop the server at exit
@@ -19,6 +21,30 @@ def database_dsn(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     return start_embedded(settings.home / "pgdata")
+
+
+def role_of(part: str) -> str:
+    """The database role of a part (migrations/0006_roles.sql): `backbone_crm`, `backbone_read`, ..."""
+    if part not in DATABASE_PARTS:
+        raise ValueError(f"no database role for part {part!r}; the parts are {', '.join(DATABASE_PARTS)}")
+    return f"backbone_{part}"
+
+
+def part_dsn(settings: Settings, dsn: str, part: str) -> str:
+    """The DSN `part` connects with: its own DATABASE_URL_<PART>, else `dsn` with the part's role set."""
+    # libpq's `options` set the role for the whole session, so every connection of the part, the library's
+    # pools included, has that role's privileges and no more. A session that logged in as a superuser could
+    # still SET ROLE back: against a compromised process, the boundary is a DSN of the part's own, as a
+    # login user that is a member of the role.
+    role = role_of(part)
+    return settings.part_database_urls.get(part) or with_role(dsn, role)
+
+
+def with_role(dsn: str, role: str) -> str:
+    """`dsn` (URL or key=value) as a key=value conninfo whose sessions run as `role`."""
+    params = conninfo_to_dict(dsn)
+    params["options"] = f"{params.get('options') or ''} -c role={role}".strip()
+    return make_conninfo("", **params)
 
 
 def start_embedded(pgdata: Path, cleanup_mode: str | None = "stop") -> str:
@@ -50,17 +76,38 @@ def _forget_dead_users(pgdata: Path) -> None:
             handles.put(alive)
 
 
+_NAMED = ("dbname", "host", "port", "user", "password")
+"""Connection parameters eventsourcing has settings of its own for (POSTGRES_DBNAME, ...)."""
+
+
+class PartPostgresFactory(PostgresFactory):
+    """eventsourcing's PostgreSQL persistence, connecting with every parameter of the part's DSN."""
+
+    POSTGRES_CONNINFO = "POSTGRES_CONNINFO"
+
+    def __init__(self, env: Environment) -> None:
+        super().__init__(env)
+        # The pool opens on first use, so the parameters are in place before any connection is made.
+        extra = conninfo_to_dict(self.env.get(self.POSTGRES_CONNINFO) or "")
+        kwargs = self.datastore.pool.kwargs
+        assert isinstance(kwargs, dict)
+        kwargs.update(extra)
+
+
 def eventsourcing_env(dsn: str, *, pool_size: int = 10, create_table: bool = False) -> dict[str, str]:
     """The eventsourcing library's POSTGRES_* settings for the event store in schema `crm`."""
     params = conninfo_to_dict(dsn)
     env = {
-        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "PERSISTENCE_MODULE": f"{__name__}:PartPostgresFactory",
         "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
         "POSTGRES_HOST": str(params.get("host") or "localhost"),
         "POSTGRES_PORT": str(params.get("port") or "5432"),
         "POSTGRES_USER": str(params.get("user") or "postgres"),
         "POSTGRES_PASSWORD": str(params.get("password") or ""),
         "POSTGRES_SCHEMA": "crm",
+        # The DSN's other parameters (the part's role in `options`, sslmode, ...), which the library's
+        # settings have no names for: PartPostgresFactory hands them to its connection pool.
+        "POSTGRES_CONNINFO": make_conninfo("", **{k: v for k, v in params.items() if k not in _NAMED}),
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
         "POSTGRES_CONNECT_TIMEOUT": "10",

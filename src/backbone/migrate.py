@@ -1,9 +1,11 @@
-"""Schema migrations: SQL files in migrations/ applied by yoyo, then the event store's own tables."""
+"""Schema migrations: SQL files in migrations/ applied by yoyo, then the event store's own tables, then the
+grants of each part's database role (migrations/0006_roles.sql)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 from yoyo import get_backend, read_migrations
 
 from backbone.database import eventsourcing_env
@@ -31,7 +33,14 @@ def migrate(dsn: str) -> list[str]:
         pending = backend.to_apply(migrations)
         backend.apply_migrations(pending)
     _create_event_store(dsn)
+    grant_privileges(dsn)
     return [m.id for m in pending]
+
+
+def grant_privileges(dsn: str) -> None:
+    """Give each part's role its privileges on every table there is now, the event store's included."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT backbone.grant_privileges()")
 
 
 def _create_event_store(dsn: str) -> None:

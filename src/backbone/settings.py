@@ -6,9 +6,12 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 MIB = 1024 * 1024
+DATABASE_PARTS = ("crm", "read", "projector", "relay", "pricing")
+"""The parts that connect to PostgreSQL, each with a role of its own (migrations/0006_roles.sql)."""
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,9 @@ class Settings:
     """BACKBONE_HOME: embedded database, blobs and the local token secret (default ./.backbone)."""
     database_url: str | None
     """DATABASE_URL: a PostgreSQL server; unset means the embedded one under `home`."""
+    part_database_urls: dict[str, str]
+    """DATABASE_URL_<PART> (CRM, READ, PROJECTOR, RELAY, PRICING): a part's own DSN, as a user with that
+    part's role; a part without one uses DATABASE_URL under its role (backbone/database.py)."""
     amqp_url: str | None
     """AMQP_URL: a RabbitMQ broker; unset means the in-process transport."""
     jwt_secret: str
@@ -36,11 +42,25 @@ class Settings:
     """MAX_TRIANGLES: the most triangles a model may have to be priced (default 5,000,000)."""
     quote_time_limit_s: float
     """QUOTE_TIME_LIMIT_S: how long one quote may take before the model is refused (default 10 s)."""
+    idempotency_window_hours: float
+    """IDEMPOTENCY_WINDOW_HOURS: how long an Idempotency-Key is honoured (default 24); a retry within it gets
+    the first order back, the same key after it starts a new order."""
+    rate_limit_per_minute: int
+    """RATE_LIMIT_PER_MINUTE: requests a minute one subject of a limited role may make to one API process
+    (default 600; 0 turns the limit off)."""
+    rate_limited_roles: tuple[str, ...]
+    """RATE_LIMITED_ROLES: the roles the limit applies to, comma-separated (default `partner`; `customer`
+    may be added; staff and service roles never are)."""
     host: str
     port: int
     metrics_port: int | None
     """METRICS_PORT: where a process without an HTTP API (projector, relay, worker, results) serves
     /metrics; unset means no metrics endpoint for it."""
+
+    @property
+    def idempotency_window(self) -> timedelta:
+        """IDEMPOTENCY_WINDOW_HOURS as a duration."""
+        return timedelta(hours=self.idempotency_window_hours)
 
     @property
     def blob_dir(self) -> Path:
@@ -55,6 +75,9 @@ class Settings:
         return cls(
             home=home,
             database_url=env.get("DATABASE_URL") or None,
+            part_database_urls={
+                part: url for part in DATABASE_PARTS if (url := env.get(f"DATABASE_URL_{part.upper()}"))
+            },
             amqp_url=env.get("AMQP_URL") or None,
             jwt_secret=env.get("JWT_SECRET") or _local_secret(home),
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", str(100 * MIB))),
@@ -63,10 +86,23 @@ class Settings:
             flask_max_mm=float(env.get("FLASK_MAX_MM", "100")),
             max_triangles=int(env.get("MAX_TRIANGLES", "5000000")),
             quote_time_limit_s=float(env.get("QUOTE_TIME_LIMIT_S", "10")),
+            idempotency_window_hours=_positive(
+                float(env.get("IDEMPOTENCY_WINDOW_HOURS", "24")), "IDEMPOTENCY_WINDOW_HOURS"
+            ),
+            rate_limit_per_minute=int(env.get("RATE_LIMIT_PER_MINUTE", "600")),
+            rate_limited_roles=tuple(
+                r.strip() for r in env.get("RATE_LIMITED_ROLES", "partner").split(",") if r.strip()
+            ),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
         )
+
+
+def _positive(value: float, name: str) -> float:
+    if not value > 0:  # also refuses NaN
+        raise ValueError(f"{name} must be more than 0, not {value}")
+    return value
 
 
 def _local_secret(home: Path) -> str:

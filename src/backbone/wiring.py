@@ -6,14 +6,14 @@ import asyncio
 import threading
 
 import structlog
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresFactory, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
 from eventsourcing.utils import Environment
 from litestar import Litestar
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
-from backbone.database import database_dsn, eventsourcing_env
+from backbone.database import PartPostgresFactory, database_dsn, eventsourcing_env, part_dsn
 from backbone.observability import configure_logging, configure_tracing, tracing_enabled
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
@@ -38,24 +38,29 @@ PROJECTIONS: dict[str, type[Projection]] = {"mes": MesProjection, "shop": ShopPr
 """Every projection by name; its name is also the schema its view and tracking live in."""
 
 
-def orders_application(dsn: str) -> OrdersApplication:
+def orders_application(dsn: str, pool_size: int = 10) -> OrdersApplication:
     """The CRM application on the event store at `dsn`."""
-    return OrdersApplication(env=eventsourcing_env(dsn))
+    return OrdersApplication(env=eventsourcing_env(dsn, pool_size=pool_size))
 
 
 def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Litestar:
-    """The CRM command API on the event store at `dsn`; with the read API's routes too if `with_reads`."""
-    orders = orders_application(dsn)
-    pool = read_pool(dsn) if with_reads else None
-    feed = ChangeFeed(dsn)
+    """The CRM command API (role crm) on the database at `dsn`; with the read API's routes (role read) too if
+    `with_reads`."""
+    crm, reads = part_dsn(settings, dsn, "crm"), part_dsn(settings, dsn, "read")
+    orders = orders_application(crm)
+    pool = read_pool(reads) if with_reads else None
+    feed = ChangeFeed(reads)
     app = create_app(
         orders,
-        blob_store(settings, dsn),
+        blob_store(settings, crm),
         settings.jwt_secret,
         settings.max_upload_bytes,
         settings.max_unzipped_bytes,
         also=read_parts(pool, feed) if pool else None,
         traced=tracing_enabled(),
+        idempotency_window=settings.idempotency_window,
+        rate_limit_per_minute=settings.rate_limit_per_minute,
+        rate_limited_roles=settings.rate_limited_roles,
     )
     app.on_shutdown.append(lambda: orders.close())
     if pool is not None:
@@ -73,9 +78,10 @@ def read_pool(dsn: str, size: int = 8) -> ConnectionPool[Connection[DictRow]]:
 
 
 def read_api(settings: Settings, dsn: str) -> Litestar:
-    """The read API alone."""
-    pool = read_pool(dsn)
-    app = create_read_app(pool, ChangeFeed(dsn), settings.jwt_secret, traced=tracing_enabled())
+    """The read API alone, on the database at `dsn` with the read role."""
+    reads = part_dsn(settings, dsn, "read")
+    pool = read_pool(reads)
+    app = create_read_app(pool, ChangeFeed(reads), settings.jwt_secret, traced=tracing_enabled())
     app.on_shutdown.append(lambda: pool.close())
     return app
 
@@ -98,12 +104,12 @@ def projection_runner(
 def runner_for(projection: Projection, dsn: str, schema: str, batch_size: int = 1000) -> ProjectionRunner:
     """A runner that feeds the event store to `projection`, tracking its position in `schema`."""
     store_name = OrdersApplication.name
-    source = PostgresFactory(
+    source = PartPostgresFactory(
         Environment(store_name, eventsourcing_env(dsn, pool_size=2))
     ).application_recorder()
     assert isinstance(source, PostgresApplicationRecorder)
     env = {**eventsourcing_env(dsn, pool_size=2), "POSTGRES_SCHEMA": schema}
-    datastore = PostgresFactory(Environment(projection.name, env)).datastore
+    datastore = PartPostgresFactory(Environment(projection.name, env)).datastore
     view = PostgresTrackingRecorder(datastore, tracking_table_name="tracking")
     return ProjectionRunner(projection, source, store_name, view, dsn, batch_size)
 
@@ -144,7 +150,7 @@ class Messaging:
     """The relay, pricing workers and results consumer of one process, around one transport.
 
     Consumers run on the event loop that calls `start`; the relay follows the store on a thread and
-    publishes through that loop.
+    publishes through that loop. Each part connects to the database at `dsn` with its own role.
     """
 
     def __init__(
@@ -156,16 +162,16 @@ class Messaging:
         self.stop_relay = threading.Event()
         self.relay_thread: threading.Thread | None = None
         self.orders: OrdersApplication | None = None
+        self.relay_orders: OrdersApplication | None = None
 
     async def start(self) -> None:
         """Connect, then start every part this process runs."""
         await self.transport.connect()
-        if self.relay or self.results:
-            self.orders = orders_application(self.dsn)
+        if self.results:
+            self.orders = orders_application(part_dsn(self.settings, self.dsn, "crm"))
         for _ in range(self.workers):
-            worker = PricingWorker(
-                self.transport, blob_store(self.settings, self.dsn), pricing_limits(self.settings)
-            )
+            blobs = blob_store(self.settings, part_dsn(self.settings, self.dsn, "pricing"))
+            worker = PricingWorker(self.transport, blobs, pricing_limits(self.settings))
             self.tasks.append(asyncio.create_task(self.transport.consume(PRICING_REQUESTS, worker.handle, 1)))
         if self.results:
             assert self.orders is not None
@@ -173,9 +179,12 @@ class Messaging:
             self.tasks.append(asyncio.create_task(self.transport.consume(RESULTS_QUEUE, consumer.handle, 8)))
         self.tasks.append(asyncio.create_task(self._watch_queues()))
         if self.relay:
-            assert self.orders is not None
+            # The relay only reads orders (to describe what it publishes): an application of its own, with
+            # the relay's role, which cannot append.
+            relay_dsn = part_dsn(self.settings, self.dsn, "relay")
+            self.relay_orders = orders_application(relay_dsn, pool_size=2)
             publisher = BlockingPublisher(self.transport, asyncio.get_running_loop())
-            runner = runner_for(Relay(self.orders, publisher), self.dsn, "relay", batch_size=200)
+            runner = runner_for(Relay(self.relay_orders, publisher), relay_dsn, "relay", batch_size=200)
             self.relay_thread = threading.Thread(
                 target=runner.run, args=(self.stop_relay,), name="relay", daemon=True
             )
@@ -200,8 +209,9 @@ class Messaging:
         if self.relay_thread is not None:
             await asyncio.to_thread(self.relay_thread.join, 5)
         await self.transport.close()
-        if self.orders is not None:
-            self.orders.close()
+        for orders in (self.orders, self.relay_orders):
+            if orders is not None:
+                orders.close()
 
 
 def blob_store(settings: Settings, dsn: str) -> BlobStore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -9,14 +10,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from copy import deepcopy
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import msgspec
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoding
 from eventsourcing.postgres import PostgresApplicationRecorder
 from opentelemetry import trace
 
@@ -36,6 +37,9 @@ from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
 
 ORDER_KEYS = uuid5(NAMESPACE_URL, "urn:alexandrite:order-idempotency-keys")
+ORDER_KEY_GENERATIONS = uuid5(NAMESPACE_URL, "urn:alexandrite:order-idempotency-key-generations")
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+"""How long an Idempotency-Key is honoured unless configured otherwise (IDEMPOTENCY_WINDOW_HOURS)."""
 SYSTEM = Actor(Role.ADMIN, "system")
 log = structlog.get_logger("commands")
 CONFLICT_RETRIES = 8
@@ -44,6 +48,12 @@ SAVED_ORDERS_REMEMBERED = 10_000
 """Orders this process saved last, kept to decide the next command on one without reading the store."""
 
 A = TypeVar("A", Order, Catalog)
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC (what eventsourcing stamps events with)."""
+    return datetime.now(UTC)
 
 
 class DateAsISO(Transcoding):
@@ -64,8 +74,18 @@ class OrdersApplication(Application[UUID]):
 
     name = "orders"
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        *,
+        idempotency_window: timedelta = IDEMPOTENCY_WINDOW,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
         super().__init__(env)
+        self.idempotency_window = idempotency_window
+        """A create repeating an Idempotency-Key gets the key's order back while that order is younger than
+        this; after it, the key starts a new order. The API sets it from IDEMPOTENCY_WINDOW_HOURS."""
+        self._clock = clock
         self._local_numbers = itertools.count(100001)
         self._numbers: Iterator[int] = iter(())
         self._numbers_lock = threading.Lock()
@@ -82,7 +102,8 @@ class OrdersApplication(Application[UUID]):
     def initiate(
         self, command: InitiateOrder, actor: Actor, meta: dict[str, str] | None = None
     ) -> Accepted[Order] | Refusal:
-        """Create an order; with an idempotency key, a repeat returns the first order instead of a second."""
+        """Create an order; with an idempotency key, a repeat returns the first order instead of a second
+        while that order is younger than `idempotency_window`, and starts a new order after it."""
         started = time.perf_counter()
         result = self._initiate(command, actor, meta)
         order_id = str(result.value.id) if isinstance(result, Accepted) else None
@@ -98,19 +119,74 @@ class OrdersApplication(Application[UUID]):
         _record(command.name(), actor, started, result, str(order_id), meta)
         return result
 
+    async def initiate_async(
+        self, command: InitiateOrder, actor: Actor, meta: dict[str, str] | None = None
+    ) -> Accepted[Order] | Refusal:
+        """As `initiate`, on an event loop, which it never blocks (see `execute_async`)."""
+        started = time.perf_counter()
+        result = await self._initiate_async(command, actor, meta)
+        order_id = str(result.value.id) if isinstance(result, Accepted) else None
+        _record(command.name(), actor, started, result, order_id, meta)
+        return result
+
+    async def execute_async(
+        self, order_id: UUID, command: Command, actor: Actor, meta: dict[str, str] | None = None
+    ) -> Accepted[Order] | Refusal:
+        """As `execute`, on an event loop, which it never blocks.
+
+        A command this process can decide without reading the store (on an order it saved last) is decided
+        on the loop and only its append leaves it, to the grouped saves' thread; any other runs whole on a
+        worker thread. A thread per command costs more than deciding it, so the common case is kept off them.
+        """
+        started = time.perf_counter()
+        result = await self._execute_async(order_id, command, actor, meta)
+        _record(command.name(), actor, started, result, str(order_id), meta)
+        return result
+
+    async def _initiate_async(
+        self, command: InitiateOrder, actor: Actor, meta: dict[str, str] | None
+    ) -> Accepted[Order] | Refusal:
+        number = None
+        if command.idempotency_key is None and command.material_code in self._known_materials:
+            number = self._next_number_at_hand()
+        if number is None:  # a read is due: the key's orders, the catalog or a block of numbers
+            return await asyncio.to_thread(self._initiate, command, actor, meta)
+        created = Order.initiate(uuid4(), number, command, actor, None, meta)
+        if isinstance(created, Refusal):
+            return created
+        return Accepted(created, await self._save_async(created))
+
+    async def _execute_async(
+        self, order_id: UUID, command: Command, actor: Actor, meta: dict[str, str] | None
+    ) -> Accepted[Order] | Refusal:
+        order = self._saved_order(order_id)
+        if order is not None and order.execute(command, actor, meta) is None:
+            try:
+                return Accepted(order, await self._save_async(order))
+            except IntegrityError:
+                metrics.CONFLICTS.inc()
+        # Not saved here, refused on the state this process saved (which another may have changed), or lost
+        # a race: decided on the stored order, as `execute` does then.
+        return await asyncio.to_thread(self._execute, order_id, command, actor, meta, remembered=False)
+
     def _initiate(
         self, command: InitiateOrder, actor: Actor, meta: dict[str, str] | None = None
     ) -> Accepted[Order] | Refusal:
         if not self._is_material(command.material_code):
             return Refusal(Refused.INVALID, f"unknown material {command.material_code!r}")
         fingerprint = None
-        order_id = uuid4()
+        order_id = uuid4()  # keyless creates cost no read at all
         if command.idempotency_key is not None:
-            order_id = uuid5(ORDER_KEYS, f"{actor.role}:{actor.subject}:{command.idempotency_key}")
             fingerprint = request_fingerprint(command)
-            existing = self.order(order_id)
-            if existing is not None:
-                return self._replay(existing, fingerprint)
+            key = command.idempotency_key
+            generation = 0
+            newest = newest_generation(lambda g: self.order(key_order_id(actor, key, g)))
+            if newest is not None:
+                generation, latest = newest
+                if self._clock() - latest.created_on < self.idempotency_window:
+                    return self._replay(latest, fingerprint)
+                generation += 1  # the key's order has left the window: the key now starts another
+            order_id = key_order_id(actor, key, generation)
         created = Order.initiate(order_id, self._next_number(), command, actor, fingerprint, meta)
         if isinstance(created, Refusal):
             return created
@@ -124,14 +200,20 @@ class OrdersApplication(Application[UUID]):
             return self._replay(existing, fingerprint)
 
     def _execute(
-        self, order_id: UUID, command: Command, actor: Actor, meta: dict[str, str] | None = None
+        self,
+        order_id: UUID,
+        command: Command,
+        actor: Actor,
+        meta: dict[str, str] | None = None,
+        remembered: bool = True,
     ) -> Accepted[Order] | Refusal:
-        """The first decision is taken on the order as this process last saved it, if it did, without reading
-        the store: another process may have changed it since, but then an acceptance fails to save (the
-        version it appends at is taken) and a refusal is not trusted, and both are decided again on the
-        stored order. So nothing is ever appended to, or refused on, a state that is not the newest.
+        """The first decision is taken on the order as this process last saved it, if it did (and
+        `remembered`), without reading the store: another process may have changed it since, but then an
+        acceptance fails to save (the version it appends at is taken) and a refusal is not trusted, and both
+        are decided again on the stored order. So nothing is ever appended to, or refused on, a state that
+        is not the newest.
         """
-        order = self._saved_order(order_id)
+        order = self._saved_order(order_id) if remembered else None
         for _ in range(CONFLICT_RETRIES):
             stored = order is None
             if order is None:
@@ -216,14 +298,30 @@ class OrdersApplication(Application[UUID]):
         """The newest position in the event store's notification log."""
         return self.recorder.max_notification_id() or 0
 
+    def close(self) -> None:
+        self._saves.close()
+        super().close()
+
     def _save(self, aggregate: Order | Catalog) -> int:
         with metrics.APPEND_SECONDS.time():
             recordings = self._saves.save(aggregate.collect_events())
+        position = self._saved(aggregate, recordings)
+        return self.position() if position is None else position
+
+    async def _save_async(self, aggregate: Order) -> int:
+        started = time.perf_counter()
+        recordings = await self._saves.save_async(aggregate.collect_events())
+        metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
+        position = self._saved(aggregate, recordings)
+        return await asyncio.to_thread(self.position) if position is None else position
+
+    def _saved(self, aggregate: Order | Catalog, recordings: list[Recording[UUID]]) -> int | None:
+        """Remember an order as saved; the position its events reached (None if there were none)."""
         if isinstance(aggregate, Order):
             # Kept as saved and only ever copied out: the caller gets it to read, not to change.
             self._saved_orders.put(aggregate.id, aggregate)
         if not recordings:
-            return self.position()
+            return None
         return max(r.notification.id for r in recordings)
 
     def _saved_order(self, order_id: UUID) -> Order | None:
@@ -248,6 +346,17 @@ class OrdersApplication(Application[UUID]):
                 number = next(self._numbers)
         return f"A-{number}"
 
+    def _next_number_at_hand(self) -> str | None:
+        """The next order number if this process holds one, without waiting; None if a block must be read
+        (or another thread is reading one)."""
+        if not self._numbers_lock.acquire(blocking=False):
+            return None
+        try:
+            number = next(self._numbers, None)
+        finally:
+            self._numbers_lock.release()
+        return None if number is None else f"A-{number}"
+
     def _number_block(self) -> Iterator[int]:
         """The next block of order numbers this process alone hands out (gaps are fine, repeats are not)."""
         if not isinstance(self.recorder, PostgresApplicationRecorder):
@@ -263,6 +372,49 @@ class OrdersApplication(Application[UUID]):
         assert row is not None
         first, size = int(row["first"]), int(row["size"])
         return iter(range(first, first + size))
+
+
+def key_order_id(actor: Actor, key: str, generation: int) -> UUID:
+    """The id of the order that use number `generation` of Idempotency-Key `key` by `actor` creates.
+
+    Deriving the id from the key makes the event store itself refuse a second order for it (the id is
+    taken), with no table of keys beside it; a key is used again once its previous order has left the window.
+    """
+    if generation == 0 and ":" not in actor.subject:
+        # The id keys had before there was a window: a retry of a key first used before an upgrade finds it.
+        return uuid5(ORDER_KEYS, f"{actor.role}:{actor.subject}:{key}")
+    # Encoded unambiguously: in the form above, subject "a:b" with key "c" meets subject "a" with key "b:c".
+    name = msgspec.json.encode([actor.role.value, actor.subject, key, generation]).decode()
+    return uuid5(ORDER_KEY_GENERATIONS, name)
+
+
+def newest_generation(probe: Callable[[int], T | None]) -> tuple[int, T] | None:
+    """The highest generation `probe` finds and what it found, or None if it finds not even generation 0.
+
+    Generations are made in order (the next only once the previous has left the window), so those that
+    exist are 0..n-1: a new key costs one probe, a retry two, a key used on n days about 2*log2(n). It finds
+    the newest rather than stopping at one still in the window: were the window lengthened after a key's
+    second order, the first would otherwise answer for it.
+    """
+    first = probe(0)
+    if first is None:
+        return None
+    found, missing = (0, first), None
+    step = 1
+    while missing is None:  # gallop up to a generation that does not exist ...
+        value = probe(found[0] + step)
+        if value is None:
+            missing = found[0] + step
+        else:
+            found, step = (found[0] + step, value), step * 2
+    while missing - found[0] > 1:  # ... then bisect between the newest found and it
+        middle = (found[0] + missing) // 2
+        value = probe(middle)
+        if value is None:
+            missing = middle
+        else:
+            found = (middle, value)
+    return found
 
 
 def request_fingerprint(command: InitiateOrder) -> str:

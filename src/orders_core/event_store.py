@@ -15,8 +15,12 @@ commit to disk: `GroupedSaves` lets the commands that arrive meanwhile share the
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +102,10 @@ class GroupedSaves:
     group. A lone save goes straight through. A group that fails (one of its commands lost an
     optimistic-concurrency race, say) is saved again one command at a time, so each caller gets its own
     outcome and no command's events depend on another's.
+
+    Callers on a thread (`save`) take turns leading a group on their own thread. Callers on an event loop
+    (`save_async`) never block it: their groups are led by one saver thread, which wakes each loop once
+    per group, so a command costs its loop no thread of its own.
     """
 
     def __init__(self, save: Callable[..., list[Recording[Any]]], max_group: int = 64) -> None:
@@ -106,6 +114,7 @@ class GroupedSaves:
         self._lock = threading.Lock()
         self._queue: list[_PendingSave] = []
         self._leading = False
+        self._saver: ThreadPoolExecutor | None = None
 
     def save(self, events: Sequence[Any]) -> list[Recording[Any]]:
         """Store `events` (of one command) atomically; returns their recordings, in order."""
@@ -117,27 +126,72 @@ class GroupedSaves:
         if not pending.leads:
             pending.wake.wait()  # set when the group with this save is done, or when this save is to lead
         if pending.leads and not pending.finished:
-            self._save_next_group()
+            self._save_next_group(on_saver=False)
         return pending.outcome()
 
-    def _save_next_group(self) -> None:
+    async def save_async(self, events: Sequence[Any]) -> list[Recording[Any]]:
+        """As `save`, awaited on an event loop: the append runs on the saver thread."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        pending = _PendingSave(list(events), loop=loop, done=done)
+        with self._lock:
+            self._queue.append(pending)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+                self._saver_thread().submit(self._lead_groups)
+        await done
+        return pending.outcome()
+
+    def close(self) -> None:
+        """Let the saver thread finish what it was given, and stop it."""
+        if self._saver is not None:
+            self._saver.shutdown(wait=True)
+
+    def _saver_thread(self) -> ThreadPoolExecutor:
+        if self._saver is None:
+            self._saver = ThreadPoolExecutor(1, thread_name_prefix="grouped-saves")
+        return self._saver
+
+    def _lead_groups(self) -> None:
+        while self._save_next_group(on_saver=True):
+            pass
+
+    def _save_next_group(self, on_saver: bool) -> bool:
+        """Save the oldest saves queued as one group; True if this (the saver) thread leads the next too."""
         with self._lock:
             group, self._queue = self._queue[: self._max_group], self._queue[self._max_group :]
+        keep_leading = False
         try:
-            self._save_group(group)
+            # Under the context of the group's first command, as if its own thread saved it: a trace shows
+            # the append's statements in that command's request.
+            group[0].context.run(self._save_group, group)
         finally:
             with self._lock:
-                # Hand the lead to the oldest waiting save, or put it down: exactly one thread leads.
-                if self._queue:
+                # Hand the lead to the oldest waiting save, or put it down: exactly one thread leads. A save
+                # awaited on a loop is led by the saver thread, a blocking save by its own thread.
+                if not self._queue:
+                    self._leading = False
+                elif self._queue[0].done is None:
                     self._queue[0].leads = True
                     self._queue[0].wake.set()
+                elif on_saver:
+                    keep_leading = True
                 else:
-                    self._leading = False
+                    self._saver_thread().submit(self._lead_groups)
+            settled: dict[asyncio.AbstractEventLoop, list[_PendingSave]] = {}
             for pending in group:
                 if pending.recordings is None and pending.error is None:  # the leader was interrupted
                     pending.error = RuntimeError("the save was interrupted before it was stored")
                 pending.finished = True
-                pending.wake.set()
+                if pending.loop is None:
+                    pending.wake.set()
+                else:
+                    settled.setdefault(pending.loop, []).append(pending)
+            for loop, awaited in settled.items():
+                with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting any more
+                    loop.call_soon_threadsafe(_settle, awaited)
+        return keep_leading
 
     def _save_group(self, group: list[_PendingSave]) -> None:
         if len(group) > 1 and self._saved_together(group):
@@ -160,10 +214,21 @@ class GroupedSaves:
         return True
 
 
+def _settle(saves: list[_PendingSave]) -> None:
+    """On the loop that awaits them: wake the callers of `saves`, which are stored or failed."""
+    for pending in saves:
+        if pending.done is not None and not pending.done.done():  # a cancelled caller is not waiting
+            pending.done.set_result(None)
+
+
 @dataclass(eq=False)
 class _PendingSave:
     events: list[Any]
     wake: threading.Event = field(default_factory=threading.Event)
+    loop: asyncio.AbstractEventLoop | None = None
+    """The loop of a caller of `save_async`, which awaits `done` there instead of waiting on `wake`."""
+    done: asyncio.Future[None] | None = None
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
     leads: bool = False
     finished: bool = False
     recordings: list[Recording[Any]] | None = None

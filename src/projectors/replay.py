@@ -3,12 +3,15 @@
 Operators keep reading the old view while the new one is built in schema `<name>_next` (tables copied
 `LIKE` the migrated ones, so their indexes come along). The swap renames the schemas in one transaction,
 taken under a lock on the live tracking table so no batch of the live runner commits in between; view and
-tracking live in one schema and so are always replaced, or dropped, together.
+tracking live in one schema and so are always replaced, or dropped, together. The new schema and its
+tables get the live ones' grants, so the read API and the projector keep their privileges across the swap.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -46,12 +49,73 @@ def prepare_schema(dsn: str, name: str) -> str:
                             sql.Identifier(fresh, table), sql.Identifier(constraint), sql.SQL(definition)
                         )
                     )
+            copy_grants(conn, name, fresh)
             conn.execute(
                 sql.SQL("INSERT INTO {} SELECT * FROM {} WHERE application_name = '__migration__'").format(
                     sql.Identifier(fresh, "tracking"), sql.Identifier(name, "tracking")
                 )
             )
     return fresh
+
+
+def copy_grants(conn: psycopg.Connection[Any], source: str, target: str) -> None:
+    """Grant on schema `target` and its tables what is granted on schema `source` and its tables of the same
+    names, default privileges included (CREATE TABLE ... LIKE copies none of them)."""
+    on_schema = conn.execute(
+        "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, "
+        "a.is_grantable FROM pg_namespace o, aclexplode(o.nspacl) a "
+        "WHERE o.nspname = %s AND a.grantee <> o.nspowner",
+        (source,),
+    ).fetchall()
+    for grantee, privilege, grantable in on_schema:
+        _grant(conn, sql.SQL("SCHEMA {}").format(sql.Identifier(target)), privilege, grantee, grantable)
+    on_tables = conn.execute(
+        "SELECT o.relname, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, "
+        "a.privilege_type, a.is_grantable "
+        "FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace, aclexplode(o.relacl) a "
+        "WHERE n.nspname = %s AND a.grantee <> o.relowner "
+        "AND o.relname IN (SELECT tablename FROM pg_tables WHERE schemaname = %s)",
+        (source, target),
+    ).fetchall()
+    for table, grantee, privilege, grantable in on_tables:
+        _grant(conn, sql.SQL("TABLE {}").format(sql.Identifier(target, table)), privilege, grantee, grantable)
+    defaults = conn.execute(
+        "SELECT pg_get_userbyid(d.defaclrole), d.defaclobjtype, "
+        "CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END, a.privilege_type, "
+        "a.is_grantable FROM pg_default_acl d, aclexplode(d.defaclacl) a "
+        "WHERE d.defaclnamespace = (SELECT oid FROM pg_namespace WHERE nspname = %s)",
+        (source,),
+    ).fetchall()
+    for owner, kind, grantee, privilege, grantable in defaults:
+        kinds = sql.SQL(_DEFAULT_KINDS[kind])
+        _grant(conn, kinds, privilege, grantee, grantable, defaults_of=(owner, target))
+
+
+_DEFAULT_KINDS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES"}
+"""pg_default_acl's object types, as ALTER DEFAULT PRIVILEGES names them."""
+
+
+def _grant(
+    conn: psycopg.Connection[Any],
+    what: sql.Composable,
+    privilege: str,
+    grantee: str | None,
+    grantable: bool,
+    defaults_of: tuple[str, str] | None = None,
+) -> None:
+    """GRANT `privilege` ON `what` to `grantee` (None: PUBLIC); with `defaults_of` (role, schema), as the
+    default privileges of what that role creates in that schema."""
+    statement = sql.SQL("GRANT {} ON {} TO {}{}").format(
+        sql.SQL(privilege),  # a keyword read from the catalog (aclexplode), not input
+        what,
+        sql.SQL("PUBLIC") if grantee is None else sql.Identifier(grantee),
+        sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+    )
+    if defaults_of is not None:
+        role, schema = defaults_of
+        prefix = sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} ")
+        statement = prefix.format(sql.Identifier(role), sql.Identifier(schema)) + statement
+    conn.execute(statement)
 
 
 def _primary_keys(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, str]]:
@@ -75,17 +139,42 @@ def _index_definitions(conn: psycopg.Connection[Any], schema: str, table: str) -
     return [str(r[0]) for r in rows]
 
 
-def build_indexes(dsn: str, name: str) -> None:
-    """Give every table of `<name>_next` the secondary indexes its live twin in `name` has."""
+def build_indexes(dsn: str, name: str, workers: int = 2) -> None:
+    """Give every table of `<name>_next` the secondary indexes its live twin in `name` has.
+
+    Each CREATE INDEX is one backend's work on one core: `workers` connections build them side by side,
+    the costliest (trigram) first, so the build takes about as long as its largest part.
+    """
     fresh = f"{name}_next"
     with psycopg.connect(dsn, autocommit=True) as conn:
         tables = [
             r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (fresh,))
         ]
-        for table in tables:
-            for definition in _index_definitions(conn, name, table):
-                conn.execute(definition.replace(f" ON {name}.", f" ON {fresh}.", 1))
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(fresh, table)))
+        definitions = [
+            definition.replace(f" ON {name}.", f" ON {fresh}.", 1)
+            for table in tables
+            for definition in _index_definitions(conn, name, table)
+        ]
+    definitions.sort(key=lambda d: " USING btree " in d)
+    statements: list[sql.SQL | sql.Composed] = [sql.SQL(d) for d in definitions]
+    statements += [sql.SQL("ANALYZE {}").format(sql.Identifier(fresh, table)) for table in tables]
+    todo = iter(statements)
+    lock = threading.Lock()
+
+    def work() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            # Sorts and trigram lists stay in memory instead of spilling to temporary files.
+            conn.execute("SET maintenance_work_mem = '256MB'")
+            while True:
+                with lock:
+                    statement = next(todo, None)
+                if statement is None:
+                    return
+                conn.execute(statement)
+
+    with ThreadPoolExecutor(workers) as pool:
+        for done in [pool.submit(work) for _ in range(workers)]:
+            done.result()
 
 
 def swap_in(dsn: str, name: str, runner: ProjectionRunner) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from litestar import Litestar, Response, get
@@ -11,16 +13,22 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from orders_core.api.auth import provide_actor
 from orders_core.api.catalog import catalog_router
 from orders_core.api.errors import EXCEPTION_HANDLERS, error_body
+from orders_core.api.http_metrics import HttpMetrics
 from orders_core.api.orders import orders_router, provide_orders
-from orders_core.application import OrdersApplication
+from orders_core.api.rate_limit import RateLimiter, actor_provider, limiter_from_settings
+from orders_core.application import IDEMPOTENCY_WINDOW, OrdersApplication
 from orders_core.blobs import BlobStore
 
 JSON_BODY_LIMIT = 1024 * 1024
+"""Largest request body but a model upload (which has MAX_UPLOAD_BYTES): a 413 before it is read whole."""
 HTTP_METRICS = PrometheusConfig(
-    app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
+    app_name="backbone",
+    prefix="backbone_http",
+    group_path=True,
+    exclude=["/metrics"],
+    middleware_class=HttpMetrics,
 )
 """Request latency and counts by route template and status code."""
 TRACING = OpenTelemetryConfig(exclude=["/metrics", "/health"])
@@ -47,17 +55,25 @@ def create_app(
     max_unzipped_bytes: int,
     also: tuple[list[Any], dict[str, Provide], dict[str, Any]] | None = None,
     traced: bool = False,
+    idempotency_window: timedelta = IDEMPOTENCY_WINDOW,
+    rate_limit_per_minute: int = 0,
+    rate_limited_roles: Iterable[str] = ("partner",),
 ) -> Litestar:
     """The command API over `orders`, storing uploads in `blobs`; `also` adds another API's routes
-    (handlers, dependencies, state) to the same application, as `backbone up` serves both."""
+    (handlers, dependencies, state) to the same application, as `backbone up` serves both.
+
+    Idempotency-Keys are honoured for `idempotency_window`; each subject of `rate_limited_roles` may make
+    `rate_limit_per_minute` requests a minute to this process (0: no limit)."""
     routes, dependencies, state = also or ([], {}, {})
+    orders.idempotency_window = idempotency_window
+    limiter = limiter_from_settings(rate_limit_per_minute, rate_limited_roles)
     return Litestar(
         route_handlers=[orders_router, catalog_router, health, PrometheusController, *routes],
         middleware=[HTTP_METRICS.middleware],
         # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
         plugins=[OpenTelemetryPlugin(TRACING)] if traced else [],
         dependencies={
-            "actor": Provide(provide_actor),
+            "actor": Provide(actor_provider(limiter)),
             "orders": Provide(provide_orders, sync_to_thread=False),
             **dependencies,
         },
@@ -74,5 +90,28 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         logging_config=None,  # the process's own logging set-up stands; Litestar's default would replace it
         request_max_body_size=JSON_BODY_LIMIT,
-        openapi_config=OpenAPIConfig(title="Alexandrite order backbone API", version="1.0.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="Alexandrite order backbone API",
+            version="1.0.0",
+            path="/schema",
+            description=_limits(idempotency_window, max_upload_bytes, limiter),
+        ),
+    )
+
+
+def _limits(idempotency_window: timedelta, max_upload_bytes: int, limiter: RateLimiter | None) -> str:
+    """What a partner's client must know of this deployment's limits, for the OpenAPI description."""
+    hours = f"{idempotency_window.total_seconds() / 3600:g} hours"
+    rate = "No rate limit."
+    if limiter is not None:
+        roles = " and ".join(sorted(limiter.roles))
+        rate = (
+            f"Rate limit: {limiter.per_minute} requests a minute per {roles} token subject, counted by each"
+            " API process; beyond it 429 with a Retry-After header (seconds)."
+        )
+    return (
+        f"Idempotency-Key: a retry of POST /orders with the same key and body within {hours} of the first"
+        " returns the first order (200); after that the key starts a new order."
+        f" Request bodies: at most {JSON_BODY_LIMIT} bytes; model uploads at most {max_upload_bytes} bytes"
+        f" (413 beyond). {rate}"
     )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
+from eventsourcing.persistence import InterfaceError, OperationalError
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.types import ExceptionHandlersMap
 
@@ -63,7 +66,16 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     elif isinstance(exc.extra, dict):
         extra.update(exc.extra)
     code = HTTP_CODES.get(status, "client_error")
-    return Response(error_body(code, exc.detail, **extra), status_code=status, headers=exc.headers)
+    detail = _too_large(request) if isinstance(exc, RequestEntityTooLarge) else exc.detail
+    return Response(error_body(code, detail, **extra), status_code=status, headers=exc.headers)
+
+
+def _too_large(request: Request[Any, Any, Any]) -> str:
+    # Litestar's own detail ("Request Entity Too Large") does not say what the limit is.
+    limit = request.route_handler.resolve_request_max_body_size()
+    return (
+        f"the request body is larger than the {limit} bytes allowed for {request.method} {request.url.path}"
+    )
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -74,7 +86,19 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
     )
 
 
+def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    # The event store is restarting or failing over, and the library has already retried for a while. Whether
+    # an append whose connection broke was committed is unknown here: a client that sends the command again
+    # gets the order (a create with its Idempotency-Key) or a 409 naming the status it reached.
+    log.warning("event store unavailable", path=request.url.path, method=request.method, error=repr(exc))
+    detail = f"the event store is unavailable ({type(exc).__name__}); retry shortly"
+    return Response(error_body("unavailable", detail), status_code=503, headers={"Retry-After": "1"})
+
+
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _http_error,
+    OperationalError: _database_unavailable,
+    InterfaceError: _database_unavailable,
+    psycopg.OperationalError: _database_unavailable,
     Exception: _unexpected,
 }

@@ -39,6 +39,13 @@ POSITION = "X-Position"
 CORRELATION = "X-Correlation-ID"
 
 OrderResponse = Response[OrderView] | Response[dict[str, Any]]
+IDEMPOTENCY_KEY_HELP = (
+    "Up to 200 characters, chosen by the caller, unique per order it means to create. Kept for the"
+    " idempotency window (IDEMPOTENCY_WINDOW_HOURS, 24 hours by default; the API description gives this"
+    " deployment's):"
+    " a retry with the same key and body within it returns the first order with 200, the same key with"
+    " another body is a 422; once the first order is older than the window, the key starts a new order."
+)
 
 
 def request_meta(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -69,16 +76,18 @@ def provide_orders(state: State) -> OrdersApplication:
     return orders
 
 
-@post("/", sync_to_thread=True, status_code=201, summary="InitiateOrder")
-def create_order(
+@post("/", status_code=201, summary="InitiateOrder")
+async def create_order(
     data: CreateOrder,
     actor: Actor,
     request: Request[Any, Any, State],
     idempotency_key: Annotated[
-        str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=200)
+        str | None,
+        Parameter(header="Idempotency-Key", min_length=1, max_length=200, description=IDEMPOTENCY_KEY_HELP),
     ] = None,
 ) -> OrderResponse:
-    """Start an order. A retry with the same Idempotency-Key returns the first order (200), never a second."""
+    """Start an order. A retry with the same Idempotency-Key within the idempotency window (24 hours unless
+    configured otherwise) returns the first order (200), never a second."""
     if actor.owns_orders:
         if data.customer_id not in (None, actor.subject):
             return refusal_response(Refusal(Refused.FORBIDDEN, "you can create orders only for yourself"))
@@ -101,7 +110,7 @@ def create_order(
         promised_date=data.promised_date,
         idempotency_key=idempotency_key,
     )
-    result = provide_orders(request.app.state).initiate(command, actor, request_meta(request))
+    result = await provide_orders(request.app.state).initiate_async(command, actor, request_meta(request))
     if isinstance(result, Accepted) and result.replayed:
         return accepted(result, actor, 200)
     return accepted(result, actor, 201)
@@ -167,8 +176,7 @@ async def attach_model(
         size_bytes=stored[1],
         triangle_count=stored[2],
     )
-    meta = request_meta(request)
-    result = await anyio.to_thread.run_sync(orders.execute, order_id, AttachModel(model), actor, meta)
+    result = await orders.execute_async(order_id, AttachModel(model), actor, request_meta(request))
     return accepted(result, actor)
 
 
@@ -202,44 +210,54 @@ def _unacceptable(problem: Unacceptable) -> Response[dict[str, Any]]:
     return Response(error_body(code or "invalid_model", problem.reason), status_code=problem.http_status)
 
 
-def _run(order_id: UUID, command: Command, actor: Actor, request: Request[Any, Any, State]) -> OrderResponse:
+async def _run(
+    order_id: UUID, command: Command, actor: Actor, request: Request[Any, Any, State]
+) -> OrderResponse:
+    # Commands are handled on the event loop, not on a thread each: the application decides on the loop
+    # what needs no read, and takes whatever must wait on the database off it.
     orders = provide_orders(request.app.state)
-    return accepted(orders.execute(order_id, command, actor, request_meta(request)), actor)
+    result = await orders.execute_async(order_id, command, actor, request_meta(request))
+    if isinstance(result, Refusal) and result.code is Refused.FORBIDDEN and actor.owns_orders:
+        # The aggregate's refusal names the order's status; someone else's order must not show even that.
+        # Read again only on this refusal path, so accepted commands cost no extra read.
+        seen = await anyio.to_thread.run_sync(_visible_order, orders, order_id, actor)
+        if isinstance(seen, Refusal):
+            result = seen
+    return accepted(result, actor)
 
 
-@post("/{order_id:uuid}/ship", sync_to_thread=True, status_code=200, summary="ShipOrder")
-def ship(
+@post("/{order_id:uuid}/ship", status_code=200, summary="ShipOrder")
+async def ship(
     order_id: UUID,
     data: ShipRequest,
     actor: Actor,
     request: Request[Any, Any, State],
 ) -> OrderResponse:
     """Hand the parcel to a carrier: `{carrier, tracking_number}`."""
-    return _run(order_id, ShipOrder(data.carrier, data.tracking_number), actor, request)
+    return await _run(order_id, ShipOrder(data.carrier, data.tracking_number), actor, request)
 
 
-@post("/{order_id:uuid}/cancel", sync_to_thread=True, status_code=200, summary="CancelOrder")
-def cancel(
+@post("/{order_id:uuid}/cancel", status_code=200, summary="CancelOrder")
+async def cancel(
     order_id: UUID,
     data: CancelRequest,
     actor: Actor,
     request: Request[Any, Any, State],
 ) -> OrderResponse:
     """Cancel with a reason: owners before approval, sellers until manufacturing starts."""
-    return _run(order_id, CancelOrder(data.reason), actor, request)
+    return await _run(order_id, CancelOrder(data.reason), actor, request)
 
 
 def _bodiless_command_route(transition: Transition) -> HTTPRouteHandler:
     command_class = ORDER_COMMANDS[transition.command]
 
-    def handler(order_id: UUID, actor: Actor, request: Request[Any, Any, State]) -> OrderResponse:
-        return _run(order_id, command_class(), actor, request)
+    async def handler(order_id: UUID, actor: Actor, request: Request[Any, Any, State]) -> OrderResponse:
+        return await _run(order_id, command_class(), actor, request)
 
     handler.__doc__ = f"{transition.command}: {' or '.join(sorted(s.value for s in transition.sources))}"
     handler.__doc__ += f" -> {transition.target.value}."
     return post(
         f"/{{order_id:uuid}}/{transition.action}",
-        sync_to_thread=True,
         status_code=200,
         summary=transition.command,
         operation_id=transition.command,

@@ -13,8 +13,13 @@ from orders_core.catalog import Catalog
 from orders_core.contracts import LabourRate, LabourUnit, Material, ModelFile, Product, Quote
 from orders_core.order import Order
 
-Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=r"\S")]
+# No NUL anywhere: PostgreSQL text cannot hold one, so an accepted NUL would halt every projection at its
+# event. SOME_TEXT also needs a character that is not blank; written so that matching stays linear.
+NO_NUL = r"^[^\x00]*$"
+SOME_TEXT = r"^\s*[^\x00\s][^\x00]*$"
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SOME_TEXT)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=SOME_TEXT)]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NO_NUL)]
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\w.@:+-]+$")]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
@@ -26,7 +31,7 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class CreateOrder(Strict):
     contact_name: Text
     item_title: Text
-    material_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    material_code: Code
     quantity: Quantity = 1
     promised_date: date | None = None
     customer_id: Subject | None = None
@@ -36,7 +41,7 @@ class CreateOrder(Strict):
 
 class ShipRequest(Strict):
     carrier: Text
-    tracking_number: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"\S")]
+    tracking_number: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=SOME_TEXT)]
 
 
 class CancelRequest(Strict):
@@ -58,9 +63,9 @@ class LabourRateRequest(Strict):
 
 class ProductRequest(Strict):
     title: Text
-    material_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    material_code: Code
     price_minor: Annotated[int, msgspec.Meta(ge=0, le=10**11)]
-    description: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    description: Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)] = ""
 
 
 class OrderView(msgspec.Struct, kw_only=True):
