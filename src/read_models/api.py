@@ -88,6 +88,13 @@ def await_position(
         time.sleep(0.01)
 
 
+def _no_nul(**texts: str | None) -> None:
+    """A 400 for a NUL in a text parameter: PostgreSQL text cannot hold one, and the query would fail."""
+    for name, text in texts.items():
+        if text is not None and "\x00" in text:
+            raise HTTPException(f"{name} must not contain a NUL character", status_code=400)
+
+
 def _positioned(body: Any, reached: int) -> Response[Any]:
     return Response(body, headers={"X-Position": str(reached)})
 
@@ -112,6 +119,7 @@ def shop_orders(
     min_position: MinPosition = None,
 ) -> Response[Any]:
     """The caller's own orders, newest first (staff name the owner with `owner=`)."""
+    _no_nul(owner=owner, cursor=cursor)
     if actor.owns_orders:
         owner = actor.subject
     elif owner is None:
@@ -175,6 +183,7 @@ def mes_orders(
 ) -> Response[Any]:
     """Orders for the operators: any combination of filters, newest approved first, keyset pages."""
     _mes_only(actor)
+    _no_nul(status=status, material=material, channel=channel, operator=operator, q=q, cursor=cursor)
     try:
         filters = mes.MesFilters(
             statuses=mes.parse_statuses(status), material=material, channel=channel, operator=operator,
