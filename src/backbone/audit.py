@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
@@ -74,14 +74,18 @@ class AuditReport:
 
 
 def audit(
-    dsn: str, transport: Transport | None = None, *, grace_s: float = 300.0, settle_s: float = 10.0
+    dsn: str,
+    broker: Callable[[], Transport] | None = None,
+    *,
+    grace_s: float = 300.0,
+    settle_s: float = 10.0,
 ) -> AuditReport:
-    """Audit the system on `dsn` (and the broker behind `transport`, if given); sets the audit metrics."""
+    """Audit the system on `dsn` (and the broker that `broker` connects to, if given); sets the metrics."""
     orders = OrdersApplication(env=eventsourcing_env(dsn, pool_size=1))
     try:
         deadline = time.monotonic() + settle_s
         while True:
-            report = _audit_once(dsn, orders, transport, grace_s)
+            report = _audit_once(dsn, orders, broker, grace_s)
             if report.ok or time.monotonic() >= deadline:
                 break
             time.sleep(1.0)  # lag, queued work and unanswered submissions may still settle
@@ -92,7 +96,7 @@ def audit(
 
 
 def _audit_once(
-    dsn: str, orders: OrdersApplication, transport: Transport | None, grace_s: float
+    dsn: str, orders: OrdersApplication, broker: Callable[[], Transport] | None, grace_s: float
 ) -> AuditReport:
     with psycopg.connect(dsn, autocommit=True) as conn:
         head = orders.position()
@@ -113,17 +117,18 @@ def _audit_once(
         if relayed < head:
             found.append(Discrepancy(Problem.RELAY_BEHIND, "relay", None, f"at {relayed}, store at {head}"))
     found.extend(compare_pricing(truths.values(), datetime.now(UTC), grace_s))
-    broker = "in-process broker: checked by its effects only (AMQP_URL unset)"
-    if transport is not None:
-        depths = asyncio.run(_depths(transport))
-        broker = "rabbitmq: " + ", ".join(f"{q} {n}" for q, n in depths.items())
+    queues = "in-process broker: checked by its effects only (AMQP_URL unset)"
+    if broker is not None:
+        # A transport of its own each time: one is bound to the event loop it connected on.
+        depths = asyncio.run(_depths(broker()))
+        queues = "rabbitmq: " + ", ".join(f"{q} {n}" for q, n in depths.items())
         for queue, depth in depths.items():
             if depth and queue == DEAD_QUEUE:
                 found.append(Discrepancy(Problem.DEAD_LETTERS, queue, None, f"{depth} message(s)"))
             elif depth:
                 found.append(Discrepancy(Problem.UNCONSUMED, queue, None, f"{depth} message(s) waiting"))
     waiting = sum(1 for t in truths.values() if t.waiting_since is not None)
-    return AuditReport(head, len(truths), waiting, broker, found)
+    return AuditReport(head, len(truths), waiting, queues, found)
 
 
 def _order_events(

@@ -443,15 +443,15 @@ def _projections_replay(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     dsn = database_dsn(settings)
-    transport = transport_for(settings) if settings.amqp_url else None
+    broker = (lambda: transport_for(settings)) if settings.amqp_url else None
     if args.every is None:
-        report = audit(dsn, transport, grace_s=args.grace, settle_s=args.settle)
+        report = audit(dsn, broker, grace_s=args.grace, settle_s=args.settle)
         print_report(report, sys.stdout)
         return 0 if report.ok else 1
     serve_metrics(settings)
     signal.signal(signal.SIGTERM, _exit_quietly)
     while True:
-        report = audit(dsn, transport, grace_s=args.grace, settle_s=args.settle)
+        report = audit(dsn, broker, grace_s=args.grace, settle_s=args.settle)
         print_report(report, sys.stdout)
         sys.stdout.flush()
         time.sleep(args.every)

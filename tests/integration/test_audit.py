@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -16,7 +17,7 @@ from backbone.database import eventsourcing_env
 from backbone.wiring import projection_runner
 from orders_core.application import OrdersApplication
 from orders_core.audit import Problem
-from tests.conftest import BACKBONE
+from tests.conftest import BACKBONE, RabbitMQ
 from tests.orders import EVERYONE, OWNER, accepted, initiate_command, valid_command
 
 
@@ -124,3 +125,23 @@ def test_lag_is_waited_for_then_reported_as_lag(app: OrdersApplication, database
         (Problem.VIEW_BEHIND, "shop"),
         (Problem.RELAY_BEHIND, "relay"),
     }
+
+
+@pytest.mark.timeout(120)
+def test_waiting_for_lag_checks_the_broker_each_round(
+    app: OrdersApplication, database: str, rabbitmq: RabbitMQ
+) -> None:
+    from backbone.transport_amqp import AmqpTransport
+
+    walk_orders(app, 3, seed=5)  # never projected: every round finds lag and waits again
+    url = rabbitmq.vhost(f"audit-{uuid.uuid4().hex[:8]}")
+    connected = []
+
+    def broker() -> AmqpTransport:
+        connected.append(1)
+        return AmqpTransport(url)
+
+    report = audit(database, broker, grace_s=3600, settle_s=2.5)
+    assert len(connected) >= 3  # a fresh connection per round: one is bound to its round's event loop
+    assert report.broker.startswith("rabbitmq: pricing.requests 0")
+    assert {d.problem for d in report.discrepancies} == {Problem.VIEW_BEHIND, Problem.RELAY_BEHIND}
