@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Sequence
+import gc
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +14,8 @@ from psycopg.rows import DictRow
 
 from orders_core.contracts import MES_CHANGES_CHANNEL, Change
 from projectors import metrics
-from projectors.order_rows import ORDER_COLUMNS, OrderRow, fold_order
+from projectors.order_rows import EVENT_KINDS, ORDER_COLUMNS, OrderRow, finish_row, fold_event, fold_order
+from projectors.runner import LogRow
 from projectors.tables import copy_rows, upsert_rows
 
 JSON_COLUMNS = frozenset({"quote", "status_times"})
@@ -23,7 +25,7 @@ NOTIFY_LIMIT = 7900
 
 
 class MesProjection:
-    """Folds order events into mes.orders and mes.status_stays."""
+    """Folds order events into mes.orders, mes.status_stays and the orders per status (mes.status_counts)."""
 
     name = "mes"
 
@@ -43,6 +45,7 @@ class MesProjection:
         if not orders:
             return
         rows = self._rows_for(cursor, schema, {c.aggregate_id for c in orders})
+        counted = {order_id: row["status"] for order_id, row in rows.items()}  # before the batch
         touched: dict[str, OrderRow] = {}
         stays: dict[tuple[str, str, str], dict[str, Any]] = {}
         for change in orders:
@@ -58,6 +61,10 @@ class MesProjection:
             stays[(change.aggregate_id, row["status_since"], row["status"])] = opened
         upsert_rows(cursor, schema, "orders", ORDER_COLUMNS, ("order_id",), touched.values(), JSON_COLUMNS)
         upsert_rows(cursor, schema, "status_stays", STAY_COLUMNS, STAY_COLUMNS[:3], stays.values())
+        # Orders per status: each order of the batch leaves the status it had before and joins its new one.
+        moves: Counter[str] = Counter(row["status"] for row in touched.values())
+        moves.subtract(counted.values())
+        add_counts(cursor, schema, moves)
         if schema == self.name:  # a replay into a fresh schema has no listeners to tell
             announce(cursor, orders[-1].position, touched.values())
         self._remember(touched)
@@ -83,30 +90,78 @@ class MesProjection:
 
 
 class MesLoader:
-    """A replay's fold: every order row in memory, each written once, with one COPY, into empty tables."""
+    """A replay's fold: every order row in memory, each written once, with one COPY, into empty tables.
 
-    def __init__(self) -> None:
-        self.rows: dict[str, OrderRow] = {}
-        self.closed_stays: list[dict[str, Any]] = []
+    It reads the log's rows as stored and decodes only the order events (by topic, before any JSON is
+    parsed) straight into their typed Structs. Stays are streamed to the server while the fold goes on
+    (one COPY open for the whole log), so PostgreSQL stores them on the other core meanwhile.
+    """
 
-    def add(self, changes: Sequence[Change]) -> None:
-        """Fold a batch of the log."""
-        for change in changes:
-            if change.event.aggregate != "order":
-                continue
-            row = self.rows.get(change.aggregate_id)
-            before = (row["status"], row["status_since"]) if row else None
-            row = fold_order(row, change.event, change.aggregate_id, change.version, change.position)
-            if before is not None:
-                self.closed_stays.append(_stay(change.aggregate_id, *before, row))
-            self.rows[change.aggregate_id] = row
+    def load(self, cursor: Cursor[DictRow], schema: str, batches: Iterable[Sequence[LogRow]]) -> None:
+        """Fold the log's rows into schema's empty tables: every stay, then every order row."""
+        # The rows kept hold no reference cycles, but the cyclic collector would walk all of them again
+        # and again as they accumulate (half the fold's time): pause it for the load.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            self._load(cursor, schema, batches)
+        finally:
+            if collecting:
+                gc.enable()
 
-    def write(self, cursor: Cursor[DictRow], schema: str) -> None:
-        """Write every row and every stay (the open ones from the rows) into schema's empty tables."""
-        copy_rows(cursor, sql.Identifier(schema, "orders"), ORDER_COLUMNS, self.rows.values(), JSON_COLUMNS)
-        opened = (_stay(order_id, r["status"], r["status_since"], None) for order_id, r in self.rows.items())
-        stays = sql.Identifier(schema, "status_stays")
-        copy_rows(cursor, stays, STAY_COLUMNS, itertools.chain(self.closed_stays, opened))
+    def _load(self, cursor: Cursor[DictRow], schema: str, batches: Iterable[Sequence[LogRow]]) -> None:
+        rows: dict[str, OrderRow] = {}
+        kinds = EVENT_KINDS
+        # Emptied in this transaction (they are empty: a load fills a fresh schema), so COPY may freeze.
+        orders, stays_table = sql.Identifier(schema, "orders"), sql.Identifier(schema, "status_stays")
+        cursor.execute(sql.SQL("TRUNCATE {}, {}").format(orders, stays_table))
+        stays = sql.SQL("COPY {} ({}) FROM STDIN (FREEZE)").format(
+            stays_table, sql.SQL(", ").join(map(sql.Identifier, STAY_COLUMNS))
+        )
+        with cursor.copy(stays) as copy:
+            for batch in batches:
+                lines = []
+                for position, order_id, version, topic, state in batch:
+                    kind = kinds.get(topic)
+                    if kind is None:  # catalog events and whatever else the view does not show
+                        continue
+                    event = kind.decode(state)
+                    row = rows.get(order_id)
+                    if row is None:
+                        rows[order_id] = fold_event(None, event, kind.target, order_id, version, position)
+                        continue
+                    status, since = row["status"], row["status_since"]
+                    fold_event(row, event, kind.target, order_id, version, position)
+                    # COPY text needs no escaping here: a uuid, a status name and two ISO times.
+                    lines.append(f"{order_id}\t{status}\t{since}\t{row['status_since']}\n")
+                if lines:
+                    copy.write("".join(lines))
+            # The stays still open: one per order, in its current status.
+            copy.write("".join(f"{i}\t{r['status']}\t{r['status_since']}\t\\N\n" for i, r in rows.items()))
+        for row in rows.values():
+            finish_row(row)
+        copy_rows(cursor, orders, ORDER_COLUMNS, rows.values(), JSON_COLUMNS, freeze=True)
+        add_counts(cursor, schema, Counter(row["status"] for row in rows.values()))
+
+
+def add_counts(cursor: Cursor[DictRow], schema: str, moves: Mapping[str, int]) -> None:
+    """Add `moves` (orders gained or lost per status) to the schema's status_counts.
+
+    A status no order is in has no row, as after a replay (which counts only the statuses orders are in).
+    """
+    changed = [(status, n) for status, n in moves.items() if n]
+    if not changed:
+        return
+    table = sql.Identifier(schema, "status_counts")
+    cursor.executemany(
+        sql.SQL(
+            "INSERT INTO {} AS c (status, orders) VALUES (%s, %s) "
+            "ON CONFLICT (status) DO UPDATE SET orders = c.orders + EXCLUDED.orders"
+        ).format(table),
+        changed,
+    )
+    if any(n < 0 for _, n in changed):
+        cursor.execute(sql.SQL("DELETE FROM {} WHERE orders = 0").format(table))
 
 
 def announce(cursor: Cursor[DictRow], position: int, rows: Iterable[OrderRow]) -> None:

@@ -139,13 +139,53 @@ def _index_definitions(conn: psycopg.Connection[Any], schema: str, table: str) -
     return [str(r[0]) for r in rows]
 
 
-def build_indexes(dsn: str, name: str, workers: int = 2) -> None:
-    """Give every table of `<name>_next` the secondary indexes its live twin in `name` has.
+def _analyses(
+    conn: psycopg.Connection[Any], table: sql.Identifier, targeted: list[str]
+) -> list[sql.Composed]:
+    """ANALYZE statements for a table: one per column with a statistics target of its own, one for the rest.
 
-    Each CREATE INDEX is one backend's work on one core: `workers` connections build them side by side,
-    the costliest (trigram) first, so the build takes about as long as its largest part.
+    ANALYZE samples rows for the largest target of the columns it is given and computes every column's
+    statistics over that sample: apart, a larger target costs its own column's statistics only.
+    """
+    if not targeted:
+        return [sql.SQL("ANALYZE {}").format(table)]
+    columns = [
+        str(r[0])
+        for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            (table.as_string(conn),),
+        )
+        if str(r[0]) not in targeted
+    ]
+    analyses = [sql.SQL("ANALYZE {} ({})").format(table, sql.Identifier(c)) for c in targeted]
+    if columns:
+        analyses.append(
+            sql.SQL("ANALYZE {} ({})").format(table, sql.SQL(", ").join(map(sql.Identifier, columns)))
+        )
+    return analyses
+
+
+def _statistics_targets(conn: psycopg.Connection[Any], schema: str, table: str) -> list[tuple[str, int]]:
+    """(column, target) of a table's columns with a statistics target of their own."""
+    rows = conn.execute(
+        "SELECT attname, attstattarget FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped AND attstattarget >= 0",
+        (f"{schema}.{table}",),
+    ).fetchall()
+    return [(str(r[0]), int(r[1])) for r in rows]
+
+
+def build_indexes(dsn: str, name: str, workers: int = 2) -> None:
+    """Give every table of `<name>_next` the secondary indexes (and column statistics targets) its live
+    twin in `name` has, then ANALYZE them.
+
+    Each CREATE INDEX and ANALYZE is one backend's work on one core: `workers` connections run them side
+    by side, the costliest first (trigram index, then ANALYZE), so the whole takes about as long as its
+    largest part.
     """
     fresh = f"{name}_next"
+    analyses: list[sql.Composed] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         tables = [
             r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", (fresh,))
@@ -155,16 +195,28 @@ def build_indexes(dsn: str, name: str, workers: int = 2) -> None:
             for table in tables
             for definition in _index_definitions(conn, name, table)
         ]
-    definitions.sort(key=lambda d: " USING btree " in d)
-    statements: list[sql.SQL | sql.Composed] = [sql.SQL(d) for d in definitions]
-    statements += [sql.SQL("ANALYZE {}").format(sql.Identifier(fresh, table)) for table in tables]
+        for table in tables:
+            targets = _statistics_targets(conn, name, table)
+            # CREATE TABLE ... LIKE does not copy the statistics targets of columns.
+            for column, target in targets:
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET STATISTICS {}").format(
+                        sql.Identifier(fresh, table), sql.Identifier(column), sql.Literal(target)
+                    )
+                )
+            analyses += _analyses(conn, sql.Identifier(fresh, table), [c for c, _ in targets])
+    others = [sql.SQL(d) for d in definitions if " USING btree " not in d]  # trigram: the slowest to build
+    btrees = [sql.SQL(d) for d in definitions if " USING btree " in d]
+    statements: list[sql.SQL | sql.Composed] = [*others, *analyses, *btrees]
     todo = iter(statements)
     lock = threading.Lock()
 
     def work() -> None:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            # Sorts and trigram lists stay in memory instead of spilling to temporary files.
+            # Sorts and trigram lists stay in memory instead of spilling to temporary files; no parallel
+            # workers per index, as the indexes are already built side by side.
             conn.execute("SET maintenance_work_mem = '256MB'")
+            conn.execute("SET max_parallel_maintenance_workers = 0")
             while True:
                 with lock:
                     statement = next(todo, None)

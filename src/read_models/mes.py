@@ -1,8 +1,11 @@
 """The operators' queries over mes.orders: filters, keyset pages, and the numbers of the status board.
 
-Each query is served by an index of migrations/0002_read_models.sql: the default page by
-mes_orders_approved or mes_orders_{status,material,channel}_approved, text search by the trigram index
-mes_orders_search, stuck and overdue by their partial indexes.
+Each query is served by an index of the migrations: the default page by mes_orders_approved or
+mes_orders_{status,material,channel}_approved and the combined ones of 0005; text search by a walk of
+mes_orders_approved, which holds the text (0010), or by the trigram index mes_orders_search; stuck and
+overdue pages by the partial indexes of 0009, their counts and lists by those of 0002. The board reads
+orders per status from mes.status_counts and MANUFACTURING_APPROVED stays from the partial index of 0008.
+bench/search.py measures every case at a million orders.
 """
 
 from __future__ import annotations
@@ -114,6 +117,10 @@ SELECT_LIST = ", ".join(
 """The listed columns; an order never approved has approved_at '-infinity' in the table, null out here."""
 
 
+TEXT_WALK = 10_000
+"""How many orders, in the page's order, a text search tests before it looks the word up instead."""
+
+
 def find_orders(conn: Connection[DictRow], f: MesFilters) -> Page:
     """One page of mes.orders matching `f`, in `f.sort` order."""
     if not 1 <= f.limit <= MAX_LIMIT:
@@ -122,28 +129,38 @@ def find_orders(conn: Connection[DictRow], f: MesFilters) -> Page:
     where, params = _conditions(f)
     if f.cursor:
         key, order_id = decode_cursor(f.cursor, f.sort)
-        op = "<" if descending else ">"
+        # `(key, id) <= (k, i) AND id <> i`, not `(key, id) < (k, i)`: the same rows (ids are unique), but
+        # PostgreSQL estimates a row comparison from its first column alone, and `approved_at < '-infinity'`
+        # is nothing, while `<=` counts the never-approved orders. Told that a page after '-infinity' is
+        # empty, the planner walked the sort index to filter a rare word instead of using the trigram index.
+        op = "<=" if descending else ">="
         where.append(
-            sql.SQL("({}, order_id) {} (%s::timestamptz, %s::uuid)").format(
+            sql.SQL("({}, order_id) {} (%s::timestamptz, %s::uuid) AND order_id <> %s::uuid").format(
                 sql.Identifier(key_column), sql.SQL(op)
             )
         )
-        params += [key, order_id]
-    direction = sql.SQL("DESC" if descending else "ASC")
-    query = sql.SQL(
-        "SELECT {columns}, stuck_at < now() AS stuck, "
-        "promise_open AND promised_date < current_date AS overdue, "
-        "{key}::text AS sort_key "
-        "FROM mes.orders AS o {where} ORDER BY {key} {dir}, o.order_id {dir} LIMIT %s"
-    ).format(
-        columns=sql.SQL(SELECT_LIST),
+        params += [key, order_id, order_id]
+    order = sql.SQL("ORDER BY {key} {dir}, o.order_id {dir}").format(
         # Qualified: a bare approved_at in ORDER BY would name the select list's nullif(...) column,
         # which no index serves and which sorts never-approved orders first.
         key=sql.Identifier("o", key_column),
-        where=sql.SQL("WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
-        dir=direction,
+        dir=sql.SQL("DESC" if descending else "ASC"),
     )
-    rows = conn.execute(query, [*params, f.limit + 1]).fetchall()
+    text = _pattern(f.text)
+    if text is not None and _only_text(f) and key_column == "approved_at":
+        rows = _text_page(conn, where, params, text, order, f.limit + 1)
+    else:
+        if text is not None:
+            where.append(sql.SQL("search LIKE %s"))
+            params.append(text)
+        # The page's keys first, then its rows (a "deferred join"): choosing how to find only the keys,
+        # the planner sees that an index with the filtered columns and the sort key answers from the index
+        # alone, while for whole rows it may prefer walking the sort index and filtering rows it has to
+        # read anyway, slow when the filter rejects the newest orders (status=CLOSED passed over 15,000).
+        keys = sql.SQL("SELECT o.order_id FROM mes.orders AS o {where} {order} LIMIT %s").format(
+            where=_where(where), order=order
+        )
+        rows = _page_rows(conn, keys, [*params, f.limit + 1], order, key_column)
     more = len(rows) > f.limit
     rows = rows[: f.limit]
     items = [_item(r) for r in rows]
@@ -154,10 +171,79 @@ def find_orders(conn: Connection[DictRow], f: MesFilters) -> Page:
     return Page(items, next_cursor)
 
 
+def _text_page(
+    conn: Connection[DictRow],
+    where: list[sql.Composable],
+    params: list[Any],
+    pattern: str,
+    order: sql.Composable,
+    n: int,
+) -> list[DictRow]:
+    """The first `n` orders whose text matches, for a search by text alone in an approved order.
+
+    Which way is fast depends on how common the word is, and PostgreSQL guesses that from a sample of a
+    hundred values (a name in 1% of the orders was guessed at 100 rows or 10,000 by turns, a word in 0.01%
+    at 10,000 when the sample held it: each wrong guess cost 10-50 ms at a million orders, about half a
+    second without the text in the index). So ask the data instead: test the next
+    TEXT_WALK orders in the page's order, from mes_orders_approved, which holds the text (about 1.5 ms);
+    if fewer than `n` match there, the word is rare, and its matches from the trigram index, sorted, are
+    few.
+    """
+    walk = sql.SQL(
+        "SELECT o.order_id FROM (SELECT o.order_id, o.approved_at, o.search FROM mes.orders AS o {where} "
+        "{order} LIMIT %s) AS o WHERE o.search LIKE %s {order} LIMIT %s"
+    ).format(where=_where(where), order=order)
+    rows = _page_rows(conn, walk, [*params, TEXT_WALK, pattern, n], order, "approved_at")
+    if len(rows) == n:
+        return rows
+    # OFFSET 0 keeps the matches a query of their own: planned apart from the ORDER BY, they come from the
+    # trigram index, never from a walk of the sort index.
+    matches = sql.SQL(
+        "SELECT o.order_id FROM (SELECT o.order_id, o.approved_at FROM mes.orders AS o {where} OFFSET 0) "
+        "AS o {order} LIMIT %s"
+    ).format(where=_where([*where, sql.SQL("search LIKE %s")]), order=order)
+    return _page_rows(conn, matches, [*params, pattern, n], order, "approved_at")
+
+
+def _page_rows(
+    conn: Connection[DictRow], keys: sql.Composable, params: list[Any], order: sql.Composable, key: str
+) -> list[DictRow]:
+    """The listed columns of the orders `keys` selects, in `order` (by column `key`)."""
+    query = sql.SQL(
+        "SELECT {columns}, stuck_at < now() AS stuck, "
+        "promise_open AND promised_date < current_date AS overdue, "
+        "{key}::text AS sort_key "
+        "FROM mes.orders AS o WHERE o.order_id IN ({keys}) {order}"
+    ).format(columns=sql.SQL(SELECT_LIST), key=sql.Identifier("o", key), keys=keys, order=order)
+    return conn.execute(query, params).fetchall()
+
+
+def _where(conditions: list[sql.Composable]) -> sql.Composable:
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+
+
+def _only_text(f: MesFilters) -> bool:
+    return not (f.statuses or f.material or f.channel or f.operator or f.overdue or f.stuck)
+
+
+def _pattern(text: str | None) -> str | None:
+    """The LIKE pattern of a text search (BadQuery if too long), or None without one."""
+    if not text:
+        return None
+    if len(text) > MAX_QUERY_LENGTH:
+        raise BadQuery(f"q may be at most {MAX_QUERY_LENGTH} characters")
+    return "%" + _escape_like(text.strip().lower()) + "%"
+
+
 def _conditions(f: MesFilters) -> tuple[list[sql.Composable], list[Any]]:
     where: list[sql.Composable] = []
     params: list[Any] = []
-    if f.statuses:
+    if len(f.statuses) == 1:
+        # Not `= ANY(array)`: with a plain equality the planner sees the status-led indexes serve the
+        # order (at 1M orders, status=CLOSED walked mes_orders_approved past 15,000 newer open orders).
+        where.append(sql.SQL("status = %s"))
+        params.append(f.statuses[0].value)
+    elif f.statuses:
         where.append(sql.SQL("status = ANY(%s)"))
         params.append([s.value for s in f.statuses])
     for column, value in (("material_code", f.material), ("channel", f.channel), ("operator_id", f.operator)):
@@ -168,11 +254,6 @@ def _conditions(f: MesFilters) -> tuple[list[sql.Composable], list[Any]]:
         where.append(sql.SQL("promise_open AND promised_date < current_date"))
     if f.stuck:
         where.append(sql.SQL("stuck_at < now()"))
-    if f.text:
-        if len(f.text) > MAX_QUERY_LENGTH:
-            raise BadQuery(f"q may be at most {MAX_QUERY_LENGTH} characters")
-        where.append(sql.SQL("search LIKE %s"))
-        params.append("%" + _escape_like(f.text.strip().lower()) + "%")
     return where, params
 
 
@@ -197,34 +278,59 @@ class OrderCounts(msgspec.Struct, frozen=True):
 
 
 def order_counts(conn: Connection[DictRow]) -> OrderCounts:
-    """Count the MES view's orders by status, stuck and overdue."""
-    per_status = {s.value: 0 for s in Status}
-    for row in conn.execute("SELECT status, count(*) AS n FROM mes.orders GROUP BY status"):
-        per_status[row["status"]] = row["n"]
-    # Two scalar subqueries, so each count reads only its own partial index (one FILTERed scan reads all).
-    totals = conn.execute(
-        "SELECT (SELECT count(*) FROM mes.orders WHERE stuck_at < now()) AS stuck, "
+    """The MES view's orders by status, and how many are stuck and overdue.
+
+    Per status from mes.status_counts, which the projector keeps in the same transaction as the rows (a
+    count over the table would read a million rows); stuck and overdue depend on the clock, so they are
+    counted, each by a scalar subquery that reads only its own partial index.
+    """
+    row = conn.execute(
+        "SELECT (SELECT coalesce(json_object_agg(status, orders), '{}') FROM mes.status_counts) "
+        "AS per_status, "
+        "(SELECT count(*) FROM mes.orders WHERE stuck_at < now()) AS stuck, "
         "(SELECT count(*) FROM mes.orders WHERE promise_open AND promised_date < current_date) AS overdue"
     ).fetchone()
-    assert totals is not None
-    return OrderCounts(per_status, totals["stuck"], totals["overdue"])
+    assert row is not None
+    per_status = {s.value: 0 for s in Status}
+    per_status.update(row["per_status"])
+    return OrderCounts(per_status, row["stuck"], row["overdue"])
+
+
+APPROVED_STAYS = sql.SQL("""
+    SELECT entered_at, left_at FROM mes.status_stays
+    WHERE status = 'MANUFACTURING_APPROVED' AND left_at IS NULL
+    UNION ALL
+    SELECT entered_at, left_at FROM mes.status_stays
+    WHERE status = 'MANUFACTURING_APPROVED' AND left_at > {since}
+""")
+"""Stays in MANUFACTURING_APPROVED still open or left after `since`. Two branches, so that each is one range
+of the partial index mes_status_stays_approved, read without the table (an OR would need the heap)."""
+
+
+def _ceil_hour(column: str) -> sql.Composable:
+    """The first full hour at or after a time column (times have microseconds: one less, truncated, +1h)."""
+    return sql.SQL("date_trunc('hour', {} - interval '1 microsecond') + interval '1 hour'").format(
+        sql.Identifier(column)
+    )
+
+
+FIRST_HOUR = sql.SQL("date_trunc('hour', now()) - interval '23 hours'")
+"""The first point of the board's series of orders waiting per hour."""
 
 
 def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, Any]:
     """Counts per status, waiting times in MANUFACTURING_APPROVED, and the stuck and overdue orders."""
     counts = order_counts(conn)
     waits = conn.execute(
-        """
+        sql.SQL("""
         SELECT count(*) AS n,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
                percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90,
                percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99,
                max(seconds) AS max
-        FROM (SELECT extract(epoch FROM coalesce(left_at, now()) - entered_at) AS seconds
-              FROM mes.status_stays
-              WHERE status = 'MANUFACTURING_APPROVED'
-                AND (left_at IS NULL OR left_at > now() - interval '30 days')) AS stays
-        """
+        FROM (SELECT date_part('epoch', coalesce(left_at, now()) - entered_at) AS seconds
+              FROM ({stays}) AS s) AS stays
+        """).format(stays=APPROVED_STAYS.format(since=sql.SQL("now() - interval '30 days'")))
     ).fetchone()
     listed = sql.SQL(
         "SELECT {columns}, stuck_at < now() AS stuck, "
@@ -244,19 +350,32 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         ),
         (lists_limit,),
     ).fetchall()
-
+    # Orders waiting at each of the last 24 full hours. Only stays open now or left since the first of those
+    # hours can have been waiting then (a few thousand): each adds one from the first hour on or after it
+    # was entered and takes it away from the first hour on or after it was left; the series is the running
+    # sum (one pass over the stays, not one per hour).
     series = conn.execute(
-        """
-        SELECT t AS at,
-               (SELECT count(*) FROM mes.status_stays s
-                WHERE s.status = 'MANUFACTURING_APPROVED' AND s.entered_at <= t
-                  AND (s.left_at IS NULL OR s.left_at > t)) AS waiting
-        FROM generate_series(date_trunc('hour', now()) - interval '23 hours', date_trunc('hour', now()),
-                             interval '1 hour') AS t
+        sql.SQL("""
+        WITH recent AS MATERIALIZED ({stays}),
+        hours AS (SELECT generate_series({first}, date_trunc('hour', now()), interval '1 hour') AS t),
+        steps AS (
+            SELECT {ceil_entered} AS t, 1 AS step FROM recent
+            UNION ALL
+            SELECT {ceil_left}, -1 FROM recent WHERE left_at IS NOT NULL
+        ),
+        by_hour AS (SELECT greatest(t, {first}) AS t, sum(step) AS step FROM steps GROUP BY 1)
+        SELECT h.t AS at, sum(coalesce(b.step, 0)) OVER (ORDER BY h.t)::bigint AS waiting
+        FROM hours AS h LEFT JOIN by_hour AS b ON b.t = h.t
         UNION ALL
-        SELECT now(), count(*) FROM mes.orders WHERE status = 'MANUFACTURING_APPROVED'
+        SELECT now(), %s::bigint
         ORDER BY at
-        """
+        """).format(
+            stays=APPROVED_STAYS.format(since=FIRST_HOUR),
+            first=FIRST_HOUR,
+            ceil_entered=_ceil_hour("entered_at"),
+            ceil_left=_ceil_hour("left_at"),
+        ),
+        (counts.per_status[Status.MANUFACTURING_APPROVED.value],),
     ).fetchall()
     return {
         "counts": counts.per_status,

@@ -9,8 +9,10 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -25,7 +27,7 @@ from orders_core.lifecycle import Status
 from orders_core.order import Order
 from orders_core.outcomes import Accepted
 from projectors.replay import replay
-from read_models.mes import MesFilters, Sort, find_orders
+from read_models.mes import MesFilters, Sort, find_orders, status_board
 from tests.conftest import BACKBONE, ROOT
 from tests.orders import EVERYONE, OWNER, initiate_command, valid_command
 
@@ -61,6 +63,12 @@ def busy_order(app: OrdersApplication, steps: int, rng: random.Random) -> Order:
 def view(database: str, schema: str = "mes") -> list[tuple[Any, ...]]:
     with psycopg.connect(database) as conn:
         return conn.execute(f"SELECT {VIEW_COLUMNS} FROM {schema}.orders ORDER BY order_id").fetchall()
+
+
+def full_view(database: str) -> list[Any]:
+    """Every column of every MES order row."""
+    with psycopg.connect(database) as conn:
+        return [r[0] for r in conn.execute("SELECT to_jsonb(o) FROM mes.orders AS o ORDER BY order_id")]
 
 
 def test_the_views_equal_the_aggregates(app: OrdersApplication, database: str) -> None:
@@ -138,6 +146,109 @@ def stays(database: str) -> list[tuple[Any, ...]]:
         return conn.execute("SELECT * FROM mes.status_stays ORDER BY order_id, entered_at, status").fetchall()
 
 
+def status_counts(database: str) -> dict[str, int]:
+    """mes.status_counts, checked against a count of the rows (a status no order is in has no row)."""
+    with psycopg.connect(database) as conn:
+        kept = dict(conn.execute("SELECT status, orders FROM mes.status_counts").fetchall())
+        counted = dict(conn.execute("SELECT status, count(*) FROM mes.orders GROUP BY status").fetchall())
+    assert kept == counted
+    return kept
+
+
+def test_the_counts_per_status_follow_the_rows(app: OrdersApplication, database: str) -> None:
+    rng = random.Random(17)
+    orders = [busy_order(app, rng.randint(0, 6), rng) for _ in range(30)]
+    runner = projection_runner("mes", database, batch_size=5)
+    runner.catch_up()
+    assert sum(status_counts(database).values()) == len(orders)
+    # Orders already in the view move on (a status loses one, another gains one), new ones come in.
+    for order in orders[:15]:
+        for _ in range(rng.randint(1, 5)):
+            candidates = [(a, c) for a in EVERYONE for c in order.allowed_for(a)]
+            if not candidates:
+                break
+            actor, name = rng.choice(candidates)
+            done = app.execute(order.id, valid_command(order, name), actor)
+            assert isinstance(done, Accepted), done
+            order = done.value
+    busy_order(app, 3, rng)
+    runner.catch_up()
+    assert sum(status_counts(database).values()) == len(orders) + 1
+    # A batch that fails midway leaves the counts as they were, with the rows.
+    before = status_counts(database)
+    busy_order(app, 4, rng)
+    failing = projection_runner("mes", database)
+    failing.projection = FailingMidBatch(failing.projection)
+    with pytest.raises(RuntimeError):
+        failing.catch_up()
+    assert status_counts(database) == before
+    runner.projection.forget()
+    runner.catch_up()
+    assert sum(status_counts(database).values()) == len(orders) + 2
+
+
+REFERENCE_SERIES = """
+    SELECT t AS at,
+           (SELECT count(*) FROM mes.status_stays s
+            WHERE s.status = 'MANUFACTURING_APPROVED' AND s.entered_at <= t
+              AND (s.left_at IS NULL OR s.left_at > t)) AS waiting
+    FROM generate_series(date_trunc('hour', now()) - interval '23 hours', date_trunc('hour', now()),
+                         interval '1 hour') AS t
+    UNION ALL
+    SELECT now(), count(*) FROM mes.orders WHERE status = 'MANUFACTURING_APPROVED'
+    ORDER BY at
+"""
+REFERENCE_WAITS = """
+    SELECT count(*) AS n,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
+           percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90,
+           percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99,
+           max(seconds) AS max
+    FROM (SELECT date_part('epoch', coalesce(left_at, now()) - entered_at) AS seconds
+          FROM mes.status_stays
+          WHERE status = 'MANUFACTURING_APPROVED'
+            AND (left_at IS NULL OR left_at > now() - interval '30 days')) AS stays
+"""
+"""The board's waiting series and waits by their plain definitions (a query per hour, an OR on the
+stays): what status_board computes faster must equal these."""
+
+
+def test_the_status_board_equals_its_plain_definitions(app: OrdersApplication, database: str) -> None:
+    rng = random.Random(9)
+    for _ in range(12):
+        busy_order(app, rng.randint(4, 8), rng)
+    projection_runner("mes", database).catch_up()
+    with psycopg.connect(database, row_factory=dict_row) as conn:  # one transaction: one now()
+        # Stays around every edge the faster queries have: on and just off the hour, open, left in and
+        # out of the last 24 hours and 30 days, and in other statuses.
+        hour = conn.execute("SELECT date_trunc('hour', now()) AS h").fetchone()
+        assert hour is not None
+        edges = [timedelta(0), timedelta(microseconds=1), -timedelta(microseconds=1), timedelta(minutes=30)]
+        times = [hour["h"] - timedelta(hours=h) + e for h in (0, 1, 5, 23, 24, 25, 24 * 31) for e in edges]
+        stays = []
+        for entered in times:
+            for left in [None, *(t for t in times if t > entered)][:6]:
+                stays.append((str(uuid.uuid4()), rng.choice(STATUSES), entered, left))
+        conn.cursor().executemany(
+            "INSERT INTO mes.status_stays (order_id, status, entered_at, left_at) VALUES (%s, %s, %s, %s)",
+            stays,
+        )
+        board = status_board(conn)
+        series = conn.execute(REFERENCE_SERIES).fetchall()
+        waits = conn.execute(REFERENCE_WAITS).fetchone()
+        counted = conn.execute("SELECT status, count(*) AS n FROM mes.orders GROUP BY status").fetchall()
+    per_status = {r["status"]: r["n"] for r in counted}
+    assert [(p["at"], p["waiting"]) for p in board["approved_waiting_series"]] == [
+        (p["at"], p["waiting"]) for p in series
+    ]
+    assert max(p["waiting"] for p in series[:-1]) > 0
+    assert board["approved_wait_seconds"] == waits
+    assert {s: n for s, n in board["counts"].items() if n} == per_status
+
+
+STATUSES = ["MANUFACTURING_APPROVED"] * 4 + ["SUBMITTED", "MANUFACTURING_STARTED"]
+
+
 def mes_indexes(database: str) -> list[str]:
     """Each index of schema mes by its definition (names aside), primary keys as constraints."""
     with psycopg.connect(database) as conn:
@@ -150,14 +261,31 @@ def mes_indexes(database: str) -> list[str]:
     return [f"{d} constraint={c}" for d, c in rows]
 
 
+def statistics_targets(database: str) -> list[tuple[str, str, int]]:
+    """Columns of schema mes with a statistics target of their own."""
+    with psycopg.connect(database) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, a.attname, a.attstattarget FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'mes' AND c.relkind = 'r' AND a.attstattarget >= 0 ORDER BY 1, 2"
+        ).fetchall()
+    return [(str(t), str(c), int(v)) for t, c, v in rows]
+
+
 def test_replay_rebuilds_the_same_view_and_swaps_it_in(app: OrdersApplication, database: str) -> None:
     rng = random.Random(3)
     for _ in range(20):
         busy_order(app, rng.randint(0, 12), rng)
     projection_runner("mes", database).catch_up()
     live = view(database)
+    live_rows = full_view(database)
     live_stays = stays(database)
+    live_counts = status_counts(database)
     migrated_indexes = mes_indexes(database)
+    with psycopg.connect(database) as conn:  # as a migration may set one (CREATE TABLE LIKE copies none)
+        conn.execute("ALTER TABLE mes.orders ALTER COLUMN search SET STATISTICS 300")
+    migrated_targets = statistics_targets(database)
+    assert ("orders", "search", 300) in migrated_targets
     batches: list[int] = []
     position = replay(
         database,
@@ -167,17 +295,31 @@ def test_replay_rebuilds_the_same_view_and_swaps_it_in(app: OrdersApplication, d
     )
     assert position == app.position() and len(batches) > 1
     assert view(database) == live
+    assert full_view(database) == live_rows
     assert stays(database) == live_stays
+    assert status_counts(database) == live_counts
     # Again, from the view the first replay built: it must have kept every key and index of the migrated one.
     replay(database, "mes", lambda schema: projection_runner("mes", database, schema, 13), lambda n, p: None)
     assert view(database) == live
     assert mes_indexes(database) == migrated_indexes
+    assert statistics_targets(database) == migrated_targets
     with psycopg.connect(database) as conn:
         schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'mes%'")}
         tracked = conn.execute(
             "SELECT notification_id FROM mes.tracking WHERE application_name = 'orders'"
         ).fetchone()
     assert schemas == {"mes"} and tracked == (position,)
+
+
+def test_a_load_fills_only_an_empty_schema(app: OrdersApplication, database: str) -> None:
+    busy_order(app, 3, random.Random(2))
+    runner = projection_runner("mes", database)
+    runner.catch_up()
+    live = full_view(database)
+    # Its COPY would double rows (and its TRUNCATE drop them): a view with a position is caught up instead.
+    with pytest.raises(ValueError, match="empty"):
+        runner.load()
+    assert full_view(database) == live
 
 
 def start_projector(database: str, name: str, batch_size: int = 1000) -> subprocess.Popen[bytes]:
@@ -282,3 +424,53 @@ def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
             )
         else:
             assert [i["approved_at"] for i in seen if i["approved_at"] is not None] == sorted(approved)
+
+
+def test_text_search_pages_are_the_same_whichever_way_they_are_found(
+    app: OrdersApplication, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """find_orders tests the next TEXT_WALK orders for the text, then asks the trigram index: any walk
+    length gives the same pages, which are the matching orders in the page order, each once."""
+    import read_models.mes
+
+    rng = random.Random(31)
+    words = {"common": 0.6, "middling": 0.2, "rare": 0.05}
+    titles = {}
+    for _ in range(60):
+        title = " ".join(["Ring", *(w for w, share in words.items() if rng.random() < share)])
+        result = app.initiate(initiate_command(item_title=title), OWNER)
+        assert isinstance(result, Accepted)
+        order = result.value
+        for _ in range(rng.choice((0, 0, 5, 6))):  # some approved (and beyond), most not
+            candidates = [(a, c) for a in EVERYONE for c in order.allowed_for(a)]
+            if not candidates:
+                break
+            actor, name = rng.choice(candidates)
+            done = app.execute(order.id, valid_command(order, name), actor)
+            assert isinstance(done, Accepted), done
+            order = done.value
+        titles[str(order.id)] = title.lower()
+    projection_runner("mes", database).catch_up()
+
+    def pages(word: str, sort: Sort) -> list[str]:
+        seen: list[str] = []
+        cursor = None
+        with psycopg.connect(database, row_factory=dict_row) as conn:
+            while True:
+                page = find_orders(conn, MesFilters(text=word, sort=sort, cursor=cursor, limit=4))
+                seen += [i["order_id"] for i in page.items]
+                if page.next_cursor is None:
+                    return seen
+                cursor = page.next_cursor
+
+    for word in [*words, "nowhere"]:
+        expected = sorted(i for i, t in titles.items() if word in t)
+        for sort in (Sort.APPROVED, Sort.APPROVED_OLDEST):
+            found = {}
+            for walk in (1, 7, 10**6):
+                monkeypatch.setattr(read_models.mes, "TEXT_WALK", walk)
+                found[walk] = pages(word, sort)
+            assert found[1] == found[7] == found[10**6], (word, sort)
+            assert sorted(found[1]) == expected, (word, sort)
+        # The same orders as the general query (sort by creation: no walk, whatever the planner does).
+        assert sorted(pages(word, Sort.CREATED)) == expected
