@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-import psycopg
+from psycopg_pool import ConnectionPool
 
 
 class TooLarge(Exception):
@@ -105,13 +105,16 @@ class LocalBlobStore(BlobStore):
 class PostgresBlobStore(BlobStore):
     """Blobs in table blobs.models, so workers on other machines read models with no shared filesystem."""
 
-    def __init__(self, dsn: str, incoming: Path) -> None:
+    def __init__(self, dsn: str, incoming: Path, connections: int = 4) -> None:
         super().__init__(incoming)
         self.dsn = dsn
+        # A few pooled connections, opened when first needed: a connection per upload or read spent the
+        # server's connection slots under load ("too many clients") and a handshake each time.
+        self.pool = ConnectionPool(dsn, min_size=0, max_size=connections, open=True)
 
     def keep(self, path: Path, sha256: str) -> None:
         content = path.read_bytes()
-        with psycopg.connect(self.dsn) as conn:
+        with self.pool.connection() as conn:
             conn.execute(
                 "INSERT INTO blobs.models (sha256, size_bytes, content) VALUES (%s, %s, %s) "
                 "ON CONFLICT (sha256) DO NOTHING",
@@ -120,7 +123,7 @@ class PostgresBlobStore(BlobStore):
         path.unlink(missing_ok=True)
 
     def read(self, sha256: str) -> bytes:
-        with psycopg.connect(self.dsn) as conn:
+        with self.pool.connection() as conn:
             # Binary format: in text a bytea travels hex-encoded, twice its size, and costs the server more.
             query = "SELECT content FROM blobs.models WHERE sha256 = %s"
             row = conn.execute(query, (sha256,), binary=True).fetchone()
