@@ -12,6 +12,7 @@ from typing import Annotated, Any, Protocol
 import msgspec
 
 from orders_core.actors import Actor, OrderFacts, allowed_commands
+from orders_core.error_contract import document_errors
 from orders_core.identity import TokenError, actor_from_authorization, mint_token, verify_token
 from orders_core.lifecycle import (
     BY_ACTION,
@@ -89,6 +90,7 @@ __all__ = [
     "Transport",
     "actor_from_authorization",
     "allowed_commands",
+    "document_errors",
     "message_id_for",
     "mint_token",
     "read_stored_event",

@@ -29,6 +29,7 @@ from orders_core.contracts import (
     TokenError,
     actor_from_authorization,
     allowed_commands,
+    document_errors,
 )
 from read_models import mes, shop
 from read_models.errors import EXCEPTION_HANDLERS
@@ -261,7 +262,7 @@ def create_read_app(
 ) -> Litestar:
     """The read API alone, over `pool` (a read-only connection is enough) and the MES change `feed`."""
     routes, dependencies, state = read_parts(pool, feed)
-    return Litestar(
+    app = Litestar(
         route_handlers=[*routes, health, PrometheusController],
         middleware=[HTTP_METRICS.middleware],
         # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
@@ -274,3 +275,5 @@ def create_read_app(
         on_startup=[feed.start],
         on_shutdown=[feed.stop],
     )
+    document_errors(app, (400, 401, 403, 404, 503), ("/shop", "/mes"))
+    return app

@@ -20,6 +20,7 @@ from orders_core.api.orders import orders_router, provide_orders
 from orders_core.api.rate_limit import RateLimiter, actor_provider, limiter_from_settings
 from orders_core.application import IDEMPOTENCY_WINDOW, OrdersApplication
 from orders_core.blobs import BlobStore
+from orders_core.error_contract import document_errors
 
 JSON_BODY_LIMIT = 1024 * 1024
 """Largest request body but a model upload (which has MAX_UPLOAD_BYTES): a 413 before it is read whole."""
@@ -71,7 +72,7 @@ def create_app(
     routes, dependencies, state = also or ([], {}, {})
     orders.idempotency_window = idempotency_window
     limiter = limiter_from_settings(rate_limit_per_minute, rate_limited_roles)
-    return Litestar(
+    app = Litestar(
         route_handlers=[orders_router, catalog_router, health, PrometheusController, *routes],
         middleware=[HTTP_METRICS.middleware],
         # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
@@ -101,6 +102,13 @@ def create_app(
             description=_limits(idempotency_window, max_upload_bytes, limiter),
         ),
     )
+    document_errors(app, COMMAND_ERRORS, ("/orders", "/catalog"))
+    document_errors(app, READ_ERRORS, ("/shop", "/mes"))  # the read API's routes, when served here too
+    return app
+
+
+COMMAND_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
+READ_ERRORS = (400, 401, 403, 404, 429, 503)
 
 
 def _limits(idempotency_window: timedelta, max_upload_bytes: int, limiter: RateLimiter | None) -> str:
