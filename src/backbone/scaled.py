@@ -131,7 +131,10 @@ class Gateway:
         request = self.client.build_request(scope["method"], url, headers=headers, content=_body(receive))
         try:
             response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as e:
+        except Exception as e:
+            # Not only httpx's own errors: a replica killed while the connection is being set up surfaces
+            # as an AttributeError from deep in anyio. The client gets a 502 and retries, never a 500.
+            log.warning("upstream failed", upstream=upstream, path=path, error=repr(e))
             await _answer(
                 send, 502, b'{"error": "bad_gateway", "detail": "' + type(e).__name__.encode() + b'"}'
             )
