@@ -266,7 +266,12 @@ def create_read_app(
         route_handlers=[*routes, health, PrometheusController],
         middleware=[HTTP_METRICS.middleware],
         # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
-        plugins=[OpenTelemetryPlugin(OpenTelemetryConfig(exclude=UNTRACED))] if traced else [],
+        # One server span per request, as on the command API: receive/send spans cost more than they tell.
+        plugins=[
+            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=UNTRACED, exclude_spans=["receive", "send"]))
+        ]
+        if traced
+        else [],
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
         state=State({**state, "jwt_secret": jwt_secret}),
         exception_handlers=EXCEPTION_HANDLERS,
