@@ -9,6 +9,8 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -16,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psutil
 
 from backbone.database import start_embedded
@@ -120,3 +123,32 @@ def background_cpu(seconds: float = 3.0) -> float:
 def cpu_text(cpu: dict[str, float]) -> str:
     """CPU figures as `name 42%, ...` (100% is one core busy for the whole window)."""
     return ", ".join(f"{name} {value:.0%}" for name, value in cpu.items())
+
+
+def free_block() -> int:
+    """A base port P with P..P+4 and P+100..P+111 free (what `up --scaled --port P` listens on)."""
+    for base in range(31000, 60000, 211):
+        ports = (*range(base, base + 5), *range(base + 100, base + 112))
+        if all(_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 120) -> None:
+    """Wait until `url`/health answers 200; fail if `process` exits or `seconds` pass first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"backbone exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become healthy within {seconds:.0f} s")

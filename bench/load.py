@@ -31,12 +31,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import psycopg
 
 from backbone.migrate import migrate
 from backbone.rabbitmq import RabbitMQ, free_port
-from harness import CpuMeter, background_cpu, cpu_text, embedded_postgres  # bench/ is on sys.path
+from harness import (  # bench/ is on sys.path
+    CpuMeter,
+    background_cpu,
+    cpu_text,
+    embedded_postgres,
+    free_block,
+    healthy,
+)
 from workload import Workload, summary
 
 SECRET = "load-bench-secret-" + "x" * 32
@@ -56,7 +62,7 @@ def new_database(server_dsn: str, name: str) -> str:
 @contextmanager
 def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """`backbone up` or `backbone up --scaled` on `dsn`; yields (port, process) once all APIs answer."""
-    port = _free_block()
+    port = free_block()
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -74,7 +80,7 @@ def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[int, subpro
     try:
         replicas = range(1, 5) if setup == "scaled" else range(0, 1)
         for replica in replicas:
-            _wait_healthy(f"http://{HOST}:{port + replica}", proc)
+            healthy(f"http://{HOST}:{port + replica}", proc)
         yield port, proc
     finally:
         if proc.poll() is None:
@@ -84,36 +90,6 @@ def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[int, subpro
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-
-
-def _free_block() -> int:
-    # The scaled topology takes port..port+4 and port+100.. for metrics.
-    import socket
-
-    for base in range(23000, 60000, 211):
-        ok = True
-        for offset in (*range(5), *range(100, 112)):
-            with socket.socket() as s:
-                if s.connect_ex((HOST, base + offset)) == 0:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free block of ports")
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"backbone exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer /health within {seconds:.0f} s")
 
 
 def audit(dsn: str, amqp: str | None) -> tuple[int, str]:

@@ -32,7 +32,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -49,7 +48,7 @@ import httpx
 import psutil
 
 from backbone.rabbitmq import free_port
-from harness import background_cpu  # bench/ is on sys.path
+from harness import background_cpu, free_block, healthy  # bench/ is on sys.path
 from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
 from quote import torus, write_stl
@@ -132,34 +131,6 @@ class CpuMeter:
 
 
 # --- the system --------------------------------------------------------------------------------------------
-
-
-def free_block() -> int:
-    """A base port P with P..P+4 and P+100..P+109 free (what `up --scaled --port P` listens on)."""
-    for base in range(31000, 60000, 211):
-        ports = (*range(base, base + 5), *range(base + 100, base + 110))
-        if all(_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex((HOST, port)) != 0
-
-
-def healthy(url: str, process: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"backbone up exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not become healthy within {seconds:.0f} s")
 
 
 @dataclass
