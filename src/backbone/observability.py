@@ -16,11 +16,14 @@ import contextlib
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import msgspec
 import structlog
 from structlog.types import Processor
+
+if TYPE_CHECKING:
+    from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
 
 
 def configure_logging(level: str | None = None, json: bool | None = None) -> None:
@@ -118,8 +121,13 @@ def configure_tracing(part: str) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
+    from backbone.head_sampling import PresetTraceIds
+
     service = os.environ.get("OTEL_SERVICE_NAME") or f"backbone-{part}"
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    # The sampler (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG) decides before the request is instrumented;
+    # the preset ids make the request's span take the trace id it was decided on.
+    resource = Resource.create({"service.name": service})
+    provider = TracerProvider(resource=resource, id_generator=PresetTraceIds())
     for name in exporters:
         exporter: SpanExporter
         if name == "otlp":
@@ -144,9 +152,12 @@ def instrument_psycopg() -> None:
         instrumentor.instrument(enable_commenter=False)
 
 
-def tracing_enabled() -> bool:
-    """Whether spans go anywhere (an SDK tracer provider is installed)."""
+def tracing_middleware() -> type[OpenTelemetryInstrumentationMiddleware] | None:
+    """The middleware that traces HTTP requests, or None while spans go nowhere (no SDK tracer provider is
+    installed): the instrumentation costs CPU on every request even with a no-op tracer."""
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
-    return isinstance(trace.get_tracer_provider(), TracerProvider)
+    from backbone.head_sampling import HeadSampledTracing
+
+    return HeadSampledTracing if isinstance(trace.get_tracer_provider(), TracerProvider) else None

@@ -14,7 +14,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
 from backbone.database import PartPostgresFactory, database_dsn, eventsourcing_env, part_dsn
-from backbone.observability import configure_logging, configure_tracing, tracing_enabled
+from backbone.observability import configure_logging, configure_tracing, tracing_middleware
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
 from orders_core.api.app import create_app
@@ -57,7 +57,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
         settings.max_upload_bytes,
         settings.max_unzipped_bytes,
         also=read_parts(pool, feed) if pool else None,
-        traced=tracing_enabled(),
+        tracing=tracing_middleware(),
         idempotency_window=settings.idempotency_window,
         rate_limit_per_minute=settings.rate_limit_per_minute,
         rate_limited_roles=settings.rate_limited_roles,
@@ -81,7 +81,7 @@ def read_api(settings: Settings, dsn: str) -> Litestar:
     """The read API alone, on the database at `dsn` with the read role."""
     reads = part_dsn(settings, dsn, "read")
     pool = read_pool(reads)
-    app = create_read_app(pool, ChangeFeed(reads), settings.jwt_secret, traced=tracing_enabled())
+    app = create_read_app(pool, ChangeFeed(reads), settings.jwt_secret, tracing=tracing_middleware())
     app.on_shutdown.append(lambda: pool.close())
     return app
 

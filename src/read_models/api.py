@@ -14,6 +14,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Permissio
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
@@ -258,9 +259,13 @@ def read_parts(
 
 
 def create_read_app(
-    pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed, jwt_secret: str, traced: bool = False
+    pool: ConnectionPool[Connection[DictRow]],
+    feed: ChangeFeed,
+    jwt_secret: str,
+    tracing: type[OpenTelemetryInstrumentationMiddleware] | None = None,
 ) -> Litestar:
-    """The read API alone, over `pool` (a read-only connection is enough) and the MES change `feed`."""
+    """The read API alone, over `pool` (a read-only connection is enough) and the MES change `feed`;
+    `tracing`: the OpenTelemetry middleware to trace requests with (None: no tracing)."""
     routes, dependencies, state = read_parts(pool, feed)
     app = Litestar(
         route_handlers=[*routes, health, PrometheusController],
@@ -268,9 +273,13 @@ def create_read_app(
         # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
         # One server span per request, as on the command API: receive/send spans cost more than they tell.
         plugins=[
-            OpenTelemetryPlugin(OpenTelemetryConfig(exclude=UNTRACED, exclude_spans=["receive", "send"]))
+            OpenTelemetryPlugin(
+                OpenTelemetryConfig(
+                    exclude=UNTRACED, exclude_spans=["receive", "send"], middleware_class=tracing
+                )
+            )
         ]
-        if traced
+        if tracing
         else [],
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
         state=State({**state, "jwt_secret": jwt_secret}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from orders_core.api.catalog import catalog_router
@@ -59,13 +61,14 @@ def create_app(
     max_upload_bytes: int,
     max_unzipped_bytes: int,
     also: tuple[list[Any], dict[str, Provide], dict[str, Any]] | None = None,
-    traced: bool = False,
+    tracing: type[OpenTelemetryInstrumentationMiddleware] | None = None,
     idempotency_window: timedelta = IDEMPOTENCY_WINDOW,
     rate_limit_per_minute: int = 0,
     rate_limited_roles: Iterable[str] = ("partner",),
 ) -> Litestar:
     """The command API over `orders`, storing uploads in `blobs`; `also` adds another API's routes
-    (handlers, dependencies, state) to the same application, as `backbone up` serves both.
+    (handlers, dependencies, state) to the same application, as `backbone up` serves both. `tracing`: the
+    OpenTelemetry middleware to trace requests with (None: no tracing).
 
     Idempotency-Keys are honoured for `idempotency_window`; each subject of `rate_limited_roles` may make
     `rate_limit_per_minute` requests a minute to this process (0: no limit)."""
@@ -76,7 +79,7 @@ def create_app(
         route_handlers=[orders_router, catalog_router, health, PrometheusController, *routes],
         middleware=[HTTP_METRICS.middleware],
         # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
-        plugins=[OpenTelemetryPlugin(TRACING)] if traced else [],
+        plugins=[OpenTelemetryPlugin(replace(TRACING, middleware_class=tracing))] if tracing else [],
         dependencies={
             "actor": Provide(actor_provider(limiter)),
             "orders": Provide(provide_orders, sync_to_thread=False),
