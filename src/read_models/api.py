@@ -13,7 +13,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
 from litestar.params import Parameter
-from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent
@@ -38,6 +38,8 @@ from read_models.metrics import register_mes_collector
 from read_models.stream import ChangeFeed
 
 UNTRACED = ["/metrics", "/health", "/mes/stream"]
+
+
 HTTP_METRICS = PrometheusConfig(
     app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
 )
@@ -258,6 +260,12 @@ def read_parts(
     return list(ROUTES), dependencies, {"pool": pool, "feed": feed}
 
 
+def _tracing_config(middleware: type[OpenTelemetryInstrumentationMiddleware]) -> OpenTelemetryConfig:
+    return OpenTelemetryConfig(
+        exclude=UNTRACED, exclude_spans=["receive", "send"], middleware_class=middleware
+    )
+
+
 def create_read_app(
     pool: ConnectionPool[Connection[DictRow]],
     feed: ChangeFeed,
@@ -269,18 +277,13 @@ def create_read_app(
     routes, dependencies, state = read_parts(pool, feed)
     app = Litestar(
         route_handlers=[*routes, health, PrometheusController],
-        middleware=[HTTP_METRICS.middleware],
-        # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
-        # One server span per request, as on the command API: receive/send spans cost more than they tell.
-        plugins=[
-            OpenTelemetryPlugin(
-                OpenTelemetryConfig(
-                    exclude=UNTRACED, exclude_spans=["receive", "send"], middleware_class=tracing
-                )
-            )
-        ]
-        if tracing
-        else [],
+        # Tracing only when spans go somewhere, outermost; one server span per request, as on the command API
+        # (receive/send spans cost more than they tell). Given as middleware: OpenTelemetryPlugin(config)
+        # ignores `middleware_class`.
+        middleware=[
+            *([_tracing_config(tracing).middleware] if tracing else []),
+            HTTP_METRICS.middleware,
+        ],
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
         state=State({**state, "jwt_secret": jwt_secret}),
         exception_handlers=EXCEPTION_HANDLERS,

@@ -23,12 +23,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from backbone.database import eventsourcing_env
-from backbone.head_sampling import PresetTraceIds
+from backbone.head_sampling import HeadSampledTracing, PresetTraceIds
 from backbone.migrate import migrate
 from backbone.observability import instrument_psycopg
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
-from backbone.wiring import Messaging, command_api
+from backbone.wiring import Messaging, command_api, read_api
 from orders_core.application import OrdersApplication
 from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
@@ -62,6 +62,8 @@ def traced(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -
     home: Path = tmp_path_factory.mktemp("traced-home")
     settings = Settings.from_env({"BACKBONE_HOME": str(home), "DATABASE_URL": url, "JWT_SECRET": JWT_SECRET})
     app = command_api(settings, url)
+    # Sampling decided before the official instrumentation runs (and so only sampled requests pay for it).
+    assert isinstance(app.asgi_handler, HeadSampledTracing)
     messaging = Messaging(settings, url, MemoryTransport(), relay=True, workers=1, results=True)
     app.on_startup.append(messaging.start)
     app.on_shutdown.insert(0, messaging.stop)
@@ -78,6 +80,15 @@ def traced(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+def test_the_read_api_decides_sampling_first_too(traced: Traced) -> None:
+    settings = Settings.from_env({"DATABASE_URL": traced.database_url, "JWT_SECRET": JWT_SECRET})
+    app = read_api(settings, traced.database_url)
+    try:
+        assert isinstance(app.asgi_handler, HeadSampledTracing)
+    finally:
+        app.state.pool.close()
 
 
 def priced_order(traced: Traced, caller: str = CALLER) -> str:

@@ -11,7 +11,7 @@ from litestar import Litestar, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
@@ -77,9 +77,13 @@ def create_app(
     limiter = limiter_from_settings(rate_limit_per_minute, rate_limited_roles)
     app = Litestar(
         route_handlers=[orders_router, catalog_router, health, PrometheusController, *routes],
-        middleware=[HTTP_METRICS.middleware],
-        # Only when spans go somewhere: the middleware costs CPU on every request even with a no-op tracer.
-        plugins=[OpenTelemetryPlugin(replace(TRACING, middleware_class=tracing))] if tracing else [],
+        # Tracing only when spans go somewhere: its middleware costs CPU on every request even with a no-op
+        # tracer. Given as middleware, not as OpenTelemetryPlugin(config), which ignores `middleware_class`;
+        # Litestar still puts it outermost.
+        middleware=[
+            *([replace(TRACING, middleware_class=tracing).middleware] if tracing else []),
+            HTTP_METRICS.middleware,
+        ],
         dependencies={
             "actor": Provide(actor_provider(limiter)),
             "orders": Provide(provide_orders, sync_to_thread=False),
