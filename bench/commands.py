@@ -490,7 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="API runs of every --workers and --tracing value, interleaved; the median is reported (1)",
     )
     parser.add_argument(
-        "--sample-ratio", type=float, default=0.1, help="share of traces recorded by --tracing sampled (0.1)"
+        "--sample-ratio",
+        type=float,
+        nargs="+",
+        default=[0.1],
+        help="share of traces recorded by --tracing sampled, one run per value (0.1)",
     )
     args = parser.parse_args(argv)
     # The direct phases run the application here: its per-command log lines would drown the figures.
@@ -526,21 +530,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Every (workers, tracing) run once per round, rounds interleaved: a load that comes and goes on the
         # machine then weighs on each alike, and each figure below is the run with the median rate.
         runs: dict[tuple[int, str], list[Figures]] = {}
+        modes = [(t, r) for t in args.tracing for r in (args.sample_ratio if t == "sampled" else [1.0])]
         for _ in range(args.rounds):
             for workers in args.workers:
-                for tracing in args.tracing:
+                for tracing, ratio in modes:
                     with (
                         otlp_sink() as otel_env,
-                        api_server(home, workers, tracing_env(tracing, otel_env, args.sample_ratio)) as (
-                            port,
-                            pid,
-                        ),
+                        api_server(home, workers, tracing_env(tracing, otel_env, ratio)) as (port, pid),
                     ):
                         api_meter = CpuMeter({"PostgreSQL": postmaster, "API": pid}, own="client (bench)")
                         figures = asyncio.run(
                             api_clients(port, tokens, args.mix, args.warmup, args.seconds, api_meter)
                         )
-                    mode = tracing if tracing != "sampled" else f"sampled {args.sample_ratio:g}"
+                    mode = tracing if tracing != "sampled" else f"sampled {ratio:g}"
                     figures.label += f", {workers} worker(s), tracing {mode}"
                     print(figures.line(), flush=True)
                     runs.setdefault((workers, mode), []).append(figures)

@@ -18,12 +18,14 @@ from typing import Any, cast
 from litestar.enums import ScopeType
 from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from opentelemetry import context, propagate, trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.instrumentation.asgi import asgi_getter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import Decision, Sampler
+from opentelemetry.semconv.attributes.http_attributes import HTTP_ROUTE
 
 RANDOM_TRACE_ID = 0x02
 _PRESET: contextvars.ContextVar[int] = contextvars.ContextVar("preset_trace_id", default=0)
@@ -74,7 +76,7 @@ class HeadSampledTracing(OpenTelemetryInstrumentationMiddleware):
         if decision.decision is not Decision.DROP:
             preset = _PRESET.set(trace_id)
             try:
-                await self.open_telemetry_middleware(scope, receive, send)  # type: ignore[arg-type]
+                await self.open_telemetry_middleware(scope, receive, _named_by_route(scope, send))  # type: ignore[arg-type]
             finally:
                 _PRESET.reset(preset)
             return
@@ -89,8 +91,28 @@ class HeadSampledTracing(OpenTelemetryInstrumentationMiddleware):
                 trace_state=decision.trace_state,
             )
         )
-        token = context.attach(trace.set_span_in_context(span, parent))
+        # Nothing under an unsampled request is recorded (the sampler follows its parent): its database
+        # statements skip the psycopg instrumentation altogether rather than make spans nobody keeps.
+        unsampled = context.set_value(
+            _SUPPRESS_INSTRUMENTATION_KEY, True, trace.set_span_in_context(span, parent)
+        )
+        token = context.attach(unsampled)
         try:
             await self._next(scope, receive, send)
         finally:
             context.detach(token)
+
+
+def _named_by_route(scope: Scope, send: Send) -> Send:
+    """`send`, naming the request's span by its route template once routed ("POST /orders/{order_id}/cancel"):
+    the instrumentation names it by the raw path, a new name for every order."""
+
+    async def named(message: Message) -> None:
+        if message["type"] == "http.response.start" and (template := scope.get("path_template")):
+            span = trace.get_current_span()
+            route = f"{cast('HTTPScope', scope)['method']} {template}"
+            span.update_name(route)
+            span.set_attribute(HTTP_ROUTE, template)
+        await send(message)
+
+    return named
