@@ -61,6 +61,7 @@ class HeadSampledTracing(OpenTelemetryInstrumentationMiddleware):
         self._next = app
         provider = config.tracer_provider or trace.get_tracer_provider()
         self._head: tuple[Sampler, PresetTraceIds] | None = None
+        self._fields = frozenset(f.lower().encode() for f in propagate.get_global_textmap().fields)
         if isinstance(provider, TracerProvider) and isinstance(provider.id_generator, PresetTraceIds):
             self._head = (provider.sampler, provider.id_generator)
 
@@ -69,7 +70,12 @@ class HeadSampledTracing(OpenTelemetryInstrumentationMiddleware):
             await self.open_telemetry_middleware(scope, receive, send)  # type: ignore[arg-type]
             return
         sampler, ids = self._head
-        parent = propagate.extract(cast("dict[str, Any]", scope), getter=asgi_getter)
+        # Most requests carry no trace context: the propagators' header lookups are skipped for them.
+        fields = self._fields
+        if any(name in fields for name, _ in scope["headers"]):
+            parent = propagate.extract(cast("dict[str, Any]", scope), getter=asgi_getter)
+        else:
+            parent = context.get_current()
         caller = trace.get_current_span(parent).get_span_context()
         trace_id = caller.trace_id if caller.is_valid else ids.generate_trace_id()
         decision = sampler.should_sample(parent, trace_id, "HTTP", trace.SpanKind.SERVER)
