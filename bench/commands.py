@@ -27,7 +27,10 @@ at the end, together with the API server it starts):
    runs it (compose.yaml: 0.01): the sampler decides before the request is instrumented, so only that
    share of the requests pays for spans; the others still carry their trace id into logs and events. The
    loss is the median over rounds of each run against the "off" run of its round. Metrics are on in
-   every run (they are not optional in the API).
+   every run (they are not optional in the API). With ``--side-by-side`` each traced mode runs at the same
+   time as an untraced twin API (same database, same cores, ``--clients`` clients each), so drift of
+   the machine's speed between runs (other tenants of a virtual machine: +-20 % from one half minute to
+   the next here) weighs on both alike; "off" against its twin is the A/A control of the method.
 
 The API server and the direct phases inherit the environment, so eventsourcing settings can be tried
 without code changes, e.g. ``POSTGRES_POOL_SIZE=20``. The API server's log (one JSON line per command, as
@@ -40,6 +43,7 @@ asserted. Run from the repository root::
     .venv/bin/python bench/commands.py                      # defaults: 16 clients, 1 API worker, ~1 min
     .venv/bin/python bench/commands.py --workers 1 2 --seconds 20 --mix lifecycle
     .venv/bin/python bench/commands.py --workers 1 2 --tracing off on sampled --rounds 3 --seconds 10
+    .venv/bin/python bench/commands.py --tracing off on sampled --sample-ratio 0.01 0.1 --side-by-side --rounds 3
 """
 
 from __future__ import annotations
@@ -458,6 +462,57 @@ def tracing_env(mode: str, otlp: dict[str, str], ratio: float) -> dict[str, str]
     return {**otlp, **sampler}
 
 
+async def twin_runs(args: argparse.Namespace, *servers: tuple[int, Sequence[str], int]) -> list[Figures]:
+    """The command mix on each (port, tokens, pid) server at the same time."""
+    return await asyncio.gather(
+        *(
+            api_clients(port, tokens, args.mix, args.warmup, args.seconds, CpuMeter({"API": pid}))
+            for port, tokens, pid in servers
+        )
+    )
+
+
+def side_by_side(
+    home: Path,
+    args: argparse.Namespace,
+    modes: Sequence[tuple[str, float]],
+    tokens: Sequence[str],
+    twins: Sequence[str],
+) -> None:
+    """Each traced mode against an untraced twin API running at the same time, once per round; prints the
+    throughput lost in each round and the median. The two processes share the cores and the database, so
+    a slower machine (other tenants, a throttled host) slows both alike: the ratio of their rates is the
+    ratio of their costs per command."""
+    losses: dict[tuple[int, str], list[float]] = {}
+    for _ in range(args.rounds):
+        for workers in args.workers:
+            for tracing, ratio in modes:
+                with (
+                    otlp_sink() as otel_env,
+                    api_server(home, workers) as (port_off, pid_off),
+                    api_server(home, workers, tracing_env(tracing, otel_env, ratio)) as (port_on, pid_on),
+                ):
+                    off, on = asyncio.run(
+                        twin_runs(args, (port_off, twins, pid_off), (port_on, tokens, pid_on))
+                    )
+                mode = tracing if tracing != "sampled" else f"sampled {ratio:g}"
+                lost = 1 - on.rate / off.rate if off.rate else float("nan")
+                losses.setdefault((workers, mode), []).append(lost)
+                print(
+                    f"side by side, {workers} worker(s): tracing {mode} {on.rate:,.0f}/s"
+                    f" (p99 {on.percentile(99) * 1000:.1f} ms) vs off {off.rate:,.0f}/s"
+                    f" (p99 {off.percentile(99) * 1000:.1f} ms): {lost:.1%} lost",
+                    flush=True,
+                )
+    print("\nsummary (side by side)")
+    for (workers, mode), found in losses.items():
+        found.sort()
+        print(
+            f"  tracing {mode}, {workers} worker(s): median {found[(len(found) - 1) // 2]:.1%} lost"
+            f" (each round: {', '.join(f'{x:.1%}' for x in found)})   (target < 10%)"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients/connections (16)")
@@ -490,6 +545,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         default=1,
         help="API runs of every --workers and --tracing value, interleaved; the median is reported (1)",
+    )
+    parser.add_argument(
+        "--side-by-side",
+        action="store_true",
+        help="instead of one run after another, run each traced mode at the same time as an untraced twin"
+        " (each with --clients clients): both see the same machine, drift and noise included",
     )
     parser.add_argument(
         "--sample-ratio",
@@ -533,6 +594,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # machine then weighs on each alike, and each figure below is the run with the median rate.
         runs: dict[tuple[int, str], list[Figures]] = {}
         modes = [(t, r) for t in args.tracing for r in (args.sample_ratio if t == "sampled" else [1.0])]
+        if args.side_by_side:
+            twins = [mint_token(secret, Role.CUSTOMER, f"bench-twin-{i}") for i in range(n)]
+            side_by_side(home, args, modes, tokens, twins)  # "off" against its twin: the A/A control
+            print(f"  total run time {time.perf_counter() - started:.0f} s")
+            return 0
         for _ in range(args.rounds):
             for workers in args.workers:
                 for tracing, ratio in modes:
