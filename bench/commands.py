@@ -43,7 +43,7 @@ asserted. Run from the repository root::
     .venv/bin/python bench/commands.py                      # defaults: 16 clients, 1 API worker, ~1 min
     .venv/bin/python bench/commands.py --workers 1 2 --seconds 20 --mix lifecycle
     .venv/bin/python bench/commands.py --workers 1 2 --tracing off on sampled --rounds 3 --seconds 10
-    .venv/bin/python bench/commands.py --tracing off on sampled --sample-ratio 0.01 0.1 --side-by-side --rounds 3
+    .venv/bin/python bench/commands.py --tracing off on sampled --sample-ratio 0.01 0.1 --side-by-side
 """
 
 from __future__ import annotations
