@@ -3,11 +3,12 @@ official ASGI instrumentation runs.
 
 The official middleware (opentelemetry-instrumentation-asgi) does its work (request attributes, URL
 redaction, a span, a wrapped `send`) on every request, also the ones the sampler then drops: with nothing
-sampled, a quarter of the command API's throughput (bench/commands.py). `HeadSampledTracing` asks the tracer provider's own sampler
-first, with the caller's traceparent and the trace id the request's span will have. Requests whose trace
-is kept go through the official middleware, which gets that same trace id from `PresetTraceIds` and so
-takes the same decision; the others run under a non-recording span of the same trace id, so logs, the
-stored events and the AMQP headers still carry the trace (and its "not sampled" flag) downstream.
+sampled, a quarter of the command API's throughput (bench/commands.py). `HeadSampledTracing` asks the
+tracer provider's own sampler first, with the caller's traceparent and the trace id the request's span
+will have. Requests whose trace is kept go through the official middleware, which gets that same trace id
+from `PresetTraceIds` and so takes the same decision; the others run under a non-recording span of the
+same trace id, so logs, the stored events and the AMQP headers still carry the trace (and its "not
+sampled" flag) downstream.
 """
 
 from __future__ import annotations
