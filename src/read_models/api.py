@@ -9,10 +9,10 @@ from uuid import UUID
 
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
 from litestar.openapi import OpenAPIConfig
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -46,7 +46,7 @@ HTTP_METRICS = PrometheusConfig(
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MinPosition = Annotated[
     int | None,
-    Parameter(ge=0, description="wait (bounded) until the view has reached this position"),
+    QueryParameter(ge=0, description="wait (bounded) until the view has reached this position"),
 ]
 
 
@@ -105,7 +105,7 @@ def _positioned(body: Any, reached: int) -> Response[Any]:
 
 @get("/shop/catalog", sync_to_thread=True)
 def shop_catalog(
-    pool: ConnectionPool[Connection[DictRow]], min_position: MinPosition = None
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]], min_position: MinPosition = None
 ) -> Response[Any]:
     """The shop's catalog: materials with today's price per gram, and ready-made products."""
     reached = await_position(pool, "shop", min_position, 5.0)
@@ -115,11 +115,11 @@ def shop_catalog(
 
 @get("/shop/orders", sync_to_thread=True)
 def shop_orders(
-    actor: Actor,
-    pool: ConnectionPool[Connection[DictRow]],
-    owner: Annotated[str | None, Parameter(max_length=128)] = None,
-    limit: Annotated[int, Parameter(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Parameter(max_length=500)] = None,
+    actor: NamedDependency[Actor],
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
+    owner: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
     min_position: MinPosition = None,
 ) -> Response[Any]:
     """The caller's own orders, newest first (staff name the owner with `owner=`)."""
@@ -153,7 +153,10 @@ def shop_cursor(cursor: str) -> tuple[str, str]:
 
 @get("/shop/orders/{order_id:uuid}", sync_to_thread=True)
 def shop_order(
-    order_id: UUID, actor: Actor, pool: ConnectionPool[Connection[DictRow]], min_position: MinPosition = None
+    order_id: FromPath[UUID],
+    actor: NamedDependency[Actor],
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
+    min_position: MinPosition = None,
 ) -> Response[Any]:
     """One order as the shop shows it; someone else's order is not found."""
     reached = await_position(pool, "shop", min_position, 5.0)
@@ -171,18 +174,20 @@ def _mes_only(actor: Actor) -> None:
 
 @get("/mes/orders", sync_to_thread=True)
 def mes_orders(
-    actor: Actor,
-    pool: ConnectionPool[Connection[DictRow]],
-    status: Annotated[str | None, Parameter(max_length=400, description="comma-separated statuses")] = None,
-    material: Annotated[str | None, Parameter(max_length=32)] = None,
-    channel: Annotated[str | None, Parameter(max_length=16)] = None,
-    operator: Annotated[str | None, Parameter(max_length=128)] = None,
-    overdue: bool = False,
-    stuck: bool = False,
-    q: Annotated[str | None, Parameter(description="text in number, contact name or item title")] = None,
-    sort: mes.Sort = mes.Sort.APPROVED,
-    cursor: Annotated[str | None, Parameter(max_length=500)] = None,
-    limit: Annotated[int, Parameter(ge=1, le=mes.MAX_LIMIT)] = 50,
+    actor: NamedDependency[Actor],
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
+    status: Annotated[
+        str | None, QueryParameter(max_length=400, description="comma-separated statuses")
+    ] = None,
+    material: Annotated[str | None, QueryParameter(max_length=32)] = None,
+    channel: Annotated[str | None, QueryParameter(max_length=16)] = None,
+    operator: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    overdue: FromQuery[bool] = False,
+    stuck: FromQuery[bool] = False,
+    q: Annotated[str | None, QueryParameter(description="text in number, contact name or item title")] = None,
+    sort: FromQuery[mes.Sort] = mes.Sort.APPROVED,
+    cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=mes.MAX_LIMIT)] = 50,
     min_position: MinPosition = None,
 ) -> Response[Any]:
     """Orders for the operators: any combination of filters, newest approved first, keyset pages."""
@@ -206,7 +211,9 @@ def mes_orders(
 
 @get("/mes/stats", sync_to_thread=True)
 def mes_stats(
-    actor: Actor, pool: ConnectionPool[Connection[DictRow]], min_position: MinPosition = None
+    actor: NamedDependency[Actor],
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
+    min_position: MinPosition = None,
 ) -> Response[Any]:
     """Counts per status, waiting times in MANUFACTURING_APPROVED, stuck and overdue orders."""
     _mes_only(actor)
@@ -216,7 +223,7 @@ def mes_stats(
 
 
 @get("/mes/stream")
-async def mes_stream(actor: Actor, request: Request[Any, Any, State]) -> ServerSentEvent:
+async def mes_stream(actor: NamedDependency[Actor], request: Request[Any, Any, State]) -> ServerSentEvent:
     """Live changes of the MES view as Server-Sent Events: `change` events carry the changed orders."""
     _mes_only(actor)
     feed: ChangeFeed = request.app.state.feed
@@ -224,7 +231,7 @@ async def mes_stream(actor: Actor, request: Request[Any, Any, State]) -> ServerS
 
 
 @get("/health", sync_to_thread=True)
-def health(pool: ConnectionPool[Connection[DictRow]]) -> Response[dict[str, Any]]:
+def health(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Response[dict[str, Any]]:
     """Ready while the read database answers; reports each view's position."""
     try:
         positions = {schema: await_position(pool, schema, None, 0) for schema in ("shop", "mes")}

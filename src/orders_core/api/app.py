@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar import Litestar, Response, get
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
@@ -43,7 +43,7 @@ make and export than the request's own work."""
 
 
 @get("/health", sync_to_thread=True)
-def health(orders: OrdersApplication) -> Response[dict[str, Any]]:
+def health(orders: NamedDependency[OrdersApplication]) -> Response[dict[str, Any]]:
     """Liveness and readiness: answers 200 only while the event store answers."""
     try:
         position = orders.position()

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Response, Router, delete, get, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter
 
 from orders_core.actors import Actor
 from orders_core.api.errors import refusal_response
@@ -24,7 +25,7 @@ from orders_core.contracts import LabourRate, Material, Product
 from orders_core.outcomes import Refusal
 
 CatalogResponse = Response[CatalogView] | Response[dict[str, Any]]
-CodeParam = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$", max_length=32)]
+CodeParam = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$", max_length=32)]
 
 
 def _change(orders: OrdersApplication, change: Callable[[Catalog], Refusal | None]) -> CatalogResponse:
@@ -35,14 +36,17 @@ def _change(orders: OrdersApplication, change: Callable[[Catalog], Refusal | Non
 
 
 @get("/", sync_to_thread=True)
-def read_catalog(orders: OrdersApplication) -> CatalogView:
+def read_catalog(orders: NamedDependency[OrdersApplication]) -> CatalogView:
     """Materials, labour rates and products as the CRM holds them now."""
     return catalog_view(orders.catalog())
 
 
 @put("/materials/{code:str}", sync_to_thread=True)
 def put_material(
-    code: CodeParam, data: MaterialRequest, actor: Actor, orders: OrdersApplication
+    code: CodeParam,
+    data: JSONBody[MaterialRequest],
+    actor: NamedDependency[Actor],
+    orders: NamedDependency[OrdersApplication],
 ) -> CatalogResponse:
     """Add a material or change its density or today's price per gram."""
     material = Material(
@@ -57,7 +61,10 @@ def put_material(
 
 @put("/labour/{code:str}", sync_to_thread=True)
 def put_labour_rate(
-    code: CodeParam, data: LabourRateRequest, actor: Actor, orders: OrdersApplication
+    code: CodeParam,
+    data: JSONBody[LabourRateRequest],
+    actor: NamedDependency[Actor],
+    orders: NamedDependency[OrdersApplication],
 ) -> CatalogResponse:
     """Add a labour rate or change it."""
     rate = LabourRate(
@@ -68,7 +75,10 @@ def put_labour_rate(
 
 @put("/products/{sku:str}", sync_to_thread=True)
 def put_product(
-    sku: CodeParam, data: ProductRequest, actor: Actor, orders: OrdersApplication
+    sku: CodeParam,
+    data: JSONBody[ProductRequest],
+    actor: NamedDependency[Actor],
+    orders: NamedDependency[OrdersApplication],
 ) -> CatalogResponse:
     """List a ready-made product or change it."""
     product = Product(
@@ -82,7 +92,9 @@ def put_product(
 
 
 @delete("/products/{sku:str}", sync_to_thread=True, status_code=200)
-def delete_product(sku: CodeParam, actor: Actor, orders: OrdersApplication) -> CatalogResponse:
+def delete_product(
+    sku: CodeParam, actor: NamedDependency[Actor], orders: NamedDependency[OrdersApplication]
+) -> CatalogResponse:
     """Take a ready-made product off the catalog."""
     return _change(orders, lambda c: c.remove_product(sku.upper(), actor))
 

@@ -10,9 +10,10 @@ from uuid import UUID
 import anyio.to_thread
 from litestar import Request, Response, Router, get, post, put
 from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from opentelemetry import propagate
 
 from orders_core.actors import Actor
@@ -78,12 +79,14 @@ def provide_orders(state: State) -> OrdersApplication:
 
 @post("/", status_code=201, summary="InitiateOrder")
 async def create_order(
-    data: CreateOrder,
-    actor: Actor,
+    data: JSONBody[CreateOrder],
+    actor: NamedDependency[Actor],
     request: Request[Any, Any, State],
     idempotency_key: Annotated[
         str | None,
-        Parameter(header="Idempotency-Key", min_length=1, max_length=200, description=IDEMPOTENCY_KEY_HELP),
+        HeaderParameter(
+            name="Idempotency-Key", min_length=1, max_length=200, description=IDEMPOTENCY_KEY_HELP
+        ),
     ] = None,
 ) -> OrderResponse:
     """Start an order. A retry with the same Idempotency-Key within the idempotency window (24 hours unless
@@ -117,7 +120,7 @@ async def create_order(
 
 
 @get("/{order_id:uuid}", sync_to_thread=True)
-def read_order(order_id: UUID, actor: Actor, state: State) -> OrderResponse:
+def read_order(order_id: FromPath[UUID], actor: NamedDependency[Actor], state: State) -> OrderResponse:
     """The order as the write side holds it now."""
     orders = provide_orders(state)
     order = _visible_order(orders, order_id, actor)
@@ -128,7 +131,7 @@ def read_order(order_id: UUID, actor: Actor, state: State) -> OrderResponse:
 
 @get("/{order_id:uuid}/history", sync_to_thread=True)
 def read_history(
-    order_id: UUID, actor: Actor, state: State
+    order_id: FromPath[UUID], actor: NamedDependency[Actor], state: State
 ) -> Response[list[HistoryEntry]] | Response[dict[str, Any]]:
     """Every event of the order, oldest first."""
     orders = provide_orders(state)
@@ -149,10 +152,10 @@ def _visible_order(orders: OrdersApplication, order_id: UUID, actor: Actor) -> O
 
 @put("/{order_id:uuid}/model", request_max_body_size=None, summary="AttachModel")
 async def attach_model(
-    order_id: UUID,
-    actor: Actor,
+    order_id: FromPath[UUID],
+    actor: NamedDependency[Actor],
     request: Request[Any, Any, State],
-    filename: Annotated[str | None, Parameter(max_length=255)] = None,
+    filename: Annotated[str | None, QueryParameter(max_length=255)] = None,
 ) -> OrderResponse:
     """Upload the model as the raw body; Content-Type (model/stl, ...) or ?filename= names the format."""
     orders = provide_orders(request.app.state)
@@ -228,9 +231,9 @@ async def _run(
 
 @post("/{order_id:uuid}/ship", status_code=200, summary="ShipOrder")
 async def ship(
-    order_id: UUID,
-    data: ShipRequest,
-    actor: Actor,
+    order_id: FromPath[UUID],
+    data: JSONBody[ShipRequest],
+    actor: NamedDependency[Actor],
     request: Request[Any, Any, State],
 ) -> OrderResponse:
     """Hand the parcel to a carrier: `{carrier, tracking_number}`."""
@@ -239,9 +242,9 @@ async def ship(
 
 @post("/{order_id:uuid}/cancel", status_code=200, summary="CancelOrder")
 async def cancel(
-    order_id: UUID,
-    data: CancelRequest,
-    actor: Actor,
+    order_id: FromPath[UUID],
+    data: JSONBody[CancelRequest],
+    actor: NamedDependency[Actor],
     request: Request[Any, Any, State],
 ) -> OrderResponse:
     """Cancel with a reason: owners before approval, sellers until manufacturing starts."""
@@ -251,7 +254,9 @@ async def cancel(
 def _bodiless_command_route(transition: Transition) -> HTTPRouteHandler:
     command_class = ORDER_COMMANDS[transition.command]
 
-    async def handler(order_id: UUID, actor: Actor, request: Request[Any, Any, State]) -> OrderResponse:
+    async def handler(
+        order_id: FromPath[UUID], actor: NamedDependency[Actor], request: Request[Any, Any, State]
+    ) -> OrderResponse:
         return await _run(order_id, command_class(), actor, request)
 
     handler.__doc__ = f"{transition.command}: {' or '.join(sorted(s.value for s in transition.sources))}"
