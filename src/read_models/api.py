@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
@@ -40,6 +40,8 @@ from read_models.stream import ChangeFeed
 UNTRACED = ["/metrics", "/health", "/mes/stream"]
 
 
+METRICS_ROUTE = Router("/", route_handlers=[PrometheusController], include_in_schema=False)
+"""/metrics for Prometheus, outside the API's schema (Litestar's controller would document it as JSON)."""
 HTTP_METRICS = PrometheusConfig(
     app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
 )
@@ -283,7 +285,7 @@ def create_read_app(
     `tracing`: the OpenTelemetry middleware to trace requests with (None: no tracing)."""
     routes, dependencies, state = read_parts(pool, feed)
     app = Litestar(
-        route_handlers=[*routes, health, PrometheusController],
+        route_handlers=[*routes, health, METRICS_ROUTE],
         # Tracing only when spans go somewhere, outermost; one server span per request, as on the command API
         # (receive/send spans cost more than they tell). Given as middleware: OpenTelemetryPlugin(config)
         # ignores `middleware_class`.

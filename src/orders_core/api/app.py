@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from litestar import Litestar, Response, get
+from litestar import Litestar, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
@@ -26,6 +26,8 @@ from orders_core.error_contract import document_errors
 
 JSON_BODY_LIMIT = 1024 * 1024
 """Largest request body but a model upload (which has MAX_UPLOAD_BYTES): a 413 before it is read whole."""
+METRICS_ROUTE = Router("/", route_handlers=[PrometheusController], include_in_schema=False)
+"""/metrics for Prometheus, outside the API's schema (Litestar's controller would document it as JSON)."""
 HTTP_METRICS = PrometheusConfig(
     app_name="backbone",
     prefix="backbone_http",
@@ -76,7 +78,7 @@ def create_app(
     orders.idempotency_window = idempotency_window
     limiter = limiter_from_settings(rate_limit_per_minute, rate_limited_roles)
     app = Litestar(
-        route_handlers=[orders_router, catalog_router, health, PrometheusController, *routes],
+        route_handlers=[orders_router, catalog_router, health, METRICS_ROUTE, *routes],
         # Tracing only when spans go somewhere: its middleware costs CPU on every request even with a no-op
         # tracer. Given as middleware, not as OpenTelemetryPlugin(config), which ignores `middleware_class`;
         # Litestar still puts it outermost.
