@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -38,6 +39,8 @@ from read_models.metrics import register_mes_collector
 from read_models.stream import ChangeFeed
 
 UNTRACED = ["/metrics", "/health", "/mes/stream"]
+TRACING = OpenTelemetryConfig(exclude=UNTRACED, exclude_spans=["receive", "send"])
+"""A server span per request, as on the command API (receive/send spans cost more than they tell)."""
 
 
 METRICS_ROUTE = Router("/", route_handlers=[PrometheusController], include_in_schema=False)
@@ -269,12 +272,6 @@ def read_parts(
     return list(ROUTES), dependencies, {"pool": pool, "feed": feed}
 
 
-def _tracing_config(middleware: type[OpenTelemetryInstrumentationMiddleware]) -> OpenTelemetryConfig:
-    return OpenTelemetryConfig(
-        exclude=UNTRACED, exclude_spans=["receive", "send"], middleware_class=middleware
-    )
-
-
 def create_read_app(
     pool: ConnectionPool[Connection[DictRow]],
     feed: ChangeFeed,
@@ -286,11 +283,10 @@ def create_read_app(
     routes, dependencies, state = read_parts(pool, feed)
     app = Litestar(
         route_handlers=[*routes, health, METRICS_ROUTE],
-        # Tracing only when spans go somewhere, outermost; one server span per request, as on the command API
-        # (receive/send spans cost more than they tell). Given as middleware: OpenTelemetryPlugin(config)
-        # ignores `middleware_class`.
+        # Tracing only when spans go somewhere. Given as middleware (Litestar puts it outermost):
+        # OpenTelemetryPlugin(config) ignores `middleware_class`.
         middleware=[
-            *([_tracing_config(tracing).middleware] if tracing else []),
+            *([replace(TRACING, middleware_class=tracing).middleware] if tracing else []),
             HTTP_METRICS.middleware,
         ],
         dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
