@@ -20,14 +20,21 @@ def upsert_rows(
     rows: Iterable[dict[str, Any]],
     json_columns: frozenset[str] = frozenset(),
 ) -> None:
-    """Insert `rows` into schema.table, replacing rows with the same `key` (COPY is the fast path in)."""
+    """Insert `rows` into schema.table, replacing rows with the same `key` (COPY is the fast path in).
+
+    Of rows with the same key the last wins, and the staging table is left empty again: a batch may
+    change one row several times and call this once per change (PostgreSQL refuses an upsert that
+    touches a row twice, and a staging table still holding an earlier call's rows would make it do so).
+    """
     stage = sql.Identifier(f"stage_{schema}_{table}")
+    pick = operator.itemgetter(*key)
+    unique = {pick(row): row for row in rows}
     target = sql.Identifier(schema, table)
     names = sql.SQL(", ").join(map(sql.Identifier, columns))
     cursor.execute(
         sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS").format(stage, target)
     )
-    copy_rows(cursor, stage, columns, rows, json_columns)
+    copy_rows(cursor, stage, columns, unique.values(), json_columns)
     updates = sql.SQL(", ").join(
         sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in columns if c not in key
     )
@@ -43,6 +50,7 @@ def upsert_rows(
             updates=updates,
         )
     )
+    cursor.execute(sql.SQL("DELETE FROM {}").format(stage))
 
 
 def copy_rows(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from typing import Any
 
@@ -227,3 +228,39 @@ def test_mes_items_say_what_the_caller_may_do(
     assert mine["allowed"] == ["StartManufacturing"]
     as_seller = seller.get("/mes/orders", params={"material": "AU585"}).json()["items"]
     assert next(i for i in as_seller if i["order_id"] == order.json()["id"])["allowed"] == ["CancelOrder"]
+
+
+def test_concurrent_changes_of_one_catalog_item_leave_the_shop_view_flowing(
+    system: RunningApi, seller: httpx.Client, customer: httpx.Client
+) -> None:
+    """Several changes of the same material, labour rate and product land in one projection batch; the shop
+    view applies them all (the last price wins) and goes on showing every order created afterwards."""
+    material = {"name": "Sterling silver 925", "density_g_cm3": 10.4}
+    rate = {"name": "Polishing", "unit": "per_piece", "amount_minor": 4000}
+    product = {"title": "Silver band", "material_code": "AG925", "description": "plain band"}
+    with ThreadPoolExecutor(6) as pool:
+        for round_ in range(4):
+            changes = [
+                *(
+                    ("/catalog/materials/AG925", {**material, "price_per_gram_minor": 170 + p})
+                    for p in range(3)
+                ),
+                *(("/catalog/labour/POLISH", {**rate, "amount_minor": 4000 + p}) for p in range(2)),
+                *(("/catalog/products/BAND-AG925", {**product, "price_minor": 9000 + p}) for p in range(2)),
+            ]
+            answers = list(pool.map(lambda change: seller.put(change[0], json=change[1]), changes))
+            assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+            created = create(customer, item_title=f"After catalog round {round_}")
+            seen = customer.get(
+                f"/shop/orders/{created.json()['id']}", params={"min_position": created.headers["X-Position"]}
+            )
+            assert seen.status_code == 200, seen.text
+    last = max(answers, key=lambda a: int(a.headers["X-Position"]))
+    with system.anonymous() as anyone:
+        shown = anyone.get("/shop/catalog", params={"min_position": last.headers["X-Position"]})
+    assert shown.status_code == 200, shown.text
+    with system.client("seller", "sam") as crm:
+        catalog = crm.get("/catalog").json()
+    assert {m["code"]: m["price_per_gram_minor"] for m in shown.json()["materials"]} == {
+        m["code"]: m["price_per_gram_minor"] for m in catalog["materials"]
+    }
