@@ -16,7 +16,7 @@ from orders_core.contracts import MES_CHANGES_CHANNEL, Change
 from projectors import metrics
 from projectors.order_rows import EVENT_KINDS, ORDER_COLUMNS, OrderRow, finish_row, fold_event, fold_order
 from projectors.runner import LogRow
-from projectors.tables import copy_rows, upsert_rows
+from projectors.tables import copy_rows, mark_order_parked, upsert_rows
 
 JSON_COLUMNS = frozenset({"quote", "status_times"})
 STAY_COLUMNS = ("order_id", "status", "entered_at", "left_at")
@@ -35,6 +35,12 @@ class MesProjection:
 
     def forget(self) -> None:
         self._rows.clear()
+
+    def mark_parked(
+        self, cursor: Cursor[DictRow], schema: str, aggregate_id: str, reason: str | None
+    ) -> None:
+        """Show on the order's row that its events are parked (`reason`), or no longer are (None)."""
+        mark_order_parked(cursor, schema, aggregate_id, reason)
 
     def loader(self) -> MesLoader:
         """A fold for replays into an empty schema (the runner's `load`)."""

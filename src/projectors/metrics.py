@@ -30,3 +30,23 @@ STATUS_SECONDS = Histogram(
     ["status"],
     buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 21 * 86400),
 )
+PARKED = Gauge(
+    "backbone_projection_parked_aggregates",
+    "Aggregates whose events the projection holds back since one of them could not be applied",
+    ["projection"],
+)
+PARKED_EVENTS = Counter(
+    "backbone_projection_parked_events_total",
+    "Events parked (the failing ones and those behind them)",
+    ["projection"],
+)
+SKIPPED = Counter(
+    "backbone_projection_skipped_events_total",
+    "Events of a type the projection does not know, skipped by design",
+    ["projection"],
+)
+LAST_SUCCESS = Gauge(
+    "backbone_projection_last_success_timestamp_seconds",
+    "When the projection last caught up with the event store without an error (Unix time)",
+    ["projection"],
+)

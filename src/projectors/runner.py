@@ -5,13 +5,22 @@ PostgresTrackingRecorder refuses a position that does not advance), so a crash l
 The runner wakes on the store's LISTEN/NOTIFY channel, and reads the log by notification id: the store
 serialises appends with a table lock, so ids commit in order and no late commit fills a gap behind us.
 One runner per projection is active across processes (a PostgreSQL advisory lock); others wait as standbys.
+
+A batch that fails is one of two things. A transient fault (the database away, a serialisation failure:
+projectors/faults.py) is retried with backoff, the runner staying active and saying it is failing. Any other
+failure is narrowed down by halves to the event that cannot be applied, which is parked with every later
+event of its aggregate (the `parked` table of the view's schema) while all other aggregates flow on; the
+aggregate's history is applied in order or not at all. `retry` applies them once a fix is deployed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
+import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,6 +37,8 @@ from psycopg.rows import DictRow
 
 from orders_core.contracts import Change, read_stored_event
 from projectors import metrics
+from projectors.faults import NotYetPoison, is_transient
+from projectors.health import projection_health
 
 log = structlog.get_logger("projector")
 
@@ -66,19 +77,50 @@ class Projection(Protocol):
         """Drop any cached view state (after a failed transaction, or a switch of schema)."""
 
 
-def changes_of(notifications: Sequence[Notification]) -> list[Change]:
-    """Decode the notifications projections understand; others (unknown topics) are skipped."""
+def changes_of(notifications: Sequence[Notification]) -> tuple[list[Change], int]:
+    """Decode the notifications projections understand; others (unknown topics) are skipped by design.
+
+    Returns the changes and how many were skipped. An event of a known topic that cannot be decoded
+    raises: that is an event the projection cannot apply, and the runner parks it.
+    """
     found = []
     for n in notifications:
         event = read_stored_event(n.topic, n.state)
         if event is not None:
             found.append(Change(n.id, str(n.originator_id), n.originator_version, event))
-    return found
+    return found, len(notifications) - len(found)
+
+
+def event_type(topic: str) -> str:
+    """The event's class name from its stored topic (`module:Aggregate.Event`)."""
+    return topic.rpartition(".")[2] or topic
+
+
+@dataclass(frozen=True)
+class Parked:
+    """An aggregate whose events a projection holds back since one of them could not be applied."""
+
+    aggregate_id: str
+    first_position: int
+    events: int
+    since: datetime
+    event_type: str
+    """The type of the first parked event, the one that failed."""
+    error: str
+
+
+PROBE_EVENTS = 20
+"""Events after a suspected poison event applied (and rolled back) to show the view itself is sound."""
 
 
 def lock_key(name: str) -> int:
     """A stable 63-bit advisory lock key for a projection name."""
     return int.from_bytes(hashlib.sha256(f"projection:{name}".encode()).digest()[:8], "big") >> 1
+
+
+def batch_lock_key(schema: str) -> int:
+    """The transaction lock that a batch and a retry of parked events of the view in `schema` take."""
+    return lock_key(f"batch:{schema}")
 
 
 class ProjectionRunner:
@@ -102,6 +144,9 @@ class ProjectionRunner:
         self.schema = view.datastore.schema
         self.on_batch: Callable[[int, int], None] | None = None
         """Called after each committed batch with (events in it, position reached): progress, metrics."""
+        self.batch_lock = batch_lock_key(self.schema)
+        self._failing = False
+        self._success_written = 0.0
 
     def position(self) -> int:
         """The last position this projection has applied."""
@@ -158,9 +203,18 @@ class ProjectionRunner:
                     if self.on_batch is not None:  # progress in events read: the log is not read in order
                         self.on_batch(len(batch), min(start + read, head))
 
-            with self.view.datastore.transaction(commit=True) as cursor:
-                make().load(cursor, self.schema, batches())
-                self.view._insert_tracking(cursor, Tracking(self.source_name, head))
+            try:
+                with self.view.datastore.transaction(commit=True) as cursor:
+                    make().load(cursor, self.schema, batches())
+                    self._track(cursor, head)
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                # An event the fold cannot apply: nothing of the load was kept. Batch by batch, the runner
+                # parks that event's aggregate and applies everything else.
+                log.warning("load failed, replaying batch by batch", schema=self.schema, error=repr(error))
+                self.projection.forget()
+                return self.catch_up()
         return head
 
     def _stream_log(
@@ -185,7 +239,11 @@ class ProjectionRunner:
                 yield batch
 
     def catch_up(self, until: int | None = None) -> int:
-        """Apply batches until the log (or `until`) is exhausted; returns the position reached."""
+        """Apply batches until the log (or `until`) is exhausted; returns the position reached.
+
+        A fault of the database raises (the caller retries the batch); an event that cannot be applied is
+        parked with its aggregate, and the rest of the log goes on.
+        """
         position = self.position()
         while until is None or position < until:
             notifications = self.source.select_notifications(
@@ -193,27 +251,201 @@ class ProjectionRunner:
             )
             if not notifications:
                 break
-            self._apply(notifications)
+            self.apply_batch(notifications)
             position = notifications[-1].id
             if len(notifications) < self.batch_size:
                 break
         return position
 
-    def _apply(self, notifications: Sequence[Notification]) -> None:
-        changes = changes_of(notifications)
-        started = time.perf_counter()
+    def apply_batch(self, notifications: Sequence[Notification]) -> None:
+        """Apply `notifications` (the next ones after the position) and move the position past them.
+
+        If the batch fails for a reason other than a transient fault, it is narrowed down: each half is
+        applied on its own, down to single events. A single event that fails while the events after it
+        apply is poison: it is parked with its aggregate (see `_park`).
+        """
         try:
-            with self.view.datastore.transaction(commit=True) as cursor:
-                self.projection.apply(cursor, self.schema, changes)
-                self.view._insert_tracking(cursor, Tracking(self.source_name, notifications[-1].id))
-        except BaseException:
+            self._commit(notifications)
+        except Exception as error:
             self.projection.forget()
-            raise
+            if is_transient(error):
+                raise
+            if len(notifications) > 1:
+                half = len(notifications) // 2
+                self.apply_batch(notifications[:half])
+                self.apply_batch(notifications[half:])
+                return
+            suspect = notifications[0]
+            self._confirm_poison(suspect, error)
+            self._park(suspect, error)
+
+    def _commit(self, notifications: Sequence[Notification]) -> None:
+        """One transaction: the view's rows for the batch, the parked events of parked aggregates, the
+        position. Serialised with `retry` by a transaction lock, so neither misses what the other parks or
+        unparks."""
+        started = time.perf_counter()
+        with self.view.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.batch_lock,))
+            parked = self._parked_aggregates(cursor)
+            held = [n for n in notifications if str(n.originator_id) in parked]
+            changes, unknown = changes_of([n for n in notifications if str(n.originator_id) not in parked])
+            self.projection.apply(cursor, self.schema, changes)
+            for n in held:
+                self._insert_parked(cursor, n, f"waits behind the parked events of {n.originator_id}")
+            self._track(cursor, notifications[-1].id)
+        if unknown:
+            metrics.SKIPPED.labels(self.schema).inc(unknown)
+        if held:
+            metrics.PARKED_EVENTS.labels(self.schema).inc(len(held))
         metrics.BATCH_SECONDS.labels(self.schema).observe(time.perf_counter() - started)
         metrics.EVENTS.labels(self.schema).inc(len(notifications))
         metrics.POSITION.labels(self.schema).set(notifications[-1].id)
         if self.on_batch is not None:
             self.on_batch(len(notifications), notifications[-1].id)
+
+    def _track(self, cursor: Cursor[DictRow], position: int) -> None:
+        self.view._insert_tracking(cursor, Tracking(self.source_name, position))
+
+    def _confirm_poison(self, suspect: Notification, error: Exception) -> None:
+        """Raise `NotYetPoison` unless the events after `suspect` (of other aggregates) apply.
+
+        A batch that fails event by event is a fault of the projection or its tables (a bad deployment),
+        not of one event: parking would park every aggregate. So the next events are applied in a
+        transaction that is rolled back; only if they apply is `suspect` poison. With none stored yet the
+        runner waits for them (and says why in its health).
+        """
+        after = self.source.select_notifications(
+            start=suspect.id, limit=PROBE_EVENTS, inclusive_of_start=False
+        )
+        others = [n for n in after if n.originator_id != suspect.originator_id]
+        if not others:
+            raise NotYetPoison(
+                f"event {suspect.id} of {suspect.originator_id} cannot be applied ({error!r}); parking it "
+                "waits for later events of other aggregates to show the view itself is sound"
+            ) from error
+        try:
+            with self.view.datastore.transaction(commit=False) as cursor:
+                changes, _ = changes_of(others)
+                self.projection.apply(cursor, self.schema, changes)
+        except Exception as probe_error:
+            raise NotYetPoison(
+                f"event {suspect.id} of {suspect.originator_id} cannot be applied ({error!r}), and neither "
+                f"can the events after it ({probe_error!r}): a fault of the view, not of one event"
+            ) from error
+        finally:
+            self.projection.forget()
+
+    def _park(self, poison: Notification, error: Exception) -> None:
+        """Park `poison`, which cannot be applied, and move the position past it, in one transaction.
+
+        Its aggregate's later events are parked as they come (`_commit`), so the aggregate's history is
+        applied in order or not at all; its rows in the view say since when and why they are stale.
+        """
+        reason = f"{event_type(poison.topic)} at position {poison.id} cannot be applied: {error!r}"[:2000]
+        with self.view.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.batch_lock,))
+            self._insert_parked(cursor, poison, reason)
+            mark = getattr(self.projection, "mark_parked", None)
+            if mark is not None:
+                mark(cursor, self.schema, str(poison.originator_id), reason)
+            self._track(cursor, poison.id)
+        self.projection.forget()
+        metrics.PARKED_EVENTS.labels(self.schema).inc()
+        metrics.POSITION.labels(self.schema).set(poison.id)
+        log.error(
+            "event parked",
+            projection=self.projection.name,
+            aggregate_id=str(poison.originator_id),
+            position=poison.id,
+            event_type=event_type(poison.topic),
+            error=repr(error),
+        )
+        if self.on_batch is not None:
+            self.on_batch(1, poison.id)
+
+    def _insert_parked(self, cursor: Cursor[DictRow], n: Notification, error: str) -> None:
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {} (aggregate_id, position, version, event_type, error) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+            ).format(sql.Identifier(self.schema, "parked")),
+            (n.originator_id, n.id, n.originator_version, event_type(n.topic), error),
+        )
+
+    def _parked_aggregates(self, cursor: Cursor[DictRow]) -> set[str]:
+        query = sql.SQL("SELECT DISTINCT aggregate_id::text AS id FROM {}").format(
+            sql.Identifier(self.schema, "parked")
+        )
+        return {row["id"] for row in cursor.execute(query)}
+
+    def parked(self) -> list[Parked]:
+        """The parked aggregates, oldest first."""
+        query = sql.SQL(
+            "SELECT aggregate_id::text AS id, min(position) AS first_position, count(*) AS events, "
+            "min(parked_at) AS since, (array_agg(event_type ORDER BY position))[1] AS event_type, "
+            "(array_agg(error ORDER BY position))[1] AS error "
+            "FROM {} GROUP BY aggregate_id ORDER BY min(position)"
+        ).format(sql.Identifier(self.schema, "parked"))
+        with self.view.datastore.transaction(commit=False) as cursor:
+            return [
+                Parked(r["id"], r["first_position"], r["events"], r["since"], r["event_type"], r["error"])
+                for r in cursor.execute(query)
+            ]
+
+    def retry(self, aggregate_id: str) -> str | None:
+        """Apply an aggregate's parked events again, in order; unpark it if they apply.
+
+        Returns None on success, else why they still cannot be applied (recorded on the first parked event,
+        which stays parked with the others). Runs beside the active runner: the transaction lock of
+        `_commit` keeps the two apart.
+        """
+        try:
+            with self.view.datastore.transaction(commit=True) as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.batch_lock,))
+                table = sql.Identifier(self.schema, "parked")
+                positions = [
+                    row["position"]
+                    for row in cursor.execute(
+                        sql.SQL("SELECT position FROM {} WHERE aggregate_id = %s ORDER BY position").format(
+                            table
+                        ),
+                        (aggregate_id,),
+                    )
+                ]
+                notifications = [self._notification_at(p) for p in positions]
+                changes, _ = changes_of(notifications)
+                self.projection.forget()
+                self.projection.apply(cursor, self.schema, changes)
+                mark = getattr(self.projection, "mark_parked", None)
+                if mark is not None:
+                    mark(cursor, self.schema, aggregate_id, None)
+                cursor.execute(
+                    sql.SQL("DELETE FROM {} WHERE aggregate_id = %s").format(table), (aggregate_id,)
+                )
+        except Exception as error:
+            self.projection.forget()
+            if is_transient(error):
+                raise
+            reason = f"retried at {datetime.now(UTC).isoformat()}: still cannot be applied: {error!r}"[:2000]
+            with self.view.datastore.transaction(commit=True) as cursor:
+                cursor.execute(
+                    sql.SQL(
+                        "UPDATE {} SET error = %s WHERE aggregate_id = %s AND position = "
+                        "(SELECT min(position) FROM {} WHERE aggregate_id = %s)"
+                    ).format(sql.Identifier(self.schema, "parked"), sql.Identifier(self.schema, "parked")),
+                    (reason, aggregate_id, aggregate_id),
+                )
+            return reason
+        self.projection.forget()
+        log.info("aggregate unparked", projection=self.projection.name, aggregate_id=aggregate_id)
+        return None
+
+    def _notification_at(self, position: int) -> Notification:
+        found = self.source.select_notifications(start=position, limit=1, inclusive_of_start=True)
+        if not found or found[0].id != position:
+            raise LookupError(f"the event store has no event at position {position}")
+        notification: Notification = found[0]
+        return notification
 
     def run(self, stop: threading.Event, standby_poll: float = 0.5) -> None:
         """Wait to become the active runner, then follow the log until `stop` is set."""
@@ -221,10 +453,11 @@ class ProjectionRunner:
             try:
                 self._run_once(stop, standby_poll)
             except Exception as e:
-                # A database or broker that went away, or a batch that cannot be applied: the batch was
-                # rolled back, so say so and try again from the last committed position.
-                log.warning("projection failed, retrying", projection=self.projection.name, error=repr(e))
-                metrics.FAILURES.labels(self.schema).inc()
+                # The database went away (the lock and listening connections with it): say so, and try
+                # again from the last committed position, as active runner or standby.
+                log.warning(
+                    "projection lost its connection, retrying", projection=self.projection.name, error=repr(e)
+                )
                 metrics.ACTIVE.labels(self.schema).set(0)
                 self.projection.forget()
                 stop.wait(2.0)
@@ -234,34 +467,106 @@ class ProjectionRunner:
         label = f"projection {self.projection.name} pid {os.getpid()}"
         with psycopg.connect(self.dsn, autocommit=True, application_name=label) as lock_conn:
             if not _try_lock(lock_conn, lock_key(self.projection.name)):
+                self._report()
                 stop.wait(standby_poll)
                 return
             log.info("projection active", projection=self.projection.name, schema=self.schema)
             self.projection.forget()  # whoever ran before may have moved the view on
             metrics.ACTIVE.labels(self.schema).set(1)
             try:
-                self._follow(stop, lock_conn)
+                self._follow(stop, lock_conn, f"{socket.gethostname()} pid {os.getpid()}")
             finally:
                 metrics.ACTIVE.labels(self.schema).set(0)
 
-    def _follow(self, stop: threading.Event, lock_conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    def _follow(
+        self, stop: threading.Event, lock_conn: psycopg.Connection[tuple[object, ...]], me: str
+    ) -> None:
         channel = self.source.channel_name
+        backoff = Backoff()
         with psycopg.connect(self.dsn, autocommit=True) as listen_conn:
             listen_conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
             while not stop.is_set():
-                self.catch_up()
-                self._report_lag()
+                try:
+                    self.catch_up()
+                except Exception as e:
+                    # Rolled back: the position is where the last committed batch left it. Stay active
+                    # (the standby would meet the same fault) and say so where people look.
+                    log.warning("projection failed, retrying", projection=self.projection.name, error=repr(e))
+                    metrics.FAILURES.labels(self.schema).inc()
+                    self.projection.forget()
+                    self._record_failure(me, e)
+                    self._report()
+                    stop.wait(backoff.next())
+                    lock_conn.execute("SELECT 1")
+                    continue
+                backoff.reset()
+                self._record_success(me)
+                self._report()
                 # Wake on the store's NOTIFY; the timeout only bounds how long `stop` and a lost lock
                 # connection go unnoticed, it is not how new events are found.
                 for _ in listen_conn.notifies(timeout=1.0, stop_after=1):
                     pass
                 lock_conn.execute("SELECT 1")
 
-    def _report_lag(self) -> None:
-        lag = self.lag()
-        metrics.POSITION.labels(self.schema).set(lag.position)
-        metrics.LAG_EVENTS.labels(self.schema).set(lag.events)
-        metrics.LAG_SECONDS.labels(self.schema).set(lag.seconds)
+    def _record_success(self, me: str) -> None:
+        """Note a clean catch-up in runner_state: at once after failures, else at most once a second."""
+        now = time.monotonic()
+        if not self._failing and now - self._success_written < 1.0:
+            return
+        self._write_state(
+            "INSERT INTO {} AS s (id, runner, last_success_at, failing_since) VALUES (1, %s, now(), NULL) "
+            "ON CONFLICT (id) DO UPDATE SET runner = EXCLUDED.runner, last_success_at = now(), "
+            "failing_since = NULL",
+            (me,),
+        )
+        self._failing, self._success_written = False, now
+        metrics.LAST_SUCCESS.labels(self.schema).set(time.time())
+
+    def _record_failure(self, me: str, error: Exception) -> None:
+        self._failing = True
+        with contextlib.suppress(Exception):  # the database may be the fault: then nobody can read it anyway
+            self._write_state(
+                "INSERT INTO {} AS s (id, runner, failing_since, last_error, last_error_at) "
+                "VALUES (1, %s, now(), %s, now()) ON CONFLICT (id) DO UPDATE SET runner = EXCLUDED.runner, "
+                "failing_since = coalesce(s.failing_since, now()), last_error = EXCLUDED.last_error, "
+                "last_error_at = now()",
+                (me, repr(error)[:2000]),
+            )
+
+    def _write_state(self, statement: str, params: tuple[Any, ...]) -> None:
+        with self.view.datastore.transaction(commit=True) as cursor:
+            cursor.execute(sql.SQL(statement).format(sql.Identifier(self.schema, "runner_state")), params)
+
+    def _report(self) -> None:
+        """Lag, parked aggregates and the last success as metrics, measured against the store's head
+        whether or not the last batch succeeded."""
+        try:
+            with self.view.datastore.get_connection() as conn:
+                health = projection_health(conn, self.schema)
+        except Exception as e:  # the database is away: the failure itself is logged where it happens
+            log.debug("projection health unavailable", projection=self.projection.name, error=repr(e))
+            return
+        metrics.POSITION.labels(self.schema).set(health.position)
+        metrics.LAG_EVENTS.labels(self.schema).set(health.lag_events)
+        metrics.LAG_SECONDS.labels(self.schema).set(health.lag_seconds)
+        metrics.PARKED.labels(self.schema).set(health.parked_aggregates)
+        if health.last_success_at is not None:
+            metrics.LAST_SUCCESS.labels(self.schema).set(health.last_success_at.timestamp())
+
+
+class Backoff:
+    """Waits between retries of a failing batch: 0.5 s doubling to 30 s, with jitter, reset on success."""
+
+    def __init__(self, first: float = 0.5, most: float = 30.0) -> None:
+        self.first, self.most, self.wait = first, most, first
+
+    def next(self) -> float:
+        wait = self.wait * random.uniform(0.8, 1.2)  # spreads the retries of several runners
+        self.wait = min(self.wait * 2, self.most)
+        return wait
+
+    def reset(self) -> None:
+        self.wait = self.first
 
 
 def _try_lock(conn: psycopg.Connection[tuple[object, ...]], key: int) -> bool:

@@ -11,7 +11,7 @@ from psycopg.rows import DictRow
 from orders_core.contracts import Change
 from projectors.order_rows import ORDER_COLUMNS as FOLD_COLUMNS
 from projectors.order_rows import OrderRow, fold_order
-from projectors.tables import upsert_rows
+from projectors.tables import mark_order_parked, upsert_rows
 
 ORDER_COLUMNS = (
     "order_id", "owner_id", "number", "channel", "status", "version", "position", "item_title",
@@ -37,6 +37,12 @@ class ShopProjection:
 
     def forget(self) -> None:
         self._rows.clear()
+
+    def mark_parked(
+        self, cursor: Cursor[DictRow], schema: str, aggregate_id: str, reason: str | None
+    ) -> None:
+        """Show on the order's row that its events are parked (`reason`), or no longer are (None)."""
+        mark_order_parked(cursor, schema, aggregate_id, reason)
 
     def apply(self, cursor: Cursor[DictRow], schema: str, changes: Sequence[Change]) -> None:
         touched: dict[str, OrderRow] = {}

@@ -80,3 +80,17 @@ def copy_rows(
                     # msgspec encodes several times faster than the standard library.
                     values[i] = encode(values[i]).decode()
             copy.write_row(values)
+
+
+def mark_order_parked(cursor: Cursor[DictRow], schema: str, order_id: str, reason: str | None) -> None:
+    """Say on the order's row since when and why it is stale (`reason` None: it is not, any more).
+
+    An aggregate without a row (the catalog, or an order whose first event was parked) changes nothing.
+    """
+    cursor.execute(
+        sql.SQL(
+            "UPDATE {} SET parked_since = CASE WHEN %(reason)s::text IS NULL THEN NULL "
+            "ELSE coalesce(parked_since, now()) END, parked_reason = %(reason)s WHERE order_id = %(id)s"
+        ).format(sql.Identifier(schema, "orders")),
+        {"reason": reason, "id": order_id},
+    )
