@@ -148,6 +148,11 @@ class ProjectionRunner:
         self._failing = False
         self._success_written = 0.0
 
+    def close(self) -> None:
+        """Close the connection pools of the source and the view."""
+        self.source.datastore.close()
+        self.view.datastore.close()
+
     def position(self) -> int:
         """The last position this projection has applied."""
         return self.view.max_tracking_id(self.source_name) or 0
