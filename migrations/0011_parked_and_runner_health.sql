@@ -3,7 +3,8 @@
 -- parked: an event a projection cannot apply (not a database fault: a bug, or an event it cannot read) is
 -- parked with every later event of the same aggregate, in the same transaction as the position, so every
 -- other order keeps flowing and the parked order's history is never applied out of order or in part.
--- `backbone projections retry NAME` applies them again and unparks. One table per view schema, so a replay
+-- `backbone projections retry NAME` asks the active runner (which holds the projection's state and, for the
+-- relay, the broker connection) to apply them again and unpark. One table per view schema, so a replay
 -- that swaps the schema swaps them with the view.
 --
 -- runner_state: what the active runner last saw, written outside its batches (a failing batch is rolled
@@ -20,6 +21,8 @@ CREATE TABLE mes.parked (
     event_type text NOT NULL,           -- the event's class name (OrderShipped, MaterialSet, ...)
     error text NOT NULL,                -- why it could not be applied; later events: which one they wait behind
     parked_at timestamptz NOT NULL DEFAULT now(),
+    retry_requested_at timestamptz,     -- `projections retry` asks; the active runner retries and clears it
+    retried_at timestamptz,             -- the last retry that failed (its error replaces the first one's)
     PRIMARY KEY (aggregate_id, position)
 );
 CREATE TABLE shop.parked (LIKE mes.parked INCLUDING ALL);

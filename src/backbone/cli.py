@@ -10,10 +10,13 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import prometheus_client
+import psycopg
 import uvicorn
 from litestar import Litestar
 
@@ -37,6 +40,8 @@ from backbone.wiring import (
 )
 from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
+from projectors.health import PROJECTION_SCHEMAS, every_projection
+from projectors.parked import await_retries, parked_aggregates, request_retry
 from projectors.replay import replay
 
 
@@ -44,11 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `backbone` command."""
     parser = _parser()
     args = parser.parse_args(argv)
-    configure_logging()
-    configure_tracing(args.command.replace(" ", "-"))
     if args.command is None:
         parser.print_help()
         return 2
+    configure_logging()
+    configure_tracing(args.command.replace(" ", "-"))
     result: int = args.run(args)
     return result
 
@@ -95,8 +100,26 @@ def _parser() -> argparse.ArgumentParser:
 
     projections = sub.add_parser("projections", help="inspect or rebuild projections")
     projections_sub = projections.add_subparsers(title="projection commands", metavar="ACTION", required=True)
-    status = projections_sub.add_parser("status", help="position and lag of every projection")
+    status = projections_sub.add_parser(
+        "status", help="state, position, lag, parked aggregates and last error of every projection"
+    )
     status.set_defaults(command="projections status", run=_projections_status)
+    parked = projections_sub.add_parser(
+        "parked", help="the aggregates whose events a projection holds back, and why"
+    )
+    parked.add_argument("name", choices=PROJECTION_SCHEMAS)
+    parked.set_defaults(command="projections parked", run=_projections_parked)
+    retry = projections_sub.add_parser(
+        "retry",
+        help="have the projection's active runner apply its parked events again (after a fix is deployed); "
+        "exit 1 if any still fail",
+    )
+    retry.add_argument("name", choices=PROJECTION_SCHEMAS)
+    retry.add_argument("--aggregate", metavar="ID", help="only this aggregate (default: every parked one)")
+    retry.add_argument(
+        "--wait", type=float, default=60.0, help="seconds to wait for the runner's outcome (default 60)"
+    )
+    retry.set_defaults(command="projections retry", run=_projections_retry)
     replay = projections_sub.add_parser("replay", help="rebuild a projection into fresh tables, then swap")
     replay.add_argument("name", choices=sorted(PROJECTIONS))
     replay.add_argument("--batch-size", type=int, default=5000)
@@ -295,12 +318,82 @@ def _projector(args: argparse.Namespace) -> int:
 
 def _projections_status(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    dsn = part_dsn(settings, database_dsn(settings), "projector")
-    print(f"{'projection':<12} {'position':>10} {'head':>10} {'lag (events)':>13} {'lag (seconds)':>14}")
-    for name in sorted(PROJECTIONS):
-        lag = projection_runner(name, dsn).lag()
-        print(f"{name:<12} {lag.position:>10} {lag.head:>10} {lag.events:>13} {lag.seconds:>14.1f}")
+    with psycopg.connect(part_dsn(settings, database_dsn(settings), "read")) as conn:
+        states = every_projection(conn)
+    print(
+        f"{'projection':<11} {'state':<8} {'position':>10} {'head':>10} {'lag (events)':>13} "
+        f"{'lag (seconds)':>14} {'parked':>7}  last error"
+    )
+    for h in states:
+        error = (
+            f"{h.last_error} (failing since {h.failing_since:%Y-%m-%d %H:%M:%S})" if h.failing_since else ""
+        )
+        print(
+            f"{h.name:<11} {h.state:<8} {h.position:>10} {h.head:>10} {h.lag_events:>13} "
+            f"{h.lag_seconds:>14.1f} {h.parked_aggregates:>7}  {error}"
+        )
     return 0
+
+
+def _projection_connection(name: str) -> psycopg.Connection[Any]:
+    """A connection with the role of the part that writes projection `name`."""
+    settings = Settings.from_env()
+    return psycopg.connect(
+        part_dsn(settings, database_dsn(settings), "relay" if name == "relay" else "projector")
+    )
+
+
+def _aggregate_argument(value: str | None) -> str | None:
+    """The --aggregate value as a canonical UUID; exits 2 with a reason if it is not one."""
+    if value is None:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        print(f"backbone: --aggregate {value!r} is not an aggregate id (a UUID)", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _projections_parked(args: argparse.Namespace) -> int:
+    with _projection_connection(args.name) as conn:
+        parked = parked_aggregates(conn, args.name)
+    if not parked:
+        print(f"{args.name}: nothing parked")
+        return 0
+    print(
+        f"{'aggregate':<36}  {'first position':>14}  {'events':>6}  {'parked since':<19}  event type  error"
+    )
+    for p in parked:
+        print(
+            f"{p.aggregate_id:<36}  {p.first_position:>14}  {p.events:>6}  {p.since:%Y-%m-%d %H:%M:%S}  "
+            f"{p.event_type}  {p.error}"
+        )
+    return 0
+
+
+def _projections_retry(args: argparse.Namespace) -> int:
+    aggregate = _aggregate_argument(args.aggregate)
+    with _projection_connection(args.name) as conn:
+        marked = request_retry(conn, args.name, aggregate)
+        if not marked:
+            what = f"aggregate {aggregate} is not" if aggregate else "nothing is"
+            print(f"backbone: {what} parked in {args.name}", file=sys.stderr)
+            return 2 if aggregate else 0
+        print(f"{args.name}: asked the active runner to retry {len(marked)} aggregate(s)", file=sys.stderr)
+        outcome = await_retries(conn, args.name, marked, args.wait)
+    failed = 0
+    for aggregate_id, still in outcome.items():
+        if still is None:
+            print(f"{aggregate_id}  unparked")
+        elif still.retry_requested:
+            failed += 1
+            print(
+                f"{aggregate_id}  not retried yet: is a {args.name} runner running? (it retries when it runs)"
+            )
+        else:
+            failed += 1
+            print(f"{aggregate_id}  still parked: {still.error}")
+    return 1 if failed else 0
 
 
 def _projections_replay(args: argparse.Namespace) -> int:

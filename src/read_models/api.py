@@ -33,12 +33,13 @@ from orders_core.contracts import (
     allowed_commands,
     document_errors,
 )
+from projectors.health import every_projection
 from read_models import mes, shop
 from read_models.errors import EXCEPTION_HANDLERS
 from read_models.metrics import register_mes_collector
 from read_models.stream import ChangeFeed
 
-UNTRACED = ["/metrics", "/health", "/mes/stream"]
+UNTRACED = ["/metrics", "/health", "/health/ready", "/health/live", "/mes/stream"]
 TRACING = OpenTelemetryConfig(exclude=UNTRACED, exclude_spans=["receive", "send"])
 """A server span per request, as on the command API (receive/send spans cost more than they tell)."""
 
@@ -237,15 +238,47 @@ async def mes_stream(actor: NamedDependency[Actor], request: Request[Any, Any, S
 
 @get("/health", sync_to_thread=True)
 def health(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Response[dict[str, Any]]:
-    """Ready while the read database answers; reports each view's position."""
+    """Ready while the read database answers (503 otherwise); says how each projection stands.
+
+    `status` is `degraded` while any projection is failing, behind or holding parked aggregates: the views
+    still answer (every replica reads the same views, so taking replicas out would not help), and
+    `projections` says which and why. A load balancer should use /health/ready, monitoring this one.
+    """
     try:
-        positions = {schema: await_position(pool, schema, None, 0) for schema in ("shop", "mes")}
+        with pool.connection() as conn:
+            projections = every_projection(conn)
     except Exception as e:  # any failure to reach the database means not ready
         return Response(
             {"error": "unavailable", "detail": f"read database unreachable: {type(e).__name__}"},
             status_code=503,
         )
-    return Response({"status": "ok", "positions": positions})
+    return Response(
+        {
+            "status": "ok" if all(p.state == "ok" for p in projections) else "degraded",
+            "positions": {p.name: p.position for p in projections if p.name in ("shop", "mes")},
+            "projections": {p.name: p.as_json() for p in projections},
+        }
+    )
+
+
+@get("/health/ready", sync_to_thread=True)
+def ready(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Response[dict[str, Any]]:
+    """Readiness, for a load balancer: 200 while the read database answers, else 503."""
+    try:
+        with pool.connection() as conn:
+            conn.execute("SELECT 1")
+    except Exception as e:
+        return Response(
+            {"error": "unavailable", "detail": f"read database unreachable: {type(e).__name__}"},
+            status_code=503,
+        )
+    return Response({"status": "ready"})
+
+
+@get("/health/live", sync_to_thread=False)
+def live() -> dict[str, str]:
+    """Liveness: the process serves requests (a restart would not mend an unreachable database)."""
+    return {"status": "live"}
 
 
 CONSOLE_DIR = Path(__file__).with_name("console")
@@ -282,7 +315,7 @@ def create_read_app(
     `tracing`: the OpenTelemetry middleware to trace requests with (None: no tracing)."""
     routes, dependencies, state = read_parts(pool, feed)
     app = Litestar(
-        route_handlers=[*routes, health, METRICS_ROUTE],
+        route_handlers=[*routes, health, ready, live, METRICS_ROUTE],
         # Tracing only when spans go somewhere. Given as middleware (Litestar puts it outermost):
         # OpenTelemetryPlugin(config) ignores `middleware_class`.
         middleware=[

@@ -107,7 +107,8 @@ def decode_cursor(cursor: str, sort: Sort) -> tuple[str, str]:
 LIST_COLUMNS = (
     "order_id", "number", "status", "channel", "owner_id", "contact_name", "item_title", "material_code",
     "quantity", "created_at", "updated_at", "status_since", "approved_at", "promised_date", "operator_id",
-    "quote_total_minor", "currency", "triangle_count", "stuck_at", "version", "position",
+    "quote_total_minor", "currency", "triangle_count", "stuck_at", "version", "position", "parked_since",
+    "parked_reason",
 )  # fmt: skip
 
 

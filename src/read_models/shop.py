@@ -12,8 +12,10 @@ ORDER_FIELDS = (
     "order_id, owner_id, number, channel, status, version, position, item_title, contact_name, "
     "material_code, quantity, created_at, updated_at, promised_date, model_filename, triangle_count, "
     "quote_total_minor, "
-    "currency, quote, carrier, tracking_number, rejection_reason, cancellation_reason, status_times"
+    "currency, quote, carrier, tracking_number, rejection_reason, cancellation_reason, status_times, "
+    "parked_since, parked_reason"
 )
+"""parked_since/parked_reason: set while the order's events are parked (the row is stale since then)."""
 
 
 def catalog(conn: Connection[DictRow]) -> dict[str, Any]:

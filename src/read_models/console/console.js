@@ -457,6 +457,11 @@
     const flags = [
       item.overdue ? h("span", { class: "badge warn", "data-testid": "overdue" }, "overdue") : null,
       item.stuck ? h("span", { class: "badge bad", "data-testid": "stuck" }, "stuck") : null,
+      // The view holds this order's events back since one could not be applied: what it shows may be old.
+      item.parked_since ? h("span", {
+        class: "badge bad", "data-testid": "parked",
+        title: `Not updated since ${new Date(item.parked_since).toLocaleString()}: ${item.parked_reason}`,
+      }, `stale since ${new Date(item.parked_since).toLocaleString()}`) : null,
     ];
     const tr = h("tr", {
       "data-testid": "order-row", "data-order-id": item.order_id, "data-number": item.number,
