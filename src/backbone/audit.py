@@ -38,6 +38,8 @@ from orders_core.audit import (
 )
 from orders_core.contracts import DEAD_QUEUE, ORDER_TOPIC, PRICING_REQUESTS, RESULTS_QUEUE, Transport
 from orders_core.order import Order
+from projectors.health import PROJECTION_SCHEMAS
+from projectors.parked import parked_aggregates
 
 VIEWS = ("mes", "shop")
 """Read models that show every order, with their tracking in the schema of the same name."""
@@ -102,17 +104,23 @@ def _audit_once(
         head = orders.position()
         truths: dict[str, OrderTruth] = {}
         found: list[Discrepancy] = []
-        for events in group_by_order(_order_events(conn, orders, head)):
+        for events in group_by_order(_order_events(conn, orders, head, found)):
             folded = fold_order(events)
             if isinstance(folded, Discrepancy):
                 found.append(folded)
             else:
                 truths[folded.order_id] = folded
+        held = {view: _parked(conn, view) for view in PROJECTION_SCHEMAS}
         for view in VIEWS:
             position = _tracking(conn, view)
             if position < head:
                 found.append(Discrepancy(Problem.VIEW_BEHIND, view, None, f"at {position}, store at {head}"))
-            found.extend(compare_view(view, truths, _view_rows(conn, view), head, position))
+            # A parked order is reported as parked, with why, not again as a stale row.
+            flowing = {order_id: t for order_id, t in truths.items() if order_id not in held[view]}
+            rows = (row for row in _view_rows(conn, view) if row.order_id not in held[view])
+            found.extend(compare_view(view, flowing, rows, head, position))
+        for parked in held.values():
+            found.extend(parked.values())
         relayed = _tracking(conn, "relay")
         if relayed < head:
             found.append(Discrepancy(Problem.RELAY_BEHIND, "relay", None, f"at {relayed}, store at {head}"))
@@ -131,10 +139,28 @@ def _audit_once(
     return AuditReport(head, len(truths), waiting, queues, found)
 
 
+def _parked(conn: psycopg.Connection[tuple[object, ...]], view: str) -> dict[str, Discrepancy]:
+    """A discrepancy for each aggregate parked in `view`, by aggregate id."""
+    return {
+        p.aggregate_id: Discrepancy(
+            Problem.PARKED,
+            view,
+            p.aggregate_id,
+            f"since {p.since:%Y-%m-%d %H:%M:%S}, {p.events} event(s) from {p.event_type} "
+            f"at {p.first_position}: {p.error}",
+        )
+        for p in parked_aggregates(conn, view)
+    }
+
+
 def _order_events(
-    conn: psycopg.Connection[tuple[object, ...]], orders: OrdersApplication, head: int
+    conn: psycopg.Connection[tuple[object, ...]],
+    orders: OrdersApplication,
+    head: int,
+    found: list[Discrepancy],
 ) -> Iterator[tuple[UUID, int, Order.Event]]:
-    """Every order event up to `head`, by order and version, as the aggregate's own events."""
+    """Every order event up to `head`, by order and version, as the aggregate's own events; one the
+    aggregate cannot read is added to `found` (as a broken history) and left out."""
     recorder = orders.recorder
     assert isinstance(recorder, PostgresApplicationRecorder)
     query = sql.SQL(
@@ -148,7 +174,12 @@ def _order_events(
             assert isinstance(originator_id, UUID) and isinstance(version, int)
             assert isinstance(topic, str) and isinstance(position, int)
             stored = StoredEvent(originator_id, version, topic, bytes(state))  # type: ignore[call-overload]
-            event = orders.mapper.to_domain_event(stored)
+            try:
+                event = orders.mapper.to_domain_event(stored)
+            except Exception as e:  # stored by another version of the CRM, or damaged
+                detail = f"event v{version} at {position} ({topic.rpartition('.')[2]}) cannot be read: {e!r}"
+                found.append(Discrepancy(Problem.BROKEN_HISTORY, "store", str(originator_id), detail[:500]))
+                continue
             assert isinstance(event, Order.Event)
             yield originator_id, position, event
 

@@ -44,6 +44,9 @@ class Problem(enum.StrEnum):
     """Messages still waiting in a queue."""
     DEAD_LETTERS = "dead_letters"
     """Messages in the dead-letter queue: nobody consumed them."""
+    PARKED = "parked"
+    """A projection holds the order's events back since one of them could not be applied (see `backbone
+    projections parked`): the order is stale in that view or, for the relay, not published."""
 
 
 @dataclass(frozen=True)

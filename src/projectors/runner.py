@@ -300,33 +300,42 @@ class ProjectionRunner:
         self.view._insert_tracking(cursor, Tracking(self.source_name, position))
 
     def _confirm_poison(self, suspect: Notification, error: Exception) -> None:
-        """Raise `NotYetPoison` unless the events after `suspect` (of other aggregates) apply.
+        """Raise `NotYetPoison` unless an event after `suspect`, of another aggregate, applies.
 
         A batch that fails event by event is a fault of the projection or its tables (a bad deployment),
-        not of one event: parking would park every aggregate. So the next events are applied in a
-        transaction that is rolled back; only if they apply is `suspect` poison. With none stored yet the
-        runner waits for them (and says why in its health).
+        not of one event: parking would park every aggregate. So the events that follow are tried, each in
+        a savepoint of a transaction that is rolled back, until one applies: then the view is sound and
+        `suspect` is poison (another poison event among them does not count against it). With none that
+        applies yet, the runner waits and retries, saying why in its health.
         """
         after = self.source.select_notifications(
             start=suspect.id, limit=PROBE_EVENTS, inclusive_of_start=False
         )
-        others = [n for n in after if n.originator_id != suspect.originator_id]
-        if not others:
-            raise NotYetPoison(
-                f"event {suspect.id} of {suspect.originator_id} cannot be applied ({error!r}); parking it "
-                "waits for later events of other aggregates to show the view itself is sound"
-            ) from error
+        failures: list[Exception] = []
         try:
             with self.view.datastore.transaction(commit=False) as cursor:
-                changes, _ = changes_of(others)
-                self.projection.apply(cursor, self.schema, changes)
-        except Exception as probe_error:
-            raise NotYetPoison(
-                f"event {suspect.id} of {suspect.originator_id} cannot be applied ({error!r}), and neither "
-                f"can the events after it ({probe_error!r}): a fault of the view, not of one event"
-            ) from error
+                parked = self._parked_aggregates(cursor) | {str(suspect.originator_id)}
+                for n in after:
+                    changes, _ = changes_of([n]) if str(n.originator_id) not in parked else ([], 0)
+                    if not changes:
+                        continue
+                    try:
+                        with cursor.connection.transaction():  # a savepoint
+                            self.projection.apply(cursor, self.schema, changes)
+                        return
+                    except Exception as probe_error:
+                        if is_transient(probe_error):
+                            raise
+                        failures.append(probe_error)
+                    finally:
+                        self.projection.forget()
         finally:
             self.projection.forget()
+        found = f", and neither can the {len(failures)} after it ({failures[0]!r})" if failures else ""
+        raise NotYetPoison(
+            f"event {suspect.id} of {suspect.originator_id} cannot be applied ({error!r}){found}: it is "
+            "parked once a later event of another aggregate applies, which shows the view itself is sound"
+        ) from error
 
     def _park(self, poison: Notification, error: Exception) -> None:
         """Park `poison`, which cannot be applied, and move the position past it, in one transaction.

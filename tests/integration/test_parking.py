@@ -16,14 +16,17 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 from prometheus_client import REGISTRY
 
+from backbone.audit import audit
 from backbone.database import eventsourcing_env
 from backbone.wiring import projection_runner
 from orders_core.application import OrdersApplication
+from orders_core.audit import Problem
 from orders_core.contracts import Change
 from orders_core.order import Order
 from projectors.faults import NotYetPoison
 from projectors.health import projection_health
 from projectors.parked import parked_aggregates, request_retry
+from projectors.replay import replay
 from projectors.runner import ProjectionRunner
 from tests.integration.test_projections import busy_order
 from tests.orders import OPERATOR, SELLER, valid_command
@@ -325,3 +328,52 @@ def wait_until(condition: Any, seconds: float = 30) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_the_audit_lists_parked_orders_and_events_the_aggregate_cannot_read(
+    app: OrdersApplication, database: str
+) -> None:
+    poisoned = busy_order(app, 4, random.Random(21))
+    unreadable = busy_order(app, 0, random.Random(22))
+    append_raw(app, unreadable.id, 2, "ManufacturingStarted", {"operator_id": None})
+    newer = busy_order(app, 0, random.Random(24))
+    append_raw(app, newer.id, 2, "EngravingAdded", {"text": "A & B"})  # a kind the views skip
+    orders_with(app, 3, seed=23)
+    for name in ("mes", "shop"):
+        projection = runner(name, database)
+        projection.projection = FailsFor(projection.projection, poisoned.id, version=2)
+        projection.catch_up()
+    with psycopg.connect(database) as conn:
+        conn.execute("INSERT INTO relay.tracking VALUES ('orders', %s)", (app.position(),))
+
+    report = audit(database, grace_s=3600, settle_s=0)
+
+    found = {(d.problem, d.where, d.order_id) for d in report.discrepancies}
+    assert found == {
+        (Problem.PARKED, "mes", str(poisoned.id)),
+        (Problem.PARKED, "shop", str(poisoned.id)),
+        (Problem.PARKED, "mes", str(unreadable.id)),
+        (Problem.PARKED, "shop", str(unreadable.id)),
+        (Problem.BROKEN_HISTORY, "store", str(newer.id)),
+    }
+    details = [d.detail for d in report.discrepancies if d.problem is Problem.PARKED]
+    assert all("cannot be applied" in detail for detail in details)
+
+
+def test_a_replay_parks_what_it_cannot_fold_and_rebuilds_everything_else(
+    app: OrdersApplication, database: str
+) -> None:
+    unreadable = busy_order(app, 1, random.Random(25))
+    append_raw(app, unreadable.id, 3, "ManufacturingStarted", {"operator_id": None})
+    others = orders_with(app, 5, seed=26)
+
+    reached = replay(
+        database, "mes", lambda schema: projection_runner("mes", database, schema), lambda *_: None
+    )
+
+    assert reached == app.position()
+    assert list(parked(database, "mes")) == [str(unreadable.id)]
+    view = rows(database, "mes")
+    assert view[str(unreadable.id)]["version"] == 2 and view[str(unreadable.id)]["parked_since"] is not None
+    for order in others:
+        assert_shows(view, order)
