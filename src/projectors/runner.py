@@ -135,6 +135,7 @@ class ProjectionRunner:
         self.batch_lock = batch_lock_key(self.schema)
         self._failing = False
         self._success_written = 0.0
+        self._reported = 0.0
 
     def close(self) -> None:
         """Close the connection pools of the source and the view."""
@@ -278,8 +279,7 @@ class ProjectionRunner:
         unparks."""
         started = time.perf_counter()
         with self.view.datastore.transaction(commit=True) as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (self.batch_lock,))
-            parked = self._parked_aggregates(cursor)
+            parked = self._lock_batch(cursor)
             held = [n for n in notifications if str(n.originator_id) in parked]
             changes, unknown = changes_of([n for n in notifications if str(n.originator_id) not in parked])
             self.projection.apply(cursor, self.schema, changes)
@@ -373,6 +373,14 @@ class ProjectionRunner:
             ).format(sql.Identifier(self.schema, "parked")),
             (n.originator_id, n.id, n.originator_version, event_type(n.topic), error),
         )
+
+    def _lock_batch(self, cursor: Cursor[DictRow]) -> set[str]:
+        """Take the batch lock (see `_commit`) and read the parked aggregates, in one round trip."""
+        query = sql.SQL(
+            "SELECT pg_advisory_xact_lock(%s), array(SELECT DISTINCT aggregate_id::text FROM {}) AS ids"
+        ).format(sql.Identifier(self.schema, "parked"))
+        row = cursor.execute(query, (self.batch_lock,), prepare=True).fetchone()
+        return set(row["ids"]) if row else set()
 
     def _parked_aggregates(self, cursor: Cursor[DictRow]) -> set[str]:
         query = sql.SQL("SELECT DISTINCT aggregate_id::text AS id FROM {}").format(
@@ -545,9 +553,14 @@ class ProjectionRunner:
         with self.view.datastore.transaction(commit=True) as cursor:
             cursor.execute(sql.SQL(statement).format(sql.Identifier(self.schema, "runner_state")), params)
 
-    def _report(self) -> None:
+    def _report(self, every: float = 1.0) -> None:
         """Lag, parked aggregates and the last success as metrics, measured against the store's head
-        whether or not the last batch succeeded."""
+        whether or not the last batch succeeded; at most once every `every` seconds (a busy runner
+        catches up hundreds of times a second, and the figures need no more than the scrape interval)."""
+        now = time.monotonic()
+        if now - self._reported < every:
+            return
+        self._reported = now
         try:
             with self.view.datastore.get_connection() as conn:
                 health = projection_health(conn, self.schema)
