@@ -236,6 +236,18 @@ async def mes_stream(actor: NamedDependency[Actor], request: Request[Any, Any, S
     return ServerSentEvent(feed.messages(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+def projection_health(pool: ConnectionPool[Connection[DictRow]]) -> dict[str, Any]:
+    """`status` (`degraded` while any projection is failing, behind or holding parked aggregates) and how
+    each projection stands; raises if the database cannot be reached."""
+    with pool.connection() as conn:
+        projections = every_projection(conn)
+    return {
+        "status": "ok" if all(p.state == "ok" for p in projections) else "degraded",
+        "positions": {p.name: p.position for p in projections if p.name in ("shop", "mes")},
+        "projections": {p.name: p.as_json() for p in projections},
+    }
+
+
 @get("/health", sync_to_thread=True)
 def health(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Response[dict[str, Any]]:
     """Ready while the read database answers (503 otherwise); says how each projection stands.
@@ -245,20 +257,12 @@ def health(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Respon
     `projections` says which and why. A load balancer should use /health/ready, monitoring this one.
     """
     try:
-        with pool.connection() as conn:
-            projections = every_projection(conn)
+        return Response(projection_health(pool))
     except Exception as e:  # any failure to reach the database means not ready
         return Response(
             {"error": "unavailable", "detail": f"read database unreachable: {type(e).__name__}"},
             status_code=503,
         )
-    return Response(
-        {
-            "status": "ok" if all(p.state == "ok" for p in projections) else "degraded",
-            "positions": {p.name: p.position for p in projections if p.name in ("shop", "mes")},
-            "projections": {p.name: p.as_json() for p in projections},
-        }
-    )
 
 
 @get("/health/ready", sync_to_thread=True)
@@ -302,7 +306,8 @@ def read_parts(
     """Route handlers, dependencies and state of the read API, to serve alone or beside the command API."""
     dependencies = {"pool": Provide(provide_pool, sync_to_thread=False)}
     register_mes_collector(pool)
-    return list(ROUTES), dependencies, {"pool": pool, "feed": feed}
+    state = {"pool": pool, "feed": feed, "projection_health": lambda: projection_health(pool)}
+    return list(ROUTES), dependencies, state
 
 
 def create_read_app(

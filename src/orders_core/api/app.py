@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from litestar import Litestar, Response, Router, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
@@ -45,15 +45,43 @@ make and export than the request's own work."""
 
 
 @get("/health", sync_to_thread=True)
-def health(orders: NamedDependency[OrdersApplication]) -> Response[dict[str, Any]]:
-    """Liveness and readiness: answers 200 only while the event store answers."""
+def health(
+    orders: NamedDependency[OrdersApplication], request: Request[Any, Any, State]
+) -> Response[dict[str, Any]]:
+    """Answers 200 only while the event store answers; with the read API in the same process (`backbone
+    up`), also how each projection stands (`status` is then `degraded` while any is not `ok`)."""
     try:
         position = orders.position()
     except Exception as e:  # any failure to reach the store means not ready
         return Response(
             error_body("unavailable", f"event store unreachable: {type(e).__name__}"), status_code=503
         )
-    return Response({"status": "ok", "position": position})
+    body: dict[str, Any] = {"status": "ok", "position": position}
+    views: Callable[[], dict[str, Any]] | None = request.app.state.get("projection_health")
+    if views is not None:
+        try:
+            body.update(views())
+        except Exception as e:  # the views' database away: the write side still serves
+            body.update(status="degraded", projections=f"unavailable: {type(e).__name__}")
+    return Response(body)
+
+
+@get("/health/ready", sync_to_thread=True)
+def ready(orders: NamedDependency[OrdersApplication]) -> Response[dict[str, Any]]:
+    """Readiness, for a load balancer: 200 while the event store answers, else 503."""
+    try:
+        orders.position()
+    except Exception as e:
+        return Response(
+            error_body("unavailable", f"event store unreachable: {type(e).__name__}"), status_code=503
+        )
+    return Response({"status": "ready"})
+
+
+@get("/health/live", sync_to_thread=False)
+def live() -> dict[str, str]:
+    """Liveness: the process serves requests (a restart would not mend an unreachable database)."""
+    return {"status": "live"}
 
 
 def create_app(
@@ -78,7 +106,7 @@ def create_app(
     orders.idempotency_window = idempotency_window
     limiter = limiter_from_settings(rate_limit_per_minute, rate_limited_roles)
     app = Litestar(
-        route_handlers=[orders_router, catalog_router, health, METRICS_ROUTE, *routes],
+        route_handlers=[orders_router, catalog_router, health, ready, live, METRICS_ROUTE, *routes],
         # Tracing only when spans go somewhere: its middleware costs CPU on every request even with a no-op
         # tracer. Given as middleware, not as OpenTelemetryPlugin(config), which ignores `middleware_class`;
         # Litestar still puts it outermost.
