@@ -252,7 +252,7 @@ def test_each_part_listens_where_its_health_check_and_prometheus_look(
         port, path = health_url(service)
         if subcommand(service) in HTTP_PARTS:
             assert "METRICS_PORT" not in env, f"{name} serves /metrics on its HTTP port"
-            assert (int(env["PORT"]), path) == (port, "/health"), name
+            assert (int(env["PORT"]), path) == (port, "/health/ready"), name
         else:
             assert "PORT" not in env, name
             assert (int(env["METRICS_PORT"]), path) == (port, "/metrics"), name
