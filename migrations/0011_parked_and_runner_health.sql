@@ -42,28 +42,43 @@ CREATE TABLE relay.runner_state (LIKE mes.runner_state INCLUDING ALL);
 ALTER TABLE mes.orders ADD COLUMN parked_since timestamptz, ADD COLUMN parked_reason text;
 ALTER TABLE shop.orders ADD COLUMN parked_since timestamptz, ADD COLUMN parked_reason text;
 
--- The relay's tables: retry deletes what it unparks; the read API shows the relay's health too.
+-- The relay's tables: retry deletes what it unparks.
 GRANT SELECT, INSERT, UPDATE, DELETE ON relay.parked, relay.runner_state TO backbone_relay;
-GRANT USAGE ON SCHEMA relay TO backbone_read;
-GRANT SELECT ON relay.tracking, relay.parked, relay.runner_state TO backbone_read;
 
--- The store's head, for whoever reports lag without the right to read the events (the read API): the last
--- position, and when the first event after a given position was stored (the age of the oldest event a view
--- has not applied). Nothing else of crm is exposed. plpgsql: the events table is created after the SQL
--- migrations, and a plpgsql body is only resolved when it runs.
+-- How a projection stands, for whoever reports it without the right to read the events or the relay's
+-- tables (the read API's /health): the position it reached, the store's head, when the first event
+-- after that position was stored (the age of the oldest event it has not applied), its parked aggregates
+-- and its runner's state. Nothing else of crm or relay is exposed. plpgsql: the events table is created after the
+-- SQL migrations, and a plpgsql body is only resolved when it runs.
 CREATE SCHEMA IF NOT EXISTS monitor;
 REVOKE ALL ON SCHEMA monitor FROM PUBLIC;
-CREATE FUNCTION monitor.event_store_head(after bigint, OUT head bigint, OUT first_after_at timestamptz)
-    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $head$
+CREATE FUNCTION monitor.projection_health(
+    projection text,
+    OUT reached bigint,
+    OUT head bigint,
+    OUT first_unapplied_at timestamptz,
+    OUT parked_aggregates bigint,
+    OUT last_success_at timestamptz,
+    OUT failing_since timestamptz,
+    OUT last_error text
+) LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $health$
 DECLARE
     stored jsonb;
 BEGIN
+    IF projection NOT IN ('mes', 'shop', 'relay') THEN
+        RAISE EXCEPTION 'no projection %', projection USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    EXECUTE format('SELECT coalesce(max(notification_id), 0) FROM %I.tracking '
+                   'WHERE application_name <> %L', projection, '__migration__') INTO reached;
     SELECT coalesce(max(notification_id), 0) INTO head FROM crm.orders_events;
     SELECT convert_from(state, 'UTF8')::jsonb INTO stored FROM crm.orders_events
-        WHERE notification_id > after ORDER BY notification_id LIMIT 1;
-    first_after_at := coalesce(stored -> 'timestamp' ->> '_data_', stored ->> 'timestamp')::timestamptz;
+        WHERE notification_id > reached ORDER BY notification_id LIMIT 1;
+    first_unapplied_at := coalesce(stored -> 'timestamp' ->> '_data_', stored ->> 'timestamp')::timestamptz;
+    EXECUTE format('SELECT count(DISTINCT aggregate_id) FROM %I.parked', projection) INTO parked_aggregates;
+    EXECUTE format('SELECT last_success_at, failing_since, last_error FROM %I.runner_state', projection)
+        INTO last_success_at, failing_since, last_error;
 END
-$head$;
-REVOKE EXECUTE ON FUNCTION monitor.event_store_head(bigint) FROM PUBLIC;
+$health$;
+REVOKE EXECUTE ON FUNCTION monitor.projection_health(text) FROM PUBLIC;
 GRANT USAGE ON SCHEMA monitor TO backbone_read, backbone_projector, backbone_relay;
-GRANT EXECUTE ON FUNCTION monitor.event_store_head(bigint) TO backbone_read, backbone_projector, backbone_relay;
+GRANT EXECUTE ON FUNCTION monitor.projection_health(text) TO backbone_read, backbone_projector, backbone_relay;

@@ -2,8 +2,8 @@
 
 Read from the database, not from a runner's memory, so every reader (the read API's /health, the command
 line, the audit, the runner's own metrics) tells the same story, also while the runner is failing or gone.
-The head comes from `monitor.event_store_head` (migrations/0011), which the read API's role may call without
-the right to read the events themselves.
+One function, `monitor.projection_health` (migrations/0011), reads it all: the read API's role may call it
+without the right to read the events or the relay's tables.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import Connection, sql
+from psycopg import Connection
 from psycopg.rows import tuple_row
 
 PROJECTION_SCHEMAS = ("mes", "shop", "relay")
@@ -64,22 +64,9 @@ def projection_health(
     conn: Connection[Any], schema: str, now: datetime | None = None, behind_seconds: float = BEHIND_SECONDS
 ) -> ProjectionHealth:
     """How the projection tracked in `schema` stands now (read with one connection, in one statement)."""
-    query = sql.SQL(
-        "SELECT t.position, h.head, h.first_after_at, "
-        "(SELECT count(DISTINCT aggregate_id) FROM {parked}), "
-        "s.last_success_at, s.failing_since, s.last_error "
-        "FROM (SELECT coalesce(max(notification_id), 0) AS position FROM {tracking} "
-        "      WHERE application_name <> '__migration__') AS t "
-        "CROSS JOIN LATERAL monitor.event_store_head(t.position) AS h "
-        "LEFT JOIN {state} AS s ON true"
-    ).format(
-        parked=sql.Identifier(schema, "parked"),
-        tracking=sql.Identifier(schema, "tracking"),
-        state=sql.Identifier(schema, "runner_state"),
-    )
     with conn.cursor(row_factory=tuple_row) as cursor:
-        row = cursor.execute(query).fetchone()
-    assert row is not None  # the FROM is one aggregate row
+        row = cursor.execute("SELECT * FROM monitor.projection_health(%s)", (schema,)).fetchone()
+    assert row is not None  # the function returns one row
     position, head, first_after, parked, last_success, failing_since, last_error = row
     now = now or datetime.now(UTC)
     lag_events = max(head - position, 0)

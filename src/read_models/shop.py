@@ -13,9 +13,11 @@ ORDER_FIELDS = (
     "material_code, quantity, created_at, updated_at, promised_date, model_filename, triangle_count, "
     "quote_total_minor, "
     "currency, quote, carrier, tracking_number, rejection_reason, cancellation_reason, status_times, "
-    "parked_since, parked_reason"
+    "parked_since, CASE WHEN parked_since IS NOT NULL THEN %(stale)s END AS parked_reason"
 )
-"""parked_since/parked_reason: set while the order's events are parked (the row is stale since then)."""
+"""parked_since: set while the order's events are parked (the row is stale since then). The shop says so in
+words for its customers; the error itself is for staff (the MES view, `backbone projections parked`)."""
+STALE = "An update of this order cannot be shown yet; our team has been told and is on it."
 
 
 def catalog(conn: Connection[DictRow]) -> dict[str, Any]:
@@ -39,23 +41,25 @@ def orders_of(
     conn: Connection[DictRow], owner_id: str, limit: int, before: tuple[str, str] | None
 ) -> list[dict[str, Any]]:
     """An owner's orders, newest first; `before` is the (created_at, order_id) of the last one seen."""
-    if before is None:
-        rows = conn.execute(
-            f"SELECT {ORDER_FIELDS}, created_at::text AS sort_key FROM shop.orders WHERE owner_id = %s "  # noqa: S608
-            "ORDER BY created_at DESC, order_id DESC LIMIT %s",
-            (owner_id, limit),
-        ).fetchall()
-    else:
-        rows = conn.execute(
-            f"SELECT {ORDER_FIELDS}, created_at::text AS sort_key FROM shop.orders WHERE owner_id = %s "  # noqa: S608
-            "AND (created_at, order_id) < (%s::timestamptz, %s::uuid) "
-            "ORDER BY created_at DESC, order_id DESC LIMIT %s",
-            (owner_id, *before, limit),
-        ).fetchall()
+    after = "AND (created_at, order_id) < (%(at)s::timestamptz, %(id)s::uuid) " if before else ""
+    rows = conn.execute(
+        f"SELECT {ORDER_FIELDS}, created_at::text AS sort_key FROM shop.orders "  # noqa: S608
+        f"WHERE owner_id = %(owner)s {after}ORDER BY created_at DESC, order_id DESC LIMIT %(limit)s",
+        {
+            "stale": STALE,
+            "owner": owner_id,
+            "limit": limit,
+            "at": before and before[0],
+            "id": before and before[1],
+        },
+    ).fetchall()
     return [dict(r) for r in rows]
 
 
 def order(conn: Connection[DictRow], order_id: UUID) -> dict[str, Any] | None:
     """One order of the shop's view, or None."""
-    row = conn.execute(f"SELECT {ORDER_FIELDS} FROM shop.orders WHERE order_id = %s", (order_id,)).fetchone()  # noqa: S608
+    row = conn.execute(
+        f"SELECT {ORDER_FIELDS} FROM shop.orders WHERE order_id = %(id)s",  # noqa: S608
+        {"stale": STALE, "id": order_id},
+    ).fetchone()
     return dict(row) if row else None

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from eventsourcing.persistence import StoredEvent
 from prometheus_client import REGISTRY
+from psycopg.rows import dict_row
 
 from backbone.audit import audit
 from backbone.database import eventsourcing_env
@@ -28,6 +29,7 @@ from projectors.health import projection_health
 from projectors.parked import parked_aggregates, request_retry
 from projectors.replay import replay
 from projectors.runner import ProjectionRunner
+from read_models import shop
 from tests.integration.test_projections import busy_order
 from tests.orders import OPERATOR, SELLER, valid_command
 
@@ -108,6 +110,10 @@ def test_a_poison_event_parks_its_order_and_every_other_order_flows(
     assert "cannot fold" in stale["parked_reason"]
     held = parked(database, name)[str(poisoned.id)]
     assert held.events == poisoned.version - 2 and "cannot fold" in held.error
+    if name == "shop":  # customers are told in words, not shown the error
+        with psycopg.connect(database, row_factory=dict_row) as conn:
+            shown = shop.order(conn, poisoned.id)
+        assert shown is not None and shown["parked_reason"] == shop.STALE
     history = app.history(poisoned.id)
     assert held.event_type == type(history[2]).__name__
 
