@@ -232,6 +232,20 @@ def test_openapi_document_is_served(api: RunningApi) -> None:
     assert "/orders" in doc["paths"]
 
 
+def test_request_bodies_that_refuse_unknown_fields_say_so(api: RunningApi, customer: httpx.Client) -> None:
+    doc = httpx.get(f"{api.base_url}/schema/openapi.json").json()
+    bodies = {
+        op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        for item in doc["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "application/json" in op.get("requestBody", {}).get("content", {})
+    }
+    assert {"CreateOrder", "ShipRequest", "CancelRequest", "MaterialRequest", "ProductRequest"} <= bodies
+    assert all(doc["components"]["schemas"][name]["additionalProperties"] is False for name in bodies)
+    refused = customer.post("/orders", json={**NEW_ORDER, "colour": "rose"})
+    assert refused.status_code == 400 and "colour" in refused.text, refused.text
+
+
 def test_the_catalog_is_seeded_with_real_densities(customer: httpx.Client) -> None:
     materials = {m["code"]: m for m in customer.get("/catalog").json()["materials"]}
     assert materials["AU585"]["density_g_cm3"] == pytest.approx(13.0)

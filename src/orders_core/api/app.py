@@ -20,6 +20,7 @@ from orders_core.api.errors import EXCEPTION_HANDLERS, error_body
 from orders_core.api.http_metrics import HttpMetrics
 from orders_core.api.orders import orders_router, provide_orders
 from orders_core.api.rate_limit import RateLimiter, actor_provider, limiter_from_settings
+from orders_core.api.strict_schema import StrictStructSchema
 from orders_core.application import IDEMPOTENCY_WINDOW, OrdersApplication
 from orders_core.blobs import BlobStore
 from orders_core.error_contract import document_errors
@@ -130,6 +131,7 @@ def create_app(
             }
         ),
         exception_handlers=EXCEPTION_HANDLERS,
+        plugins=[StrictStructSchema()],
         logging_config=None,  # the process's own logging set-up stands; Litestar's default would replace it
         request_max_body_size=JSON_BODY_LIMIT,
         openapi_config=OpenAPIConfig(
