@@ -14,7 +14,7 @@ from backbone.database import eventsourcing_env
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import RecordQuote, RejectModel
-from orders_core.lifecycle import Role
+from orders_core.lifecycle import BY_ACTION, Role
 from orders_core.outcomes import Accepted
 from tests.conftest import RunningApi
 from tests.meshes import cube_stl, open_box_stl
@@ -230,6 +230,45 @@ def test_openapi_document_is_served(api: RunningApi) -> None:
     doc = httpx.get(f"{api.base_url}/schema/openapi.json").json()
     assert "/orders/{order_id}/take" in doc["paths"]
     assert "/orders" in doc["paths"]
+
+
+def operations(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """Each operation of an OpenAPI document by its operationId: (path, method)."""
+    return {
+        op["operationId"]: (path, method)
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and "operationId" in op
+    }
+
+
+def test_a_new_order_links_to_every_operation_on_it(api: RunningApi) -> None:
+    """Both answers of `POST /orders` (a new order, or the first one again) are documented as the order, and
+    link its `id` to every operation on one order: what schemathesis' stateful phase follows."""
+    doc = httpx.get(f"{api.base_url}/schema/openapi.json").json()
+    by_id = operations(doc)
+    on_one_order = {op_id for op_id, (path, _) in by_id.items() if path.startswith("/orders/{order_id}")}
+    for status in ("201", "200"):
+        answer = doc["paths"]["/orders"]["post"]["responses"][status]
+        assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/OrderView"}
+        links = answer["links"].values()
+        assert {link["operationId"] for link in links} == on_one_order
+        assert all(link["parameters"] == {"order_id": "$response.body#/id"} for link in links)
+    linked_paths = {by_id[op_id][0] for op_id in on_one_order}
+    assert {f"/orders/{{order_id}}/{action}" for action in BY_ACTION} <= linked_paths
+
+
+def test_the_catalog_links_to_a_new_order_of_one_of_its_materials(
+    api: RunningApi, customer: httpx.Client
+) -> None:
+    doc = httpx.get(f"{api.base_url}/schema/openapi.json").json()
+    (link,) = doc["paths"]["/catalog"]["get"]["responses"]["200"]["links"].values()
+    assert operations(doc)[link["operationId"]] == ("/orders", "post")
+    pointer = link["requestBody"]["material_code"].removeprefix("$response.body#/")
+    value: Any = customer.get("/catalog").json()
+    for step in pointer.split("/"):
+        value = value[int(step)] if isinstance(value, list) else value[step]
+    assert create(customer, material_code=value)["material_code"] == value
 
 
 def test_request_bodies_that_refuse_unknown_fields_say_so(api: RunningApi, customer: httpx.Client) -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from litestar import Response, Router, delete, get, put
 from litestar.di import NamedDependency
+from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import JSONBody, PathParameter
 
 from orders_core.actors import Actor
@@ -22,6 +24,7 @@ from orders_core.api.schemas import (
 from orders_core.application import OrdersApplication
 from orders_core.catalog import Catalog
 from orders_core.contracts import LabourRate, Material, Product
+from orders_core.lifecycle import INITIATE
 from orders_core.outcomes import Refusal
 
 CatalogResponse = Response[CatalogView] | Response[dict[str, Any]]
@@ -35,7 +38,28 @@ def _change(orders: OrdersApplication, change: Callable[[Catalog], Refusal | Non
     return Response(catalog_view(result.value), headers={POSITION: str(result.position)})
 
 
-@get("/", sync_to_thread=True)
+@dataclass
+class ReadCatalogOperation(Operation):
+    """`GET /catalog` in the OpenAPI document: its 200 links to `POST /orders` with one of its materials.
+
+    The link says what the schema cannot: an order's `material_code` names a material of the catalog. It is
+    also schemathesis' way into orders: its stateful phase never starts with `POST /orders`, whose optional
+    `customer_id` it takes for a reference to something no operation creates. The `requestBody` is read as
+    schemathesis reads it: the expressions inside are evaluated and merged into a generated body.
+    """
+
+    def __post_init__(self) -> None:
+        read = (self.responses or {}).get("200")
+        if isinstance(read, OpenAPIResponse):
+            read.links = {
+                INITIATE.command: Link(
+                    operation_id=INITIATE.command,
+                    request_body={"material_code": "$response.body#/materials/0/code"},
+                )
+            }
+
+
+@get("/", sync_to_thread=True, operation_class=ReadCatalogOperation)
 def read_catalog(orders: NamedDependency[OrdersApplication]) -> CatalogView:
     """Materials, labour rates and products as the CRM holds them now."""
     return catalog_view(orders.catalog())

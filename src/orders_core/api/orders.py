@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -13,6 +14,8 @@ from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from opentelemetry import propagate
 
@@ -31,7 +34,7 @@ from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore, TooLarge
 from orders_core.commands import ORDER_COMMANDS, AttachModel, CancelOrder, Command, InitiateOrder, ShipOrder
 from orders_core.contracts import ModelFile
-from orders_core.lifecycle import TRANSITIONS, Role, Transition
+from orders_core.lifecycle import INITIATE, TRANSITIONS, Role, Transition
 from orders_core.model_files import Unacceptable, claimed_format, identify, safe_filename
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
@@ -66,6 +69,24 @@ def accepted(result: Accepted[Order] | Refusal, actor: Actor, status_code: int =
     return Response(view, status_code=status_code, headers={POSITION: str(result.position)})
 
 
+@dataclass
+class InitiateOrderOperation(Operation):
+    """`POST /orders` in the OpenAPI document: its answers link to every operation on the order it answers.
+
+    A client generated from the document, or a fuzzer's stateful phase (schemathesis follows links), learns
+    from the links that the order's `id` is what those operations take as `order_id`.
+    """
+
+    def __post_init__(self) -> None:
+        for status in ("201", "200"):  # a new order, or the first one again for a retried Idempotency-Key
+            answer = (self.responses or {}).get(status)
+            if isinstance(answer, OpenAPIResponse):
+                answer.links = {
+                    target: Link(operation_id=target, parameters={"order_id": "$response.body#/id"})
+                    for target in on_one_order()
+                }
+
+
 def provide_orders(state: State) -> OrdersApplication:
     """Litestar dependency: the application the process was wired with.
 
@@ -77,7 +98,17 @@ def provide_orders(state: State) -> OrdersApplication:
     return orders
 
 
-@post("/", status_code=201, summary="InitiateOrder")
+@post(
+    "/",
+    status_code=201,
+    summary=INITIATE.command,
+    operation_id=INITIATE.command,
+    operation_class=InitiateOrderOperation,
+    responses={
+        201: ResponseSpec(OrderView, description="The new order"),
+        200: ResponseSpec(OrderView, description="The first order again: a retry of its Idempotency-Key"),
+    },
+)
 async def create_order(
     data: JSONBody[CreateOrder],
     actor: NamedDependency[Actor],
@@ -119,7 +150,7 @@ async def create_order(
     return accepted(result, actor, 201)
 
 
-@get("/{order_id:uuid}", sync_to_thread=True)
+@get("/{order_id:uuid}", sync_to_thread=True, operation_id="ReadOrder")
 def read_order(order_id: FromPath[UUID], actor: NamedDependency[Actor], state: State) -> OrderResponse:
     """The order as the write side holds it now."""
     orders = provide_orders(state)
@@ -129,7 +160,7 @@ def read_order(order_id: FromPath[UUID], actor: NamedDependency[Actor], state: S
     return Response(order_view(order, actor, datetime.now(UTC)), headers={POSITION: str(orders.position())})
 
 
-@get("/{order_id:uuid}/history", sync_to_thread=True)
+@get("/{order_id:uuid}/history", sync_to_thread=True, operation_id="ReadHistory")
 def read_history(
     order_id: FromPath[UUID], actor: NamedDependency[Actor], state: State
 ) -> Response[list[HistoryEntry]] | Response[dict[str, Any]]:
@@ -150,7 +181,7 @@ def _visible_order(orders: OrdersApplication, order_id: UUID, actor: Actor) -> O
     return order
 
 
-@put("/{order_id:uuid}/model", request_max_body_size=None, summary="AttachModel")
+@put("/{order_id:uuid}/model", request_max_body_size=None, summary="AttachModel", operation_id="AttachModel")
 async def attach_model(
     order_id: FromPath[UUID],
     actor: NamedDependency[Actor],
@@ -229,7 +260,7 @@ async def _run(
     return accepted(result, actor)
 
 
-@post("/{order_id:uuid}/ship", status_code=200, summary="ShipOrder")
+@post("/{order_id:uuid}/ship", status_code=200, summary="ShipOrder", operation_id="ShipOrder")
 async def ship(
     order_id: FromPath[UUID],
     data: JSONBody[ShipRequest],
@@ -240,7 +271,7 @@ async def ship(
     return await _run(order_id, ShipOrder(data.carrier, data.tracking_number), actor, request)
 
 
-@post("/{order_id:uuid}/cancel", status_code=200, summary="CancelOrder")
+@post("/{order_id:uuid}/cancel", status_code=200, summary="CancelOrder", operation_id="CancelOrder")
 async def cancel(
     order_id: FromPath[UUID],
     data: JSONBody[CancelRequest],
@@ -272,18 +303,24 @@ def _bodiless_command_route(transition: Transition) -> HTTPRouteHandler:
 
 WITH_BODY = {"ShipOrder": ship, "CancelOrder": cancel}
 
-orders_router = Router(
-    path="/orders",
-    route_handlers=[
-        create_order,
-        read_order,
-        read_history,
-        attach_model,
-        *WITH_BODY.values(),
-        *(
-            _bodiless_command_route(t)
-            for t in TRANSITIONS
-            if t.action is not None and t.command not in WITH_BODY
-        ),
-    ],
+COMMAND_ROUTES: tuple[HTTPRouteHandler, ...] = tuple(
+    WITH_BODY[t.command] if t.command in WITH_BODY else _bodiless_command_route(t)
+    for t in TRANSITIONS
+    if t.action is not None
 )
+"""`POST /orders/{id}/{action}` for each command of the lifecycle table that has an action."""
+ON_ONE_ORDER: tuple[HTTPRouteHandler, ...] = (read_order, read_history, attach_model, *COMMAND_ROUTES)
+"""Every operation that takes an order's id: what the answers of `POST /orders` link to."""
+
+
+def on_one_order() -> list[str]:
+    """The operation ids of `ON_ONE_ORDER`; each handler names its own, so that a link can name it."""
+    ids: list[str] = []
+    for handler in ON_ONE_ORDER:
+        if not isinstance(handler.operation_id, str):
+            raise TypeError(f"{handler.handler_name} needs an operation_id of its own for a link to name it")
+        ids.append(handler.operation_id)
+    return ids
+
+
+orders_router = Router(path="/orders", route_handlers=[create_order, *ON_ONE_ORDER])
