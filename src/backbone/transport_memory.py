@@ -1,9 +1,11 @@
 """An in-process broker for the embedded default: the same topology and delivery rules as RabbitMQ.
 
-Kept: publish returns once the message is queued; a delivery stays owned by its consumer until it is
-acked; retry (or a handler that raises, or a consumer that stops) puts it back, marked redelivered; after
-DELIVERY_LIMIT deliveries, or on reject, it goes to the dead-letter queue. Not kept: durability across a
-restart of the process (the relay republishes from its last confirmed position, so nothing is lost).
+Kept: publish returns once the message is queued, and raises Unroutable if no queue is bound for a mandatory
+one; a delivery stays owned by its consumer until it is acked; a failed attempt (retry, or a handler that
+raises) puts it back marked redelivered, and the DELIVERY_LIMIT-th failure or a reject dead-letters it; a
+consumer that stops puts its messages back uncounted, up to REDELIVERY_BACKSTOP times in a row. Not kept:
+durability across a restart of the process (the relay republishes from its last confirmed position, so
+nothing is lost).
 """
 
 from __future__ import annotations
@@ -11,27 +13,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
-from orders_core.contracts import BINDINGS, DEAD_EXCHANGE, DELIVERY_LIMIT, Handler
+from orders_core.contracts import (
+    BINDINGS,
+    DEAD_EXCHANGE,
+    DELIVERY_LIMIT,
+    REDELIVERY_BACKSTOP,
+    Handler,
+    Unroutable,
+    topic_matches,
+)
 from orders_core.metrics import DEAD_LETTERS
 
 log = structlog.get_logger("transport")
-
-
-def topic_matches(pattern: str, routing_key: str) -> bool:
-    """Whether an AMQP topic pattern (`*` one word, `#` zero or more words) matches a routing key."""
-
-    def match(p: list[str], k: list[str]) -> bool:
-        if not p:
-            return not k
-        if p[0] == "#":
-            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
-        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
-
-    return match(pattern.split("."), routing_key.split("."))
 
 
 @dataclass
@@ -40,7 +37,9 @@ class Message:
     message_id: str
     headers: dict[str, str]
     routing_key: str
-    deliveries: int = 0
+    failures: int = 0
+    returns: int = 0
+    """Deliveries in a row whose consumer stopped holding it (RabbitMQ's delivery-count)."""
 
 
 @dataclass
@@ -66,7 +65,11 @@ class MemoryDelivery:
 
     @property
     def redelivered(self) -> bool:
-        return self.message.deliveries > 1
+        return self.message.failures > 0 or self.message.returns > 0
+
+    @property
+    def failures(self) -> int:
+        return self.message.failures
 
     async def ack(self) -> None:
         self.settled = True
@@ -74,7 +77,13 @@ class MemoryDelivery:
     async def retry(self) -> None:
         if not self.settled:
             self.settled = True
-            self.broker.requeue(self.queue, self.message)
+            self.broker.fail(self.queue, self.message)
+
+    def release(self) -> None:
+        """The consumer stopped while holding it: not the message's failure."""
+        if not self.settled:
+            self.settled = True
+            self.broker.give_back(self.queue, self.message)
 
     async def reject(self) -> None:
         if not self.settled:
@@ -98,45 +107,72 @@ class MemoryTransport:
         return None
 
     async def publish(
-        self, exchange: str, routing_key: str, body: bytes, *, message_id: str, headers: Mapping[str, str]
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: Mapping[str, str],
+        mandatory: bool = True,
     ) -> None:
-        for route_exchange, pattern, queue in self.routes:
-            if route_exchange == exchange and topic_matches(pattern, routing_key):
-                self.queues[queue].put_nowait(Message(body, message_id, dict(headers), routing_key))
+        targets = [
+            queue
+            for route_exchange, pattern, queue in self.routes
+            if route_exchange == exchange and topic_matches(pattern, routing_key)
+        ]
+        if mandatory and not targets:
+            raise Unroutable(f"no queue is bound to exchange {exchange!r} for routing key {routing_key!r}")
+        for queue in targets:
+            self.queues[queue].put_nowait(Message(body, message_id, dict(headers), routing_key))
 
     async def consume(self, queue: str, handler: Handler, prefetch: int) -> None:
         source = self.queues[queue]
         slots = asyncio.Semaphore(prefetch)
-        running: set[asyncio.Task[None]] = set()
+        running: dict[asyncio.Task[None], MemoryDelivery] = {}
         try:
             while True:
                 await slots.acquire()
                 message = await source.get()
-                message.deliveries += 1
                 delivery = MemoryDelivery(self, queue, message)
                 task = asyncio.create_task(self._handle(handler, delivery, slots))
-                running.add(task)
-                task.add_done_callback(running.discard)
+                running[task] = delivery
+                task.add_done_callback(running.pop)
         finally:
-            for task in running:
+            held = list(running.items())
+            for task, _ in held:
                 task.cancel()
-            for task in list(running):
+            for task, delivery in held:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+                delivery.release()  # a task cancelled before it started never reached its handler
 
     async def _handle(self, handler: Handler, delivery: MemoryDelivery, slots: asyncio.Semaphore) -> None:
         try:
             await handler(delivery)
+        except asyncio.CancelledError:
+            delivery.release()  # the consumer stopped (our stand-in for a killed worker)
+            raise
         except Exception:
             log.exception("consumer failed; message will be redelivered", message_id=delivery.message_id)
+            await delivery.retry()
+        else:
+            await delivery.retry()  # returned without settling: counted, so a handler bug cannot loop
         finally:
-            if not delivery.settled:  # neither acked nor rejected: like a lost consumer, redeliver
-                await delivery.retry()
             slots.release()
 
-    def requeue(self, queue: str, message: Message) -> None:
-        """Put a message back, or dead-letter it once it has been delivered DELIVERY_LIMIT times."""
-        if message.deliveries >= DELIVERY_LIMIT:
+    def fail(self, queue: str, message: Message) -> None:
+        """Put a message back as a fresh one carrying one more failure, or dead-letter it at the limit."""
+        failed = replace(message, failures=message.failures + 1, returns=0)
+        if failed.failures >= DELIVERY_LIMIT:
+            self.dead_letter(queue, failed)
+        else:
+            self.queues[queue].put_nowait(failed)
+
+    def give_back(self, queue: str, message: Message) -> None:
+        """Put back a message whose consumer stopped; past the backstop, dead-letter it as RabbitMQ would."""
+        message.returns += 1
+        if message.returns > REDELIVERY_BACKSTOP:
             self.dead_letter(queue, message)
         else:
             self.queues[queue].put_nowait(message)
@@ -144,7 +180,11 @@ class MemoryTransport:
     def dead_letter(self, queue: str, message: Message) -> None:
         """Route a message to the dead-letter exchange, keyed by the queue it died in."""
         log.warning(
-            "dead-lettered", queue=queue, message_id=message.message_id, deliveries=message.deliveries
+            "dead-lettered",
+            queue=queue,
+            message_id=message.message_id,
+            failures=message.failures,
+            returns=message.returns,
         )
         DEAD_LETTERS.labels(queue).inc()
         headers = {**message.headers, "x-first-death-queue": queue}

@@ -2,7 +2,10 @@
 
 It runs as a projection whose 'view' is the broker: each batch is published and confirmed before the
 batch's position is committed, so a crash republishes (consumers are idempotent on the stable message id)
-and never skips. OrderSubmitted goes out as `order.submitted` with what pricing needs.
+and never skips. OrderSubmitted goes out as `order.submitted` with what pricing needs. A message the
+system's own topology routes to a queue is published mandatory: if the broker has no such queue (deleted,
+not yet declared) it returns the message, the publish raises Unroutable and the batch is retried, instead
+of a confirm for a message nobody holds. The other events are for whoever subscribes, maybe nobody.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from orders_core.contracts import (
     Change,
     OrderEventV1,
     OrderSubmittedV1,
+    PublishFailed,
     Transport,
     message_id_for,
+    queues_for,
     routing_key,
 )
 from orders_core.order import Order
@@ -41,6 +46,13 @@ class Outgoing:
     body: bytes
     message_id: str
     headers: dict[str, str]
+    mandatory: bool
+    """A queue of the system must take it (see `queues_for`): unroutable is then a failure."""
+
+    @classmethod
+    def to(cls, exchange: str, key: str, body: bytes, message_id: str, headers: dict[str, str]) -> Outgoing:
+        """A message for `exchange`, mandatory if the system's topology routes `key` to a queue."""
+        return cls(exchange, key, body, message_id, headers, mandatory=bool(queues_for(exchange, key)))
 
 
 class BlockingPublisher:
@@ -50,15 +62,24 @@ class BlockingPublisher:
         self.transport, self.loop, self.timeout = transport, loop, timeout
 
     def __call__(self, messages: Sequence[Outgoing]) -> None:
-        """Publish all and return once the broker confirmed every one (raises otherwise)."""
+        """Publish all and return once the broker confirmed every one (raises PublishFailed otherwise)."""
         future = asyncio.run_coroutine_threadsafe(self._publish(messages), self.loop)
-        future.result(self.timeout)
+        try:
+            future.result(self.timeout)
+        except TimeoutError as e:
+            future.cancel()  # the batch is retried: no late confirm should outlive its attempt
+            raise PublishFailed(f"{len(messages)} message(s) not confirmed within {self.timeout} s") from e
 
     async def _publish(self, messages: Sequence[Outgoing]) -> None:
         await asyncio.gather(
             *(
                 self.transport.publish(
-                    m.exchange, m.routing_key, m.body, message_id=m.message_id, headers=m.headers
+                    m.exchange,
+                    m.routing_key,
+                    m.body,
+                    message_id=m.message_id,
+                    headers=m.headers,
+                    mandatory=m.mandatory,
                 )
                 for m in messages
             )
@@ -114,8 +135,8 @@ class Relay:
             owner = fields.get("owner_id") or self._order_at(change).owner_id
             status = BY_EVENT[change.event.name].target.value
             body = OrderEventV1(**common, event=change.event.name, status=status, owner_id=owner)
-            return Outgoing(ORDERS_EXCHANGE, key, msgspec.json.encode(body), message_id, headers)
-        return Outgoing(
+            return Outgoing.to(ORDERS_EXCHANGE, key, msgspec.json.encode(body), message_id, headers)
+        return Outgoing.to(
             ORDERS_EXCHANGE, key, msgspec.json.encode(self._submitted(change, common)), message_id, headers
         )
 

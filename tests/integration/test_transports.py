@@ -5,18 +5,26 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
+import aio_pika
 import pytest
 
-from backbone.transport_amqp import AmqpTransport
-from backbone.transport_memory import MemoryTransport, topic_matches
+from backbone.transport_amqp import AmqpTransport, queue_arguments
+from backbone.transport_memory import MemoryTransport
 from orders_core.contracts import (
+    BINDINGS,
     DEAD_QUEUE,
     DELIVERY_LIMIT,
     ORDERS_EXCHANGE,
     PRICING_REQUESTS,
+    REDELIVERY_BACKSTOP,
+    RESULTS_EXCHANGE,
     Delivery,
+    PublishFailed,
     Transport,
+    Unroutable,
+    topic_matches,
 )
 from tests.conftest import RabbitMQ
 
@@ -59,17 +67,61 @@ class TransportContract:
     async def transport(self) -> AsyncIterator[Transport]:
         raise NotImplementedError
 
-    async def publish(self, transport: Transport, message_id: str, key: str = "order.submitted") -> None:
-        await transport.publish(ORDERS_EXCHANGE, key, b"{}", message_id=message_id, headers={"trace": "t-1"})
+    async def consumer_for(self, transport: Transport) -> Transport:
+        """A connection to `transport`'s broker that a test may kill, as a worker process is killed."""
+        return transport
+
+    async def kill(self, consumer: Transport, consuming: asyncio.Task[None]) -> None:
+        """The consumer's process dies while its handler holds a message."""
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
+
+    async def publish(
+        self, transport: Transport, message_id: str, key: str = "order.submitted", *, mandatory: bool = True
+    ) -> None:
+        await transport.publish(
+            ORDERS_EXCHANGE, key, b"{}", message_id=message_id, headers={"trace": "t-1"}, mandatory=mandatory
+        )
+
+    async def die_holding(self, transport: Transport, times: int) -> list[tuple[int, bool]]:
+        """Let `times` consumers in turn take the next pricing request and die holding it; returns each
+        delivery's (failures, redelivered)."""
+        seen: list[tuple[int, bool]] = []
+        for _ in range(times):
+            consumer = await self.consumer_for(transport)
+            holding, dead = asyncio.Event(), asyncio.get_running_loop().create_future()
+
+            async def hold(delivery: Delivery, holding: asyncio.Event = holding, dead: Any = dead) -> None:
+                seen.append((delivery.failures, delivery.redelivered))
+                holding.set()
+                await dead  # cancelled once the consumer is dead: a killed process runs nothing after
+
+            consuming = asyncio.create_task(consumer.consume(PRICING_REQUESTS, hold, 1))
+            try:
+                await asyncio.wait_for(holding.wait(), 10)
+            except TimeoutError:  # nothing left to take (dead-lettered, as past the backstop)
+                return seen
+            finally:
+                await self.kill(consumer, consuming)
+                dead.cancel()
+        return seen
 
     async def test_a_message_is_delivered_once_when_acked(self, transport: Transport) -> None:
         await self.publish(transport, "m-1")
         assert await collect(transport, PRICING_REQUESTS, ack, self.settle_seconds) == [("m-1", False)]
 
     async def test_only_submitted_orders_reach_the_pricing_queue(self, transport: Transport) -> None:
-        await self.publish(transport, "m-init", key="order.initiated")
+        await self.publish(transport, "m-init", key="order.initiated", mandatory=False)
         await self.publish(transport, "m-sub")
         assert await collect(transport, PRICING_REQUESTS, ack, self.settle_seconds) == [("m-sub", False)]
+
+    async def test_a_mandatory_message_no_queue_is_bound_for_is_refused(self, transport: Transport) -> None:
+        with pytest.raises(Unroutable) as refused:
+            await self.publish(transport, "m-lost", key="order.initiated")
+        # The projection runner retries a ConnectionError (the relay's batch), never parks it.
+        assert isinstance(refused.value, PublishFailed) and isinstance(refused.value, ConnectionError)
+        with pytest.raises(Unroutable):
+            await transport.publish(RESULTS_EXCHANGE + ".nowhere", "x", b"{}", message_id="m-x", headers={})
 
     async def test_a_retried_message_comes_back_redelivered(self, transport: Transport) -> None:
         await self.publish(transport, "m-2")
@@ -105,18 +157,54 @@ class TransportContract:
         dead = await collect(transport, DEAD_QUEUE, ack, self.settle_seconds)
         assert [m for m, _ in dead] == ["poison"]
 
-    async def test_a_message_that_always_fails_is_dead_lettered_after_the_limit(
+    async def test_a_message_that_always_fails_is_dead_lettered_at_the_limit(
         self, transport: Transport
     ) -> None:
         await self.publish(transport, "always-fails")
+        failures: list[int] = []
 
         async def retry(delivery: Delivery) -> None:
+            failures.append(delivery.failures)
             await delivery.retry()
 
         seen = await collect(transport, PRICING_REQUESTS, retry, self.settle_seconds * 8)
-        assert len(seen) >= DELIVERY_LIMIT and {m for m, _ in seen} == {"always-fails"}
+        assert seen == [("always-fails", False)] + [("always-fails", True)] * (DELIVERY_LIMIT - 1)
+        assert failures == list(range(DELIVERY_LIMIT))
         dead = await collect(transport, DEAD_QUEUE, ack, self.settle_seconds)
         assert [m for m, _ in dead] == ["always-fails"]
+
+    async def test_a_handler_that_raises_one_time_short_of_the_limit_still_handles_it(
+        self, transport: Transport
+    ) -> None:
+        await self.publish(transport, "fails-4")
+        attempts: list[tuple[int, str | None]] = []
+
+        async def crash_until_the_last_attempt(delivery: Delivery) -> None:
+            attempts.append((delivery.failures, delivery.headers.get("trace")))
+            if delivery.failures < DELIVERY_LIMIT - 1:
+                raise RuntimeError("worker fault")
+            await delivery.ack()
+
+        await collect(transport, PRICING_REQUESTS, crash_until_the_last_attempt, self.settle_seconds * 8)
+        assert attempts == [(n, "t-1") for n in range(DELIVERY_LIMIT)]
+        assert await collect(transport, DEAD_QUEUE, ack, self.settle_seconds) == []
+
+    async def test_a_message_whose_consumers_die_holding_it_is_not_poison(self, transport: Transport) -> None:
+        await self.publish(transport, "sound")
+        deaths = 3 * DELIVERY_LIMIT
+        seen = await self.die_holding(transport, deaths)
+        assert seen == [(0, False)] + [(0, True)] * (deaths - 1)
+        assert await collect(transport, PRICING_REQUESTS, ack, self.settle_seconds) == [("sound", True)]
+        assert await collect(transport, DEAD_QUEUE, ack, self.settle_seconds) == []
+
+    async def test_a_message_that_kills_every_consumer_is_dead_lettered_past_the_backstop(
+        self, transport: Transport
+    ) -> None:
+        await self.publish(transport, "killer")
+        seen = await self.die_holding(transport, REDELIVERY_BACKSTOP + 5)
+        assert len(seen) == REDELIVERY_BACKSTOP + 1
+        dead = await collect(transport, DEAD_QUEUE, ack, self.settle_seconds)
+        assert [m for m, _ in dead] == ["killer"]
 
 
 class TestMemoryTransport(TransportContract):
@@ -138,6 +226,16 @@ class TestAmqpTransport(TransportContract):
         yield amqp
         await amqp.close()
 
+    async def consumer_for(self, transport: Transport) -> Transport:
+        assert isinstance(transport, AmqpTransport)
+        consumer = AmqpTransport(transport.url)
+        await consumer.connect()
+        return consumer
+
+    async def kill(self, consumer: Transport, consuming: asyncio.Task[None]) -> None:
+        await consumer.close()  # the broker sees the connection go with the message unacked
+        await super().kill(consumer, consuming)
+
 
 @pytest.mark.parametrize(
     ("pattern", "key", "matches"),
@@ -147,6 +245,26 @@ class TestAmqpTransport(TransportContract):
 )  # fmt: skip
 def test_topic_patterns_match_as_in_amqp(pattern: str, key: str, matches: bool) -> None:
     assert topic_matches(pattern, key) is matches
+
+
+async def test_queues_an_earlier_version_declared_are_used_as_they_are(rabbitmq: RabbitMQ) -> None:
+    url = rabbitmq.vhost(f"upgrade-{uuid.uuid4().hex[:8]}")
+    earlier = await aio_pika.connect(url)
+    channel = await earlier.channel()
+    for binding in BINDINGS:  # as the version before the backstop declared them
+        arguments = queue_arguments(binding.queue)
+        if "x-delivery-limit" in arguments:
+            arguments["x-delivery-limit"] = DELIVERY_LIMIT
+        await channel.declare_queue(binding.queue, durable=True, arguments=arguments)
+    await earlier.close()
+    amqp = AmqpTransport(url)
+    await amqp.connect()
+    try:
+        assert amqp.inherited == {b.queue for b in BINDINGS if b.queue != DEAD_QUEUE}
+        await amqp.publish(ORDERS_EXCHANGE, "order.submitted", b"{}", message_id="after-upgrade", headers={})
+        assert await collect(amqp, PRICING_REQUESTS, ack, 1.0) == [("after-upgrade", False)]
+    finally:
+        await amqp.close()
 
 
 async def test_amqp_queue_depth_follows_the_broker(rabbitmq: RabbitMQ) -> None:
