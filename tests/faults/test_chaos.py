@@ -1,9 +1,12 @@
 """Nothing is lost or doubled under faults: thousands of orders walk their whole lifecycle through the scaled
 topology while a chaos driver kills its parts with SIGKILL and restarts RabbitMQ and PostgreSQL.
 
-Afterwards `backbone audit` must find nothing, every order must carry exactly the events its client caused
-(no order created twice, no step applied twice, none missing), and every read model must equal a fresh
-replay of the store. The seed is printed; CHAOS_SEED=<seed> replays the same faults and the same orders.
+Afterwards the pricing workers are killed, again and again, while they hold one sound request: more times
+than the delivery limit, so only a broker that counts failures rather than deliveries prices it. Then
+`backbone audit` must find nothing (no dead letter either), every order must carry exactly the events its
+client caused (no order created twice, no step applied twice, none missing), and every read model must
+equal a fresh replay of the store. The seed is printed; CHAOS_SEED=<seed> replays the same faults and the
+same orders.
 """
 
 from __future__ import annotations
@@ -16,23 +19,29 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aio_pika
+import httpx
 import psutil
 import psycopg
 import pytest
+import trimesh
 from bench.workload import Journey, Workload, summary
 from psycopg import sql
 
 from backbone.database import start_embedded
 from backbone.migrate import migrate
-from backbone.rabbitmq import RabbitMQ, free_port
+from backbone.rabbitmq import RABBITMQCTL, RabbitMQ, free_port
 from backbone.wiring import projection_runner
+from orders_core.contracts import DELIVERY_LIMIT, PRICING_REQUESTS, Role, mint_token
 from projectors.replay import prepare_schema
 from tests.conftest import BACKBONE, JWT_SECRET, start_process, wait_for_health
 from tests.e2e.test_scaled import free_block
+from tests.journeys import answered, submit
+from tests.meshes import binary_stl
 
 ORDERS = int(os.environ.get("CHAOS_ORDERS", "2000"))
 SEED = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(10**9))))
@@ -44,6 +53,10 @@ VICTIMS = {
     "results consumer": ("results",),
 }
 """Kinds of part the driver kills, by the arguments of their `backbone` process."""
+HUNTED_KILLS = DELIVERY_LIMIT + 3
+"""Times every pricing worker is killed while one of them holds the same sound request: more than the
+delivery limit, which once counted each of these returns and dead-lettered the request unpriced."""
+HUNTED_EVENTS = Counter(OrderInitiated=1, ModelAttached=1, OrderSubmitted=1, PriceCalculated=1)
 
 
 @dataclass
@@ -54,6 +67,7 @@ class World:
     base_url: str
     process: subprocess.Popen[bytes]
     env: dict[str, str]
+    replicas: list[str]
 
     def parts(self, args: tuple[str, ...]) -> list[psutil.Process]:
         found = []
@@ -96,10 +110,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "POSTGRES_POOL_SIZE": "2",
     }
     process = start_process(["up", "--scaled", "--port", str(port)], env, port)
+    replicas = [f"http://127.0.0.1:{port + replica}" for replica in range(1, 5)]
     try:
-        for replica in range(1, 5):
-            wait_for_health(f"http://127.0.0.1:{port + replica}", process, seconds=120)
-        yield World(dsn, pgdata, rabbit, f"http://127.0.0.1:{port}", process, env)
+        for replica in replicas:
+            wait_for_health(replica, process, seconds=120)
+        yield World(dsn, pgdata, rabbit, f"http://127.0.0.1:{port}", process, env, replicas)
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -165,6 +180,91 @@ class Chaos:
         line = f"{time.monotonic() - began:7.1f} s  {what}"
         self.log.append(line)
         print(line, flush=True)
+
+
+@dataclass
+class Hunt:
+    """Kills every pricing worker, HUNTED_KILLS times, while one of them holds the same pricing request.
+
+    Runs once the load is over, so that request is the only message about: a worker that took it is caught
+    with SIGSTOP the moment it leaves the queue (pricing its 1.3 million triangles takes about a second),
+    the broker is asked whether it is really unacknowledged, and then the stopped workers get SIGKILL."""
+
+    world: World
+    log: list[str] = field(default_factory=list)
+
+    def run(self) -> str:
+        """The hunted order's id, once it is priced."""
+        for replica in self.world.replicas:  # parts killed at the end of the load are back
+            wait_for_health(replica, self.world.process, seconds=120)
+        token = mint_token(JWT_SECRET, Role.CUSTOMER, "hunted")
+        with httpx.Client(
+            base_url=self.world.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=120
+        ) as client:
+            self._until(lambda: self._counts() == (0, 0, 3), "three idle pricing workers after the load")
+            # Stopped before the request exists, so that it can only go to a worker that cannot answer.
+            stopped = self._signal_workers(signal.SIGSTOP)
+            order_id = submit(
+                client, binary_stl(trimesh.creation.icosphere(subdivisions=8, radius=9.0).triangles)
+            )
+            asyncio.run(self._kill_holders(stopped))
+            order = answered(client, order_id, 120)
+        assert order["status"] == "PRICE_CALCULATED", order
+        return order_id
+
+    async def _kill_holders(self, stopped: list[psutil.Process]) -> None:
+        connection = await aio_pika.connect(self.world.rabbit.url)
+        try:
+            channel = await connection.channel()
+
+            async def ready(count: int) -> None:
+                while True:
+                    declared = await channel.declare_queue(PRICING_REQUESTS, passive=True)
+                    if declared.declaration_result.message_count == count:
+                        return
+                    await asyncio.sleep(0.02)
+
+            for kill in range(1, HUNTED_KILLS + 1):
+                if kill > 1:
+                    await ready(1)  # the broker has taken the request back from the killed worker
+                    await ready(0)  # and a restarted worker has just taken it
+                    stopped = self._signal_workers(signal.SIGSTOP)
+                await asyncio.to_thread(
+                    self._until, lambda: self._counts()[:2] == (0, 1), "a stopped worker to hold the request"
+                )
+                for worker in stopped:
+                    worker.send_signal(signal.SIGKILL)
+                self.log.append(f"kill -9 of {len(stopped)} pricing workers holding the request ({kill})")
+        finally:
+            await connection.close()
+
+    def _signal_workers(self, sig: signal.Signals) -> list[psutil.Process]:
+        workers = self.world.parts(VICTIMS["pricing worker"])
+        assert workers, "no pricing worker is running"
+        for worker in workers:
+            worker.send_signal(sig)
+        return workers
+
+    def _counts(self) -> tuple[int, int, int]:
+        """Messages ready and unacknowledged in the pricing queue and its consumers, as the broker counts."""
+        listed = subprocess.run(
+            [str(RABBITMQCTL), "list_queues", "-q", "--no-table-headers", "name", "messages_ready",
+             "messages_unacknowledged", "consumers"],
+            env=self.world.rabbit.env, capture_output=True, text=True, check=True, timeout=60,
+        ).stdout  # fmt: skip
+        for line in listed.splitlines():
+            name, ready, unacked, consumers = line.split()
+            if name == PRICING_REQUESTS:
+                return int(ready), int(unacked), int(consumers)
+        raise AssertionError(f"no queue {PRICING_REQUESTS} in {listed!r}")
+
+    @staticmethod
+    def _until(condition: Callable[[], bool], what: str, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited {seconds} s for {what}")
+            time.sleep(0.2)
 
 
 def event_counts(dsn: str) -> dict[str, Counter[str]]:
@@ -261,6 +361,13 @@ def test_no_order_is_lost_or_doubled_under_faults(world: World) -> None:
     assert chaos.faults["rabbitmq restart"] == 1 and chaos.faults["postgresql restart"] == 1, chaos.log
     assert all(chaos.faults[f"kill -9 {kind}"] > 0 for kind in VICTIMS), chaos.faults
 
+    hunt = Hunt(world)
+    began = time.monotonic()
+    hunted = hunt.run()
+    print("\n".join(hunt.log))
+    print(f"hunted order {hunted} priced after {len(hunt.log)} kills, in {time.monotonic() - began:.0f} s")
+    assert len(hunt.log) == HUNTED_KILLS > DELIVERY_LIMIT
+
     audit = subprocess.run(
         [
             str(BACKBONE),
@@ -279,13 +386,13 @@ def test_no_order_is_lost_or_doubled_under_faults(world: World) -> None:
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
     stored = event_counts(world.dsn)
-    by_order = {j.order_id: j for j in journeys}
+    expected = {j.order_id: expected_events(j) for j in journeys} | {hunted: HUNTED_EVENTS}
     lost = [j.number for j in journeys if j.order_id not in stored]
-    unasked = sorted(set(stored) - set(by_order))  # orders nobody's client knows: a create applied twice
+    unasked = sorted(set(stored) - set(expected))  # orders nobody's client knows: a create applied twice
     wrong = {
-        j.order_id: (dict(expected_events(j)), dict(stored[j.order_id]))
-        for j in journeys
-        if j.order_id in stored and +stored[j.order_id] != +expected_events(j)
+        order_id: (dict(events), dict(stored[order_id]))
+        for order_id, events in expected.items()
+        if order_id in stored and +stored[order_id] != +events
     }
     print(
         f"orders run {len(journeys)}, lost {len(lost)}, created twice {len(unasked)}, "
