@@ -78,10 +78,10 @@ from backbone.migrate import migrate
 from backbone.observability import configure_logging
 from backbone.settings import Settings
 from harness import CpuMeter, stop_embedded  # bench/ is on sys.path
+from http_edge.identity import mint_token
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import InitiateOrder
-from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
 from orders_core.order import Order
 

@@ -49,7 +49,7 @@ import psutil
 
 from backbone.rabbitmq import free_port
 from harness import background_cpu, free_block, healthy  # bench/ is on sys.path
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 from quote import torus, write_stl
 

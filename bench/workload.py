@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import trimesh
 
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 
 RETRYABLE = {429, 502, 503, 504}

@@ -1,4 +1,4 @@
--- One schema per owner (DESIGN.md section 4). The event store's tables in crm are created by the
+-- One schema per owner (docs/architecture.md, "Storage"). The event store's tables in crm are created by the
 -- eventsourcing library itself after this migration; read-model tables come in later migrations.
 CREATE SCHEMA IF NOT EXISTS crm;
 CREATE SCHEMA IF NOT EXISTS shop;

@@ -1,4 +1,4 @@
--- Read models (DESIGN.md section 3): the shop's and the MES's tables, each with the tracking table of the
+-- Read models (docs/architecture.md, "Storage"): the shop's and the MES's tables, each with the tracking table of the
 -- projection that writes it. Tracking lives in the same schema as its view, so that a replay that swaps
 -- the schema swaps both together: a view never exists without the position it was built to.
 -- depends: 0001_schemas

@@ -1,4 +1,4 @@
--- A database role per part, each with the least it needs (DESIGN.md section 4): the read API cannot write,
+-- A database role per part, each with the least it needs (docs/architecture.md, "Storage"): the read API cannot write,
 -- nothing that serves the shop can read crm, pricing reads model blobs and nothing else. Roles are NOLOGIN:
 -- a part either sets its role on a session of the shared DSN (libpq `options=-c role=...`,
 -- backbone/database.py) or logs in with a DSN of its own as a user that is a member of the role.

@@ -18,7 +18,7 @@ import pytest
 from backbone.database import start_embedded
 from backbone.migrate import migrate
 from backbone.rabbitmq import RabbitMQ, free_port
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 
 ROOT = Path(__file__).resolve().parents[1]

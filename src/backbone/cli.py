@@ -38,7 +38,7 @@ from backbone.wiring import (
     read_api,
     transport_for,
 )
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 from projectors.health import PROJECTION_SCHEMAS, every_projection
 from projectors.parked import await_retries, parked_aggregates, request_retry

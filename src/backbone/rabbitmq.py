@@ -1,6 +1,6 @@
 """A local RabbitMQ node from Debian's `rabbitmq-server` package, on loopback, for tests and `up --scaled`.
 
-As DESIGN.md section 9 found: the server script is run directly, with its node name, ports, data and log
+Measured on these machines: the server script is run directly, with its node name, ports, data and log
 directories and Erlang distribution all pinned to loopback and a private directory; the AMQP port opens a
 few seconds after the node starts; epmd outlives the node and is stopped on its own.
 """

@@ -38,8 +38,8 @@ class Part:
 
 
 def topology(port: int, metrics_from: int) -> list[Part]:
-    """The parts of DESIGN.md section 5: APIs x2, projectors and relay with standbys, pricing workers x3,
-    the results consumer and the periodic audit."""
+    """The parts of compose.yaml (docs/architecture.md, "Parts"): APIs x2, projectors and relay with
+    standbys, pricing workers x3, the results consumer and the periodic audit."""
     parts: list[Part] = []
     metrics = itertools.count(metrics_from)
     for i in (1, 2):

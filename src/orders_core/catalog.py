@@ -9,9 +9,9 @@ import msgspec
 from eventsourcing.domain import Aggregate
 
 from orders_core.actors import SELLERS, Actor
-from orders_core.contracts import LabourRate, LabourUnit, Material, Product
 from orders_core.money import CurrencyCode
 from orders_core.outcomes import Refusal, Refused
+from orders_core.values import LabourRate, LabourUnit, Material, Product
 
 CATALOG_ID: UUID = uuid5(NAMESPACE_URL, "urn:alexandrite:catalog")
 """There is one catalog; its aggregate id is fixed so every process finds it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from orders_core.contracts import ModelFile, Quote
+from orders_core.values import ModelFile, Quote
 
 
 class Command:

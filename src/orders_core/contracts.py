@@ -6,14 +6,11 @@ versioned by name (`...V1`); a change that breaks readers gets a new version bes
 
 from __future__ import annotations
 
-import enum
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from orders_core.actors import Actor, OrderFacts, allowed_commands
-from orders_core.error_contract import document_errors
-from orders_core.identity import TokenError, actor_from_authorization, mint_token, verify_token
 from orders_core.lifecycle import (
     BY_ACTION,
     BY_COMMAND,
@@ -45,7 +42,18 @@ from orders_core.messaging import (
     queues_for,
     topic_matches,
 )
-from orders_core.money import CurrencyCode, MinorUnits, Money
+from orders_core.money import Money
+from orders_core.values import (
+    MODEL_FORMATS,
+    LabourRate,
+    LabourUnit,
+    Material,
+    MeshFigures,
+    ModelFile,
+    Product,
+    Quote,
+    QuoteLine,
+)
 
 __all__ = [
     "BINDINGS",
@@ -92,114 +100,16 @@ __all__ = [
     "Role",
     "Status",
     "StoredEvent",
-    "TokenError",
     "Transition",
     "Transport",
     "Unroutable",
-    "actor_from_authorization",
     "allowed_commands",
-    "document_errors",
     "message_id_for",
-    "mint_token",
     "queues_for",
     "read_stored_event",
     "routing_key",
     "topic_matches",
-    "verify_token",
 ]
-
-MODEL_FORMATS = ("stl", "obj", "ply", "3mf", "glb")
-"""Model file formats the shop accepts, by their usual file extension."""
-
-Sha256 = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
-
-
-class ModelFile(msgspec.Struct, frozen=True, kw_only=True):
-    """A 3D model as stored in the blob store: content-addressed by sha256."""
-
-    sha256: Sha256
-    filename: str
-    format: str
-    size_bytes: int
-    triangle_count: int | None = None
-    """Known at upload for binary STL (it is in the header); otherwise filled in by the quote."""
-
-
-class QuoteLine(msgspec.Struct, frozen=True, kw_only=True):
-    """One line of a quote's breakdown."""
-
-    code: str
-    label: str
-    amount_minor: int
-
-
-class MeshFigures(msgspec.Struct, frozen=True, kw_only=True):
-    """The geometry a quote was computed from, in millimetres and grams."""
-
-    volume_mm3: float
-    area_mm2: float
-    mass_g: float
-    triangle_count: int
-    bbox_mm: tuple[float, float, float]
-
-
-class Quote(msgspec.Struct, frozen=True, kw_only=True):
-    """A price for one order's current model: breakdown lines that add up to the total."""
-
-    model_sha256: Sha256
-    material_code: str
-    quantity: int
-    currency: CurrencyCode
-    lines: tuple[QuoteLine, ...]
-    total_minor: int
-    figures: MeshFigures
-
-    @property
-    def total(self) -> Money:
-        """The total as Money."""
-        return Money(amount_minor=self.total_minor, currency=self.currency)
-
-
-Code = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9_-]{0,31}$", description="upper-case code")]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-
-class LabourUnit(enum.StrEnum):
-    """What a labour rate is charged per."""
-
-    PER_CM2 = "per_cm2"
-    PER_PIECE = "per_piece"
-    PER_ORDER = "per_order"
-
-
-class Material(msgspec.Struct, frozen=True, kw_only=True):
-    """A metal alloy: its density and what a gram costs today."""
-
-    code: Code
-    name: Name
-    density_g_cm3: Annotated[float, msgspec.Meta(gt=0, le=30)]
-    price_per_gram_minor: MinorUnits
-    casting_loss_permille: Annotated[int, msgspec.Meta(ge=0, le=500)] = 50
-
-
-class LabourRate(msgspec.Struct, frozen=True, kw_only=True):
-    """A labour charge: finishing per cm2 of surface, casting per piece, setup per order."""
-
-    code: Code
-    name: Name
-    unit: LabourUnit
-    amount_minor: MinorUnits
-
-
-class Product(msgspec.Struct, frozen=True, kw_only=True):
-    """A ready-made piece the shop sells from stock."""
-
-    sku: Code
-    title: Name
-    material_code: Code
-    price_minor: MinorUnits
-    description: str = ""
-
 
 MES_CHANGES_CHANNEL = "mes_changes"
 """PostgreSQL NOTIFY channel on which the MES projection announces each committed batch. JSON payload:

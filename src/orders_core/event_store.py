@@ -5,9 +5,9 @@ table lock is then held across two round trips to the client and whatever the cl
 them, so appends serialise at a rate set by the client, not by PostgreSQL. Its alternative, a plpgsql
 insert function, appends in one round trip but does not lock the table, and without the lock a
 transaction can commit a lower notification id after a higher one was read: a projection tailing
-the log would skip that event for good (DESIGN.md section 9). This recorder's insert function takes
-the same EXCLUSIVE lock inside the server, so appends keep committing in notification-id order while
-the lock is held only for the INSERT and the COMMIT.
+the log would skip that event for good (docs/architecture.md, "The event log, in order"). This
+recorder's insert function takes the same EXCLUSIVE lock inside the server, so appends keep committing
+in notification-id order while the lock is held only for the INSERT and the COMMIT.
 
 The lock still makes appends commit one at a time, each waiting for the one before to flush its
 commit to disk: `GroupedSaves` lets the commands that arrive meanwhile share the next append.

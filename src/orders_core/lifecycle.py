@@ -1,4 +1,4 @@
-"""The order lifecycle of DESIGN.md section 2, as data.
+"""The order lifecycle, as data (docs/architecture.md shows it as a table).
 
 Everything else (the aggregate's rules, the API's 409 bodies, the console's buttons, the hypothesis state
 machine) is derived from `TRANSITIONS`; nothing else spells out which command moves which status.
@@ -29,7 +29,7 @@ class Status(enum.StrEnum):
 
 
 class Role(enum.StrEnum):
-    """The roles a bearer token may carry (DESIGN.md section 7)."""
+    """The roles a bearer token may carry."""
 
     CUSTOMER = "customer"
     PARTNER = "partner"

@@ -25,7 +25,6 @@ from orders_core.commands import (
     StartPackaging,
     SubmitOrder,
 )
-from orders_core.contracts import ModelFile, Quote
 from orders_core.lifecycle import (
     BY_COMMAND,
     BY_EVENT,
@@ -36,6 +35,7 @@ from orders_core.lifecycle import (
     Status,
 )
 from orders_core.outcomes import Refusal, Refused
+from orders_core.values import ModelFile, Quote
 
 CHANNELS = ("shop", "partner")
 

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import trimesh
 
+from orders_core.contracts import MODEL_FORMATS
 from pricing import three_mf
 from pricing.limits import DEFAULT_LIMITS, Limits, MiB
 from pricing.rejections import Reason, Rejection
@@ -30,8 +31,6 @@ STL_CHUNK = 1 << 18
 """Triangles read per call, so reading a file never holds its raw records and the array at once."""
 
 GLTF_MM = 1000.0
-TRIMESH_FORMATS = frozenset({"obj", "ply", "glb"})
-FORMATS = ("stl", "obj", "ply", "3mf", "glb")
 
 
 def load_triangles(source: Path | bytes, fmt: str, limits: Limits = DEFAULT_LIMITS) -> Triangles | Rejection:
@@ -46,8 +45,8 @@ def load_triangles(source: Path | bytes, fmt: str, limits: Limits = DEFAULT_LIMI
         )
     if size == 0:
         return _unreadable("the file is empty")
-    if fmt not in FORMATS:
-        return _unreadable(f"we cannot read .{fmt} files; please upload one of {', '.join(FORMATS)}")
+    if fmt not in MODEL_FORMATS:
+        return _unreadable(f"we cannot read .{fmt} files; please upload one of {', '.join(MODEL_FORMATS)}")
     if fmt == "stl":
         triangles = _stl(source, size, limits)
     else:

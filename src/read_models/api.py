@@ -23,20 +23,14 @@ from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
-from orders_core.contracts import (
-    Actor,
-    OrderFacts,
-    Role,
-    Status,
-    TokenError,
-    actor_from_authorization,
-    allowed_commands,
-    document_errors,
-)
+from http_edge.error_contract import document_errors
+from http_edge.identity import TokenError, actor_from_authorization
+from orders_core.contracts import Actor, OrderFacts, Role, Status, allowed_commands
 from projectors.health import every_projection
 from read_models import mes, shop
 from read_models.errors import EXCEPTION_HANDLERS
 from read_models.metrics import register_mes_collector
+from read_models.paging import BadQuery, decode_cursor, encode_cursor
 from read_models.stream import ChangeFeed
 
 UNTRACED = ["/metrics", "/health", "/health/ready", "/health/live", "/mes/stream"]
@@ -52,7 +46,12 @@ HTTP_METRICS = PrometheusConfig(
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MinPosition = Annotated[
     int | None,
-    QueryParameter(ge=0, description="wait (bounded) until the view has reached this position"),
+    QueryParameter(
+        ge=0,
+        description="read your own write: wait (up to 5 s) until the view has reached this position, the "
+        "X-Position a command answered with. Still behind after the wait: 503 with Retry-After. A position "
+        "the event store has never reached (no command answered with it): 400.",
+    ),
 ]
 
 
@@ -91,6 +90,15 @@ def await_position(
         if position is None or reached >= position:
             return reached
         if time.monotonic() > deadline:
+            with pool.connection() as conn:
+                found = conn.execute("SELECT head FROM monitor.projection_health(%s)", (schema,)).fetchone()
+            head = int(found["head"]) if found else 0
+            if position > head:  # checked after the wait: a replica's store may be catching up meanwhile
+                raise HTTPException(
+                    f"min_position {position} is beyond the last position the event store has reached "
+                    f"({head}): pass the X-Position a command answered with",
+                    status_code=400,
+                )
             raise Behind(
                 f"the {schema} view is at position {reached}, not yet {position}; retry shortly",
                 headers={"Retry-After": "1"},
@@ -143,7 +151,7 @@ def shop_orders(
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = (
-        mes.encode_cursor(mes.Sort.CREATED, rows[-1]["sort_key"], str(rows[-1]["order_id"])) if more else None
+        encode_cursor(mes.Sort.CREATED, rows[-1]["sort_key"], str(rows[-1]["order_id"])) if more else None
     )
     for r in rows:
         r.pop("sort_key")
@@ -152,8 +160,8 @@ def shop_orders(
 
 def shop_cursor(cursor: str) -> tuple[str, str]:
     try:
-        return mes.decode_cursor(cursor, mes.Sort.CREATED)
-    except mes.BadQuery as e:
+        return decode_cursor(cursor, mes.Sort.CREATED)
+    except BadQuery as e:
         raise HTTPException(str(e), status_code=400) from e
 
 
@@ -207,7 +215,7 @@ def mes_orders(
         reached = await_position(pool, "mes", min_position, 5.0)
         with pool.connection() as conn:
             page = mes.find_orders(conn, filters)
-    except mes.BadQuery as e:
+    except BadQuery as e:
         raise HTTPException(str(e), status_code=400) from e
     for item in page.items:
         facts = OrderFacts(Status(item["status"]), item["owner_id"], item["operator_id"])

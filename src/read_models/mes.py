@@ -10,18 +10,15 @@ bench/search.py measures every case at a million orders.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
-from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 import msgspec
 from psycopg import Connection, sql
 from psycopg.rows import DictRow
 
 from orders_core.contracts import Status
+from read_models.paging import BadQuery, decode_cursor, encode_cursor
 
 MAX_LIMIT = 200
 MAX_QUERY_LENGTH = 200
@@ -43,10 +40,6 @@ SORT_KEYS: dict[Sort, tuple[str, bool]] = {
     Sort.APPROVED_OLDEST: ("approved_at", False),
     Sort.CREATED: ("created_at", True),
 }
-
-
-class BadQuery(ValueError):
-    """A filter, cursor or limit that cannot be served; the message says which and why."""
 
 
 class MesFilters(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,26 +77,6 @@ def parse_statuses(raw: str | None) -> tuple[Status, ...]:
     return tuple(found)
 
 
-def encode_cursor(sort: Sort, key: str, order_id: str) -> str:
-    """An opaque cursor for the row after which the next page starts."""
-    return base64.urlsafe_b64encode(msgspec.json.encode([sort.value, key, order_id])).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, sort: Sort) -> tuple[str, str]:
-    """The (sort key, order id) a cursor points after; BadQuery if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        sort_name, key, order_id = msgspec.json.decode(raw, type=tuple[str, str, str])
-        UUID(order_id)
-        if key != "-infinity":
-            datetime.fromisoformat(key)
-    except (binascii.Error, msgspec.DecodeError, ValueError) as e:
-        raise BadQuery("malformed cursor: pass back the next_cursor of a previous page") from e
-    if sort_name != sort.value:
-        raise BadQuery(f"this cursor belongs to sort={sort_name}, not sort={sort.value}")
-    return key, order_id
-
-
 LIST_COLUMNS = (
     "order_id", "number", "status", "channel", "owner_id", "contact_name", "item_title", "material_code",
     "quantity", "created_at", "updated_at", "status_since", "approved_at", "promised_date", "operator_id",
@@ -129,7 +102,7 @@ def find_orders(conn: Connection[DictRow], f: MesFilters) -> Page:
     key_column, descending = SORT_KEYS[f.sort]
     where, params = _conditions(f)
     if f.cursor:
-        key, order_id = decode_cursor(f.cursor, f.sort)
+        key, order_id = decode_cursor(f.cursor, f.sort.value)
         # `(key, id) <= (k, i) AND id <> i`, not `(key, id) < (k, i)`: the same rows (ids are unique), but
         # PostgreSQL estimates a row comparison from its first column alone, and `approved_at < '-infinity'`
         # is nothing, while `<=` counts the never-approved orders. Told that a page after '-infinity' is
@@ -168,7 +141,7 @@ def find_orders(conn: Connection[DictRow], f: MesFilters) -> Page:
     next_cursor = None
     if more and rows:
         last = rows[-1]
-        next_cursor = encode_cursor(f.sort, last["sort_key"], str(last["order_id"]))
+        next_cursor = encode_cursor(f.sort.value, last["sort_key"], str(last["order_id"]))
     return Page(items, next_cursor)
 
 

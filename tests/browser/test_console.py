@@ -18,10 +18,10 @@ import httpx
 import pytest
 
 from backbone.database import eventsourcing_env
+from http_edge.identity import mint_token
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import RecordQuote
-from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import JWT_SECRET, RunningApi
 from tests.meshes import cube_stl

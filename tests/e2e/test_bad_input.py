@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import JWT_SECRET, RunningApi
 from tests.meshes import cube_stl

@@ -8,6 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conftest import RunningApi
@@ -59,8 +60,25 @@ def test_a_client_reads_its_own_write_with_min_position(customer: httpx.Client) 
     assert int(seen.headers["X-Position"]) >= int(position)
 
 
-def test_a_position_far_ahead_is_a_503_after_the_wait(customer: httpx.Client) -> None:
+def test_a_position_the_store_never_reached_is_a_400_after_the_wait(customer: httpx.Client) -> None:
     response = customer.get("/shop/catalog", params={"min_position": 10**9})
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request" and "X-Position" in response.json()["detail"]
+
+
+def test_a_real_position_the_view_has_not_reached_is_a_503_with_retry_after(
+    system: RunningApi, customer: httpx.Client
+) -> None:
+    created = create(customer, item_title="Behind the view")
+    position = int(created.headers["X-Position"])
+    with psycopg.connect(system.database_url, autocommit=True) as conn:
+        # The shop runner cannot commit its next batch while this lock is held (as under a long lock).
+        conn.execute("BEGIN")
+        conn.execute("LOCK TABLE shop.tracking IN SHARE MODE")  # reads pass, its position cannot move
+        later = create(customer, item_title="Stuck behind the lock")
+        response = customer.get("/shop/catalog", params={"min_position": later.headers["X-Position"]})
+        conn.execute("ROLLBACK")
+    assert position < int(later.headers["X-Position"])
     assert response.status_code == 503 and response.headers["Retry-After"]
     assert response.json()["error"] == "unavailable"
 

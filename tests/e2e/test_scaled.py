@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from backbone.migrate import migrate
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import JWT_SECRET, PostgresServer, RabbitMQ, start_process, wait_for_health
 from tests.journeys import answered, submit

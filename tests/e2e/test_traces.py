@@ -29,8 +29,8 @@ from backbone.observability import instrument_psycopg
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
 from backbone.wiring import Messaging, command_api, read_api
+from http_edge.identity import mint_token
 from orders_core.application import OrdersApplication
-from orders_core.identity import mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import JWT_SECRET, PostgresServer, free_port
 from tests.meshes import cube_stl

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import free_port, start_process, wait_for_health
 

@@ -36,7 +36,8 @@ from backbone.database import start_embedded
 from backbone.migrate import migrate
 from backbone.rabbitmq import RABBITMQCTL, RabbitMQ, free_port
 from backbone.wiring import projection_runner
-from orders_core.contracts import DELIVERY_LIMIT, PRICING_REQUESTS, Role, mint_token
+from http_edge.identity import mint_token
+from orders_core.contracts import DELIVERY_LIMIT, PRICING_REQUESTS, Role
 from projectors.replay import prepare_schema
 from tests.conftest import BACKBONE, JWT_SECRET, start_process, wait_for_health
 from tests.e2e.test_scaled import free_block

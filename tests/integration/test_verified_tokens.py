@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from http_edge.identity import TokenError, mint_token, verify_token
 from orders_core.actors import Actor
-from orders_core.identity import TokenError, mint_token, verify_token
 from orders_core.lifecycle import Role
 
 SECRET = "token-cache-secret-" + "x" * 32

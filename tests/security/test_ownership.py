@@ -1,6 +1,6 @@
 """Customers and partners see and change only their own orders, on every endpoint that touches one.
 
-Someone else's order answers as DESIGN.md section 8 and the code define it: the command API says 403
+Someone else's order answers as docs/architecture.md and the code define it: the command API says 403
 "this order belongs to someone else" (tests/e2e/test_bad_input.py holds that contract), the shop's read
 model says 404 as if the order did not exist. Either way the answer tells nothing about the order (not
 its status, number or what could be done to it), and the event store does not move. The MES is for staff:

@@ -35,7 +35,7 @@ from schemathesis.core.result import Err, Ok
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import JWT_SECRET, RunningApi
 from tests.journeys import NEW_ORDER, answered, submit
@@ -212,7 +212,7 @@ def not_a_server_error_but_behind(ctx: Any, response: schemathesis.Response, cas
 
 
 def errors_have_the_system_shape(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:
-    """Every 4xx is `{"error": code, "detail": text, ...}` (DESIGN.md section 8)."""
+    """Every 4xx is `{"error": code, "detail": text, ...}` (docs/architecture.md, "The order lifecycle")."""
     if 400 <= response.status_code < 500 and case.method.upper() != "HEAD":
         body = response.json()
         assert isinstance(body, dict), f"{response.status_code} body is not an object: {response.text[:200]}"
@@ -281,7 +281,7 @@ def operation_inputs(operation: schemathesis.APIOperation) -> list[Any]:
 
 
 def test_the_schemas_load_without_errors(command_api: RunningApi, read_api: RunningApi) -> None:
-    """The routes of DESIGN.md section 8 are in the schemas fuzzed below, all readable by schemathesis."""
+    """The routes of both APIs are in the schemas fuzzed below, all readable by schemathesis."""
     for api, expected in ((command_api, COMMAND_ROUTES), (read_api, READ_ROUTES)):
         operations = list(load(api).get_all_operations())
         assert not [o.err() for o in operations if isinstance(o, Err)]

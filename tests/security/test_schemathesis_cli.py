@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from orders_core.identity import mint_token
+from http_edge.identity import mint_token
 from orders_core.lifecycle import BY_ACTION, Role, Status
 from tests.conftest import BACKBONE, JWT_SECRET, RunningApi
 from tests.journeys import answered, submit

@@ -20,7 +20,7 @@ import httpx
 import jwt
 import pytest
 
-from orders_core.identity import AUDIENCE, mint_token
+from http_edge.identity import AUDIENCE, mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import JWT_SECRET, RunningApi
 from tests.journeys import NEW_ORDER

@@ -15,6 +15,7 @@ from litestar.plugins.opentelemetry import OpenTelemetryConfig
 from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
+from http_edge.error_contract import document_errors
 from orders_core.api.catalog import catalog_router
 from orders_core.api.errors import EXCEPTION_HANDLERS, error_body
 from orders_core.api.http_metrics import HttpMetrics
@@ -23,7 +24,6 @@ from orders_core.api.rate_limit import RateLimiter, actor_provider, limiter_from
 from orders_core.api.strict_schema import StrictStructSchema
 from orders_core.application import IDEMPOTENCY_WINDOW, OrdersApplication
 from orders_core.blobs import BlobStore
-from orders_core.error_contract import document_errors
 
 JSON_BODY_LIMIT = 1024 * 1024
 """Largest request body but a model upload (which has MAX_UPLOAD_BYTES): a 413 before it is read whole."""

@@ -7,8 +7,8 @@ from typing import Any
 from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 
+from http_edge.identity import TokenError, actor_from_authorization
 from orders_core.actors import Actor
-from orders_core.identity import TokenError, actor_from_authorization
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="alexandrite"'}
 

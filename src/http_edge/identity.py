@@ -8,8 +8,7 @@ from functools import lru_cache
 
 import jwt
 
-from orders_core.actors import Actor
-from orders_core.lifecycle import Role
+from orders_core.contracts import Actor, Role
 
 AUDIENCE = "alexandrite-backbone"
 ALGORITHM = "HS256"  # pinned: a token naming another algorithm (or none) is refused

@@ -1,0 +1,57 @@
+"""The repository explains itself: docs/architecture.md's lifecycle table is the one in lifecycle.py, and
+nothing in the repository cites a document outside it."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from orders_core.lifecycle import TRANSITIONS, Party
+from tests.conftest import ROOT
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+WHO = {
+    Party.OWNER: "owner",
+    Party.OWNER_BEFORE_APPROVAL: "owner before approval",
+    Party.SELLER: "seller",
+    Party.OPERATOR: "operator",
+    Party.TAKER: "taker",
+    Party.PRICING: "pricing",
+    Party.CARRIER: "carrier",
+}
+ENDPOINTS = {
+    "InitiateOrder": "`POST /orders`",
+    "AttachModel": "`PUT /orders/{order_id}/model`",
+    "RecordQuote": "(pricing result)",
+    "RejectModel": "(pricing result)",
+}
+
+
+def lifecycle_table() -> str:
+    """The lifecycle table as docs/architecture.md shows it, rendered from TRANSITIONS."""
+    lines = ["| command | event | from | to | who may | endpoint |", "|---|---|---|---|---|---|"]
+    for t in TRANSITIONS:
+        sources = ", ".join(sorted(s.value for s in t.sources)) or "(new)"
+        who = ", ".join(sorted(WHO[p] for p in t.parties))
+        endpoint = f"`POST /orders/{{order_id}}/{t.action}`" if t.action else ENDPOINTS[t.command]
+        lines.append(f"| {t.command} | {t.event} | {sources} | {t.target.value} | {who} | {endpoint} |")
+    return "\n".join(lines)
+
+
+def test_the_architecture_page_shows_the_lifecycle_table_of_the_code() -> None:
+    text = ARCHITECTURE.read_text()
+    shown = text.split("<!-- lifecycle table: generated from TRANSITIONS -->\n", 1)[1]
+    shown = shown.split("\n<!-- end of lifecycle table -->", 1)[0]
+    assert shown == lifecycle_table()
+
+
+def test_nothing_in_the_repository_cites_a_document_outside_it() -> None:
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    citing = [
+        path
+        for path in tracked.stdout.splitlines()
+        if (ROOT / path).is_file()
+        and path != "tests/unit/test_docs.py"
+        and re.search(r"DESIGN\.md|\.\./shared/", (ROOT / path).read_text(errors="replace"))
+    ]
+    assert citing == []
