@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 import structlog
-from eventsourcing.postgres import PostgresApplicationRecorder, PostgresTrackingRecorder
+from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import Environment
 from litestar import Litestar
 from psycopg import Connection
@@ -27,7 +27,7 @@ from orders_core.results import ResultsConsumer
 from pricing.limits import Limits
 from pricing.worker import PricingWorker
 from projectors.mes import MesProjection
-from projectors.runner import Projection, ProjectionRunner
+from projectors.runner import Projection, ProjectionRunner, ViewTrackingRecorder
 from projectors.shop import ShopProjection
 from read_models.api import create_read_app, read_parts
 from read_models.stream import ChangeFeed
@@ -110,7 +110,7 @@ def runner_for(projection: Projection, dsn: str, schema: str, batch_size: int = 
     assert isinstance(source, PostgresApplicationRecorder)
     env = {**eventsourcing_env(dsn, pool_size=2), "POSTGRES_SCHEMA": schema}
     datastore = PartPostgresFactory(Environment(projection.name, env)).datastore
-    view = PostgresTrackingRecorder(datastore, tracking_table_name="tracking")
+    view = ViewTrackingRecorder(datastore, tracking_table_name="tracking")
     return ProjectionRunner(projection, source, store_name, view, dsn, batch_size)
 
 

@@ -101,6 +101,15 @@ PROBE_EVENTS = 20
 """Events after a suspected poison event applied (and rolled back) to show the view itself is sound."""
 
 
+class ViewTrackingRecorder(PostgresTrackingRecorder):
+    """eventsourcing's tracking recorder, with the position written inside the caller's transaction public:
+    a view's rows and its position commit together (the library keeps that method private)."""
+
+    def insert_tracking_in(self, cursor: Cursor[DictRow], tracking: Tracking) -> None:
+        """Record `tracking` in the transaction of `cursor`; refuses a position that does not advance."""
+        self._insert_tracking(cursor, tracking)
+
+
 def lock_key(name: str) -> int:
     """A stable 63-bit advisory lock key for a projection name."""
     return int.from_bytes(hashlib.sha256(f"projection:{name}".encode()).digest()[:8], "big") >> 1
@@ -119,7 +128,7 @@ class ProjectionRunner:
         projection: Projection,
         source: PostgresApplicationRecorder,
         source_name: str,
-        view: PostgresTrackingRecorder,
+        view: ViewTrackingRecorder,
         dsn: str,
         batch_size: int = 1000,
     ) -> None:
@@ -297,7 +306,7 @@ class ProjectionRunner:
             self.on_batch(len(notifications), notifications[-1].id)
 
     def _track(self, cursor: Cursor[DictRow], position: int) -> None:
-        self.view._insert_tracking(cursor, Tracking(self.source_name, position))
+        self.view.insert_tracking_in(cursor, Tracking(self.source_name, position))
 
     def _confirm_poison(self, suspect: Notification, error: Exception) -> None:
         """Raise `NotYetPoison` unless an event after `suspect`, of another aggregate, applies.
