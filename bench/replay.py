@@ -243,7 +243,7 @@ STREAM_QUERY = (
     "SELECT notification_id, originator_id::text, originator_version, topic, state "
     "FROM crm.orders_events WHERE notification_id > 0 ORDER BY notification_id"
 )
-"""The query of the rebuild's own read (ProjectionRunner._stream_log)."""
+"""The query of the rebuild's own read (ProjectorRunner._stream_log)."""
 
 RAW_READS = {
     "fetchall": "fetchall, text rows",

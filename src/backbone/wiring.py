@@ -26,15 +26,15 @@ from orders_core.relay import BlockingPublisher, Relay
 from orders_core.results import ResultsConsumer
 from pricing.limits import Limits
 from pricing.worker import PricingWorker
-from projectors.mes import MesProjection
-from projectors.runner import Projection, ProjectionRunner, ViewTrackingRecorder
-from projectors.shop import ShopProjection
+from projectors.mes import MesProjector
+from projectors.runner import Projector, ProjectorRunner, ViewTrackingRecorder
+from projectors.shop import ShopProjector
 from read_models.api import create_read_app, read_parts
 from read_models.stream import ChangeFeed
 
 log = structlog.get_logger("backbone")
 
-PROJECTIONS: dict[str, type[Projection]] = {"mes": MesProjection, "shop": ShopProjection}
+PROJECTIONS: dict[str, type[Projector]] = {"mes": MesProjector, "shop": ShopProjector}
 """Every projection by name; its name is also the schema its view and tracking live in."""
 
 
@@ -96,12 +96,12 @@ def command_api_from_env() -> Litestar:
 
 def projection_runner(
     name: str, dsn: str, schema: str | None = None, batch_size: int = 1000
-) -> ProjectionRunner:
+) -> ProjectorRunner:
     """The runner of projection `name`, writing to `schema` (default: the projection's own schema)."""
     return runner_for(PROJECTIONS[name](), dsn, schema or name, batch_size)
 
 
-def runner_for(projection: Projection, dsn: str, schema: str, batch_size: int = 1000) -> ProjectionRunner:
+def runner_for(projection: Projector, dsn: str, schema: str, batch_size: int = 1000) -> ProjectorRunner:
     """A runner that feeds the event store to `projection`, tracking its position in `schema`."""
     store_name = OrdersApplication.name
     source = PartPostgresFactory(
@@ -111,7 +111,7 @@ def runner_for(projection: Projection, dsn: str, schema: str, batch_size: int = 
     env = {**eventsourcing_env(dsn, pool_size=2), "POSTGRES_SCHEMA": schema}
     datastore = PartPostgresFactory(Environment(projection.name, env)).datastore
     view = ViewTrackingRecorder(datastore, tracking_table_name="tracking")
-    return ProjectionRunner(projection, source, store_name, view, dsn, batch_size)
+    return ProjectorRunner(projection, source, store_name, view, dsn, batch_size)
 
 
 class BackgroundProjections:

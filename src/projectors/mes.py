@@ -24,7 +24,7 @@ ANNOUNCED = ("order_id", "number", "status", "operator_id", "version")
 NOTIFY_LIMIT = 7900
 
 
-class MesProjection:
+class MesProjector:
     """Folds order events into mes.orders, mes.status_stays and the orders per status (mes.status_counts)."""
 
     name = "mes"

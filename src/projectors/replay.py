@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from projectors.runner import ProjectionRunner
+from projectors.runner import ProjectorRunner
 
 
 def prepare_schema(dsn: str, name: str) -> str:
@@ -229,7 +229,7 @@ def build_indexes(dsn: str, name: str, workers: int = 2) -> None:
             done.result()
 
 
-def swap_in(dsn: str, name: str, runner: ProjectionRunner) -> int:
+def swap_in(dsn: str, name: str, runner: ProjectorRunner) -> int:
     """Catch `runner` (writing `<name>_next`) up and make its schema the live `name`; returns its position."""
     fresh, old = f"{name}_next", f"{name}_old"
     with psycopg.connect(dsn) as conn:
@@ -253,7 +253,7 @@ def swap_in(dsn: str, name: str, runner: ProjectionRunner) -> int:
 
 
 def replay(
-    dsn: str, name: str, runner_for: Callable[[str], ProjectionRunner], progress: Callable[[int, int], None]
+    dsn: str, name: str, runner_for: Callable[[str], ProjectorRunner], progress: Callable[[int, int], None]
 ) -> int:
     """Rebuild projection `name` from the first event and swap it in; returns the position reached."""
     fresh = prepare_schema(dsn, name)

@@ -65,8 +65,11 @@ class Loader(Protocol):
         """Fold the log's rows (undecoded: the loader decodes only what it shows) into schema's tables."""
 
 
-class Projection(Protocol):
-    """A read model that folds changes into tables of one schema."""
+class Projector(Protocol):
+    """What folds changes of the event log into a view: tables of one schema, or the broker for the relay.
+
+    (Not eventsourcing's `Projection`, which processes domain events with its own runner: this one is
+    given decoded stored events in batches, inside the runner's transaction.)"""
 
     name: str
 
@@ -120,12 +123,12 @@ def batch_lock_key(schema: str) -> int:
     return lock_key(f"batch:{schema}")
 
 
-class ProjectionRunner:
+class ProjectorRunner:
     """Keeps one projection's view up to date with the event store."""
 
     def __init__(
         self,
-        projection: Projection,
+        projection: Projector,
         source: PostgresApplicationRecorder,
         source_name: str,
         view: ViewTrackingRecorder,

@@ -27,7 +27,7 @@ CATALOG_TABLES = {
 }
 
 
-class ShopProjection:
+class ShopProjector:
     """Folds order events into shop.orders and catalog events into shop.materials/labour_rates/products."""
 
     name = "shop"

@@ -7,7 +7,9 @@ see a quote's breakdown and approve or cancel it.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +17,16 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
+import psycopg
 import pytest
 
 from backbone.database import eventsourcing_env
 from http_edge.identity import mint_token
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
-from orders_core.commands import RecordQuote
+from orders_core.commands import RecordQuote, StartManufacturing
 from orders_core.lifecycle import Role
-from tests.conftest import JWT_SECRET, RunningApi
+from tests.conftest import BACKBONE, JWT_SECRET, RunningApi
 from tests.meshes import cube_stl
 from tests.orders import quote_for
 
@@ -384,3 +387,42 @@ def system_client(page: Page) -> httpx.Client:
     token = page.evaluate("sessionStorage.getItem('alexandrite.console.token')")
     base = page.evaluate("location.origin")
     return httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def test_an_order_the_view_could_not_update_wears_a_stale_badge(
+    open_console: Any,
+    system: RunningApi,
+    customer: httpx.Client,
+    seller: httpx.Client,
+    store: OrdersApplication,
+) -> None:
+    """A change the MES projector cannot apply (a constraint it breaks, as a bad migration would) parks the
+    order: the operator sees it marked stale, with why and since when, while other orders keep coming."""
+    order = approved(customer, seller, store, item_title=unique("Stale ring"))
+    with psycopg.connect(system.database_url, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE mes.orders ADD CONSTRAINT stale_test "
+            "CHECK (operator_id IS DISTINCT FROM 'stale-op') NOT VALID"
+        )
+    try:
+        store.execute(order["id"], StartManufacturing(), Actor(Role.OPERATOR, "stale-op"))
+        later = approved(customer, seller, store)  # applies after it: the view itself is sound
+        page = open_console("operator", "olga")
+        expect(row(page, later["number"])).to_be_visible()
+        badge = row(page, order["number"]).get_by_test_id("parked")
+        expect(badge).to_be_visible()
+        expect(badge).to_contain_text("stale since")
+        assert "stale_test" in (badge.get_attribute("title") or "")
+        page.screenshot(path=str(SCREENSHOTS / "console-stale.png"), full_page=True)
+    finally:
+        with psycopg.connect(system.database_url, autocommit=True) as conn:
+            conn.execute("ALTER TABLE mes.orders DROP CONSTRAINT stale_test")
+        env = {**os.environ, "DATABASE_URL": system.database_url, "BACKBONE_HOME": str(system.home)}
+        retried = subprocess.run(
+            [str(BACKBONE), "projections", "retry", "mes"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert retried.returncode == 0, retried.stdout + retried.stderr

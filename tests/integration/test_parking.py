@@ -28,7 +28,7 @@ from projectors.faults import NotYetPoison
 from projectors.health import projection_health
 from projectors.parked import parked_aggregates, request_retry
 from projectors.replay import replay
-from projectors.runner import ProjectionRunner
+from projectors.runner import ProjectorRunner
 from read_models import shop
 from tests.integration.test_projections import busy_order
 from tests.orders import OPERATOR, SELLER, valid_command
@@ -62,7 +62,7 @@ class FailsFor:
         self.inner.mark_parked(cursor, schema, aggregate_id, reason)
 
 
-def runner(name: str, database: str, batch_size: int = 1000) -> ProjectionRunner:
+def runner(name: str, database: str, batch_size: int = 1000) -> ProjectorRunner:
     return projection_runner(name, database, batch_size=batch_size)
 
 

@@ -35,7 +35,7 @@ from orders_core.outcomes import Accepted
 from orders_core.relay import Outgoing, Relay
 from projectors.order_rows import ORDER_COLUMNS, fold_order
 from projectors.replay import prepare_schema
-from projectors.runner import ProjectionRunner
+from projectors.runner import ProjectorRunner
 from tests.conftest import PostgresServer
 from tests.orders import EVERYONE, OWNER, PARTNER, SELLER, initiate_command, valid_command
 
@@ -153,7 +153,7 @@ class FailOnce:
         self.inner.forget()
 
 
-def apply_partition(runner: ProjectionRunner, batches: list[list[Notification]]) -> None:
+def apply_partition(runner: ProjectorRunner, batches: list[list[Notification]]) -> None:
     """Apply each batch; one that fails transiently is applied again, as the runner's loop would."""
     for batch in batches:
         for _ in range(3):
@@ -262,7 +262,7 @@ def assert_shop_is_the_fold(view: dict[str, list[Any]], app: OrdersApplication, 
 
 
 @contextmanager
-def closing(runner: ProjectionRunner) -> Iterator[ProjectionRunner]:
+def closing(runner: ProjectorRunner) -> Iterator[ProjectorRunner]:
     try:
         yield runner
     finally:

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from orders_core.application import OrdersApplication
 from orders_core.contracts import CATALOG_TOPIC, Change, read_stored_event
-from projectors.mes import STAY_COLUMNS, MesProjection
+from projectors.mes import STAY_COLUMNS, MesProjector
 from projectors.order_rows import EVENT_KINDS, ORDER_COLUMNS, finish_row, fold_event, fold_order
 from projectors.runner import LogRow
 from tests.orders import EVERYONE, new_order, valid_command
@@ -92,9 +92,9 @@ def order_log(seed: int, orders: int) -> list[LogRow]:
 
 
 def live(log: list[LogRow], batch: int) -> Recorder:
-    """What MesProjection.apply sends for the log in batches of `batch` (into a schema nobody listens on)."""
+    """What MesProjector.apply sends for the log in batches of `batch` (into a schema nobody listens on)."""
     cursor = Recorder()
-    projection = MesProjection()
+    projection = MesProjector()
     changes = []
     for position, aggregate_id, version, topic, state in log:
         event = read_stored_event(topic, state) if topic in EVENT_KINDS else None
@@ -108,7 +108,7 @@ def live(log: list[LogRow], batch: int) -> Recorder:
 def loaded(log: list[LogRow], batch: int) -> Recorder:
     cursor = Recorder()
     batches = [log[i : i + batch] for i in range(0, len(log), batch)]
-    MesProjection().loader().load(cursor, "fresh", batches)  # type: ignore[arg-type]
+    MesProjector().loader().load(cursor, "fresh", batches)  # type: ignore[arg-type]
     return cursor
 
 
