@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import timedelta
 
 import structlog
 from eventsourcing.postgres import PostgresApplicationRecorder
@@ -21,6 +22,7 @@ from orders_core.api.app import create_app
 from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore, LocalBlobStore, PostgresBlobStore
 from orders_core.contracts import BINDINGS, PRICING_REQUESTS, RESULTS_QUEUE, Transport
+from orders_core.idempotency import IDEMPOTENCY_WINDOW
 from orders_core.metrics import QUEUE_DEPTH
 from orders_core.relay import BlockingPublisher, Relay
 from orders_core.results import ResultsConsumer
@@ -38,16 +40,20 @@ PROJECTIONS: dict[str, type[Projector]] = {"mes": MesProjector, "shop": ShopProj
 """Every projection by name; its name is also the schema its view and tracking live in."""
 
 
-def orders_application(dsn: str, pool_size: int = 10) -> OrdersApplication:
+def orders_application(
+    dsn: str, pool_size: int = 10, idempotency_window: timedelta = IDEMPOTENCY_WINDOW
+) -> OrdersApplication:
     """The CRM application on the event store at `dsn`."""
-    return OrdersApplication(env=eventsourcing_env(dsn, pool_size=pool_size))
+    return OrdersApplication(
+        env=eventsourcing_env(dsn, pool_size=pool_size), idempotency_window=idempotency_window
+    )
 
 
 def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Litestar:
     """The CRM command API (role crm) on the database at `dsn`; with the read API's routes (role read) too if
     `with_reads`."""
     crm, reads = part_dsn(settings, dsn, "crm"), part_dsn(settings, dsn, "read")
-    orders = orders_application(crm)
+    orders = orders_application(crm, idempotency_window=settings.idempotency_window)
     pool = read_pool(reads) if with_reads else None
     feed = ChangeFeed(reads)
     app = create_app(
@@ -58,7 +64,6 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
         settings.max_unzipped_bytes,
         also=read_parts(pool, feed) if pool else None,
         tracing=tracing_middleware(),
-        idempotency_window=settings.idempotency_window,
         rate_limit_per_minute=settings.rate_limit_per_minute,
         rate_limited_roles=settings.rate_limited_roles,
     )

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, TypeVar
-from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
+from typing import TypeVar
+from uuid import UUID, uuid4
 
-import msgspec
 import structlog
 from eventsourcing.application import AggregateNotFoundError, Application, LRUCache
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording, Transcoding
@@ -31,14 +29,16 @@ from orders_core.catalog import (
 )
 from orders_core.commands import Command, InitiateOrder
 from orders_core.event_store import GroupedSaves
+from orders_core.idempotency import (
+    IDEMPOTENCY_WINDOW,
+    key_order_id,
+    newest_generation,
+    request_fingerprint,
+)
 from orders_core.lifecycle import Role
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
 
-ORDER_KEYS = uuid5(NAMESPACE_URL, "urn:alexandrite:order-idempotency-keys")
-ORDER_KEY_GENERATIONS = uuid5(NAMESPACE_URL, "urn:alexandrite:order-idempotency-key-generations")
-IDEMPOTENCY_WINDOW = timedelta(hours=24)
-"""How long an Idempotency-Key is honoured unless configured otherwise (IDEMPOTENCY_WINDOW_HOURS)."""
 SYSTEM = Actor(Role.ADMIN, "system")
 log = structlog.get_logger("commands")
 CONFLICT_RETRIES = 8
@@ -89,8 +89,8 @@ class OrdersApplication(Application[UUID]):
         self._numbers: Iterator[int] = iter(())
         self._numbers_lock = threading.Lock()
         self._known_materials: frozenset[str] = frozenset()
-        self._saved_orders: LRUCache[UUID, Order] = LRUCache(maxsize=SAVED_ORDERS_REMEMBERED)
-        self._saves = GroupedSaves(self.save)
+        self._remembered_orders: LRUCache[UUID, Order] = LRUCache(maxsize=SAVED_ORDERS_REMEMBERED)
+        self._grouped_saves = GroupedSaves(self.save)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -153,15 +153,15 @@ class OrdersApplication(Application[UUID]):
         created = Order.initiate(uuid4(), number, command, actor, None, meta)
         if isinstance(created, Refusal):
             return created
-        return Accepted(created, await self._save_async(created))
+        return Accepted(created, await self._append_async(created))
 
     async def _execute_async(
         self, order_id: UUID, command: Command, actor: Actor, meta: dict[str, str] | None
     ) -> Accepted[Order] | Refusal:
-        order = self._saved_order(order_id)
+        order = self._remembered_order(order_id)
         if order is not None and order.execute(command, actor, meta) is None:
             try:
-                return Accepted(order, await self._save_async(order))
+                return Accepted(order, await self._append_async(order))
             except IntegrityError:
                 metrics.CONFLICTS.inc()
         # Not saved here, refused on the state this process saved (which another may have changed), or lost
@@ -183,20 +183,20 @@ class OrdersApplication(Application[UUID]):
             if newest is not None:
                 generation, latest = newest
                 if self._clock() - latest.created_on < self.idempotency_window:
-                    return self._replay(latest, fingerprint)
+                    return self._repeated_create(latest, fingerprint)
                 generation += 1  # the key's order has left the window: the key now starts another
             order_id = key_order_id(actor, key, generation)
         created = Order.initiate(order_id, self._next_number(), command, actor, fingerprint, meta)
         if isinstance(created, Refusal):
             return created
         try:
-            return Accepted(created, self._save(created))
+            return Accepted(created, self._append(created))
         except IntegrityError:
             # Another request with the same key won the race; it is the same order or a misuse of the key.
             existing = self.order(order_id)
             if existing is None:
                 raise
-            return self._replay(existing, fingerprint)
+            return self._repeated_create(existing, fingerprint)
 
     def _execute(
         self,
@@ -212,7 +212,7 @@ class OrdersApplication(Application[UUID]):
         are decided again on the stored order. So nothing is ever appended to, or refused on, a state that
         is not the newest.
         """
-        order = self._saved_order(order_id) if remembered else None
+        order = self._remembered_order(order_id) if remembered else None
         for _ in range(CONFLICT_RETRIES):
             stored = order is None
             if order is None:
@@ -224,7 +224,7 @@ class OrdersApplication(Application[UUID]):
                 return refusal
             if refusal is None:
                 try:
-                    return Accepted(order, self._save(order))
+                    return Accepted(order, self._append(order))
                 except IntegrityError:
                     metrics.CONFLICTS.inc()
             order = None
@@ -243,7 +243,7 @@ class OrdersApplication(Application[UUID]):
             if isinstance(event, Order.Event):
                 yield event
 
-    def _replay(self, existing: Order, fingerprint: str | None) -> Accepted[Order] | Refusal:
+    def _repeated_create(self, existing: Order, fingerprint: str | None) -> Accepted[Order] | Refusal:
         if existing.request_fingerprint != fingerprint:
             return Refusal(
                 Refused.IDEMPOTENCY_KEY_REUSED,
@@ -286,7 +286,7 @@ class OrdersApplication(Application[UUID]):
             if refusal is not None:
                 return refusal
             try:
-                return Accepted(catalog, self._save(catalog))
+                return Accepted(catalog, self._append(catalog))
             except IntegrityError:
                 continue
         raise RuntimeError("the catalog kept changing")
@@ -298,34 +298,34 @@ class OrdersApplication(Application[UUID]):
         return self.recorder.max_notification_id() or 0
 
     def close(self) -> None:
-        self._saves.close()
+        self._grouped_saves.close()
         super().close()
 
-    def _save(self, aggregate: Order | Catalog) -> int:
+    def _append(self, aggregate: Order | Catalog) -> int:
         with metrics.APPEND_SECONDS.time():
-            recordings = self._saves.save(aggregate.collect_events())
-        position = self._saved(aggregate, recordings)
+            recordings = self._grouped_saves.save(aggregate.collect_events())
+        position = self._remember(aggregate, recordings)
         return self.position() if position is None else position
 
-    async def _save_async(self, aggregate: Order) -> int:
+    async def _append_async(self, aggregate: Order) -> int:
         started = time.perf_counter()
-        recordings = await self._saves.save_async(aggregate.collect_events())
+        recordings = await self._grouped_saves.save_async(aggregate.collect_events())
         metrics.APPEND_SECONDS.observe(time.perf_counter() - started)
-        position = self._saved(aggregate, recordings)
+        position = self._remember(aggregate, recordings)
         return await asyncio.to_thread(self.position) if position is None else position
 
-    def _saved(self, aggregate: Order | Catalog, recordings: list[Recording[UUID]]) -> int | None:
+    def _remember(self, aggregate: Order | Catalog, recordings: list[Recording[UUID]]) -> int | None:
         """Remember an order as saved; the position its events reached (None if there were none)."""
         if isinstance(aggregate, Order):
             # Kept as saved and only ever copied out: the caller gets it to read, not to change.
-            self._saved_orders.put(aggregate.id, aggregate)
+            self._remembered_orders.put(aggregate.id, aggregate)
         if not recordings:
             return None
         return max(r.notification.id for r in recordings)
 
-    def _saved_order(self, order_id: UUID) -> Order | None:
+    def _remembered_order(self, order_id: UUID) -> Order | None:
         try:
-            saved = self._saved_orders.get(order_id)
+            saved = self._remembered_orders.get(order_id)
         except KeyError:
             return None
         return _copy_to_decide_on(saved)
@@ -387,63 +387,6 @@ def _copy_to_decide_on(order: Order) -> Order:
     copied = object.__new__(type(order))
     copied.__dict__.update((k, v.copy() if isinstance(v, _CONTAINERS) else v) for k, v in vars(order).items())
     return copied
-
-
-def key_order_id(actor: Actor, key: str, generation: int) -> UUID:
-    """The id of the order that use number `generation` of Idempotency-Key `key` by `actor` creates.
-
-    Deriving the id from the key makes the event store itself refuse a second order for it (the id is
-    taken), with no table of keys beside it; a key is used again once its previous order has left the window.
-    """
-    if generation == 0 and ":" not in actor.subject:
-        # The id keys had before there was a window: a retry of a key first used before an upgrade finds it.
-        return uuid5(ORDER_KEYS, f"{actor.role}:{actor.subject}:{key}")
-    # Encoded unambiguously: in the form above, subject "a:b" with key "c" meets subject "a" with key "b:c".
-    name = msgspec.json.encode([actor.role.value, actor.subject, key, generation]).decode()
-    return uuid5(ORDER_KEY_GENERATIONS, name)
-
-
-def newest_generation(probe: Callable[[int], T | None]) -> tuple[int, T] | None:
-    """The highest generation `probe` finds and what it found, or None if it finds not even generation 0.
-
-    Generations are made in order (the next only once the previous has left the window), so those that
-    exist are 0..n-1: a new key costs one probe, a retry two, a key used on n days about 2*log2(n). It finds
-    the newest rather than stopping at one still in the window: were the window lengthened after a key's
-    second order, the first would otherwise answer for it.
-    """
-    first = probe(0)
-    if first is None:
-        return None
-    found, missing = (0, first), None
-    step = 1
-    while missing is None:  # gallop up to a generation that does not exist ...
-        value = probe(found[0] + step)
-        if value is None:
-            missing = found[0] + step
-        else:
-            found, step = (found[0] + step, value), step * 2
-    while missing - found[0] > 1:  # ... then bisect between the newest found and it
-        middle = (found[0] + missing) // 2
-        value = probe(middle)
-        if value is None:
-            missing = middle
-        else:
-            found = (middle, value)
-    return found
-
-
-def request_fingerprint(command: InitiateOrder) -> str:
-    """A digest of what a create request asked for, to tell a retry from a reuse of its key."""
-    fields: dict[str, Any] = {
-        "channel": command.channel,
-        "owner_id": command.owner_id,
-        "contact_name": command.contact_name,
-        "item_title": command.item_title,
-        "material_code": command.material_code,
-        "quantity": command.quantity,
-        "promised_date": command.promised_date,
-    }
-    return hashlib.sha256(msgspec.json.encode(fields, order="sorted")).hexdigest()
 
 
 def _record(

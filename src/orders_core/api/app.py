@@ -22,7 +22,7 @@ from orders_core.api.http_metrics import HttpMetrics
 from orders_core.api.orders import orders_router, provide_orders
 from orders_core.api.rate_limit import RateLimiter, actor_provider, limiter_from_settings
 from orders_core.api.strict_schema import StrictStructSchema
-from orders_core.application import IDEMPOTENCY_WINDOW, OrdersApplication
+from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore
 
 JSON_BODY_LIMIT = 1024 * 1024
@@ -93,7 +93,6 @@ def create_app(
     max_unzipped_bytes: int,
     also: tuple[list[Any], dict[str, Provide], dict[str, Any]] | None = None,
     tracing: type[OpenTelemetryInstrumentationMiddleware] | None = None,
-    idempotency_window: timedelta = IDEMPOTENCY_WINDOW,
     rate_limit_per_minute: int = 0,
     rate_limited_roles: Iterable[str] = ("partner",),
 ) -> Litestar:
@@ -101,10 +100,9 @@ def create_app(
     (handlers, dependencies, state) to the same application, as `backbone up` serves both. `tracing`: the
     OpenTelemetry middleware to trace requests with (None: no tracing).
 
-    Idempotency-Keys are honoured for `idempotency_window`; each subject of `rate_limited_roles` may make
-    `rate_limit_per_minute` requests a minute to this process (0: no limit)."""
+    Each subject of `rate_limited_roles` may make `rate_limit_per_minute` requests a minute to this
+    process (0: no limit); the OpenAPI description states it, and the application's Idempotency-Key window."""
     routes, dependencies, state = also or ([], {}, {})
-    orders.idempotency_window = idempotency_window
     limiter = limiter_from_settings(rate_limit_per_minute, rate_limited_roles)
     app = Litestar(
         route_handlers=[orders_router, catalog_router, health, ready, live, METRICS_ROUTE, *routes],
@@ -138,7 +136,7 @@ def create_app(
             title="Alexandrite order backbone API",
             version="1.0.0",
             path="/schema",
-            description=_limits(idempotency_window, max_upload_bytes, limiter),
+            description=_limits(orders.idempotency_window, max_upload_bytes, limiter),
         ),
     )
     document_errors(app, COMMAND_ERRORS, ("/orders", "/catalog"))

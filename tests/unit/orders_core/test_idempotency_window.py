@@ -11,7 +11,8 @@ from uuid import uuid5
 import pytest
 
 from orders_core.actors import Actor
-from orders_core.application import ORDER_KEYS, OrdersApplication, key_order_id, newest_generation
+from orders_core.application import OrdersApplication
+from orders_core.idempotency import ORDER_KEYS, key_order_id, newest_generation
 from orders_core.lifecycle import Role
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused

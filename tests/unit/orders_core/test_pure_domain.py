@@ -16,6 +16,7 @@ DOMAIN = (
     "orders_core.outcomes",
     "orders_core.money",
     "orders_core.values",
+    "orders_core.idempotency",
     "orders_core.order",
     "orders_core.catalog",
     "orders_core.audit",
