@@ -311,10 +311,12 @@ class Order(Aggregate):
         )
 
     def _permission_refusal(self, allowed: frozenset[Any], actor: Actor) -> Refusal | None:
+        if actor.owns_orders and actor.subject != self.owner_id:
+            # Ownership first, and a refusal that says nothing of the order, not even its status: someone
+            # else's order shows nothing, whatever was asked of it.
+            return Refusal(Refused.FORBIDDEN, "this order belongs to someone else")
         if not role_may_ever(actor.role, allowed):
             return self._refuse(Refused.FORBIDDEN, f"a {actor.role} may not do this", actor)
-        if actor.owns_orders and actor.subject != self.owner_id:
-            return self._refuse(Refused.FORBIDDEN, "this order belongs to someone else", actor)
         return None
 
     def _status_refusal(self, command: str, actor: Actor) -> Refusal:
