@@ -176,19 +176,24 @@ def understated(archive: bytes, declared: int) -> bytes:
     return bytes(data)
 
 
+# "Cheaply" is CPU time of this thread (unpacking the 50 MB would take several times the bound), not wall
+# time: on a busy machine the wall clock measures the neighbours, not the refusal.
+
+
 def test_zip_bomb_3mf_is_refused_from_its_declared_size() -> None:
-    started = time.perf_counter()
-    rejection = rejected(zip_bomb(50 << 20), "3mf", Limits(max_unzipped_bytes=1 << 20))
+    bomb = zip_bomb(50 << 20)
+    started = time.thread_time()
+    rejection = rejected(bomb, "3mf", Limits(max_unzipped_bytes=1 << 20))
     assert rejection.reason is Reason.FILE_TOO_LARGE
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def test_zip_bomb_3mf_that_understates_its_size_is_refused_cheaply() -> None:
     bomb = understated(zip_bomb(50 << 20), declared=1000)
-    started = time.perf_counter()
+    started = time.thread_time()
     rejection = rejected(bomb, "3mf", Limits(max_unzipped_bytes=1 << 20))
     assert rejection.reason in {Reason.FILE_TOO_LARGE, Reason.UNREADABLE}
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
 
 
 def test_unzipped_size_is_counted_while_unpacking(monkeypatch: pytest.MonkeyPatch) -> None:
