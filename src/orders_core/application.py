@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -36,6 +34,7 @@ from orders_core.idempotency import (
     request_fingerprint,
 )
 from orders_core.lifecycle import Role
+from orders_core.numbers import OrderNumbers, local_blocks, sequence_blocks
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
 
@@ -47,7 +46,6 @@ SAVED_ORDERS_REMEMBERED = 10_000
 """Orders this process saved last, kept to decide the next command on one without reading the store."""
 
 A = TypeVar("A", Order, Catalog)
-T = TypeVar("T")
 
 
 def utc_now() -> datetime:
@@ -79,15 +77,24 @@ class OrdersApplication(Application[UUID]):
         *,
         idempotency_window: timedelta = IDEMPOTENCY_WINDOW,
         clock: Callable[[], datetime] = utc_now,
+        numbers: OrderNumbers | None = None,
     ) -> None:
+        """`numbers`: where order numbers come from (default: the store's sequence, or a local counter for
+        a store that is not PostgreSQL)."""
         super().__init__(env)
         self.idempotency_window = idempotency_window
         """A create repeating an Idempotency-Key gets the key's order back while that order is younger than
-        this; after it, the key starts a new order. The API sets it from IDEMPOTENCY_WINDOW_HOURS."""
+        this; after it, the key starts a new order (IDEMPOTENCY_WINDOW_HOURS)."""
         self._clock = clock
-        self._local_numbers = itertools.count(100001)
-        self._numbers: Iterator[int] = iter(())
-        self._numbers_lock = threading.Lock()
+        if numbers is None:
+            recorder = self.recorder
+            blocks = (
+                sequence_blocks(recorder.datastore)
+                if isinstance(recorder, PostgresApplicationRecorder)
+                else local_blocks()
+            )
+            numbers = OrderNumbers(blocks)
+        self._numbers = numbers
         self._known_materials: frozenset[str] = frozenset()
         self._remembered_orders: LRUCache[UUID, Order] = LRUCache(maxsize=SAVED_ORDERS_REMEMBERED)
         self._grouped_saves = GroupedSaves(self.save)
@@ -147,7 +154,7 @@ class OrdersApplication(Application[UUID]):
     ) -> Accepted[Order] | Refusal:
         number = None
         if command.idempotency_key is None and command.material_code in self._known_materials:
-            number = self._next_number_at_hand()
+            number = self._numbers.at_hand()
         if number is None:  # a read is due: the key's orders, the catalog or a block of numbers
             return await asyncio.to_thread(self._initiate, command, actor, meta)
         created = Order.initiate(uuid4(), number, command, actor, None, meta)
@@ -186,7 +193,7 @@ class OrdersApplication(Application[UUID]):
                     return self._repeated_create(latest, fingerprint)
                 generation += 1  # the key's order has left the window: the key now starts another
             order_id = key_order_id(actor, key, generation)
-        created = Order.initiate(order_id, self._next_number(), command, actor, fingerprint, meta)
+        created = Order.initiate(order_id, self._numbers.next(), command, actor, fingerprint, meta)
         if isinstance(created, Refusal):
             return created
         try:
@@ -336,41 +343,6 @@ class OrdersApplication(Application[UUID]):
         except AggregateNotFoundError:
             return None
         return found if isinstance(found, kind) else None
-
-    def _next_number(self) -> str:
-        with self._numbers_lock:
-            number = next(self._numbers, None)
-            if number is None:
-                self._numbers = self._number_block()
-                number = next(self._numbers)
-        return f"A-{number}"
-
-    def _next_number_at_hand(self) -> str | None:
-        """The next order number if this process holds one, without waiting; None if a block must be read
-        (or another thread is reading one)."""
-        if not self._numbers_lock.acquire(blocking=False):
-            return None
-        try:
-            number = next(self._numbers, None)
-        finally:
-            self._numbers_lock.release()
-        return None if number is None else f"A-{number}"
-
-    def _number_block(self) -> Iterator[int]:
-        """The next block of order numbers this process alone hands out (gaps are fine, repeats are not)."""
-        if not isinstance(self.recorder, PostgresApplicationRecorder):
-            return self._local_numbers
-        # The sequence steps by the block size (migration 0004): nextval reserves the whole block for
-        # this process. The step is read with it, so a sequence still stepping by 1 yields blocks of 1.
-        with self.recorder.datastore.cursor() as cursor:
-            cursor.execute(
-                "SELECT nextval('crm.order_numbers') AS first, seqincrement AS size"
-                " FROM pg_sequence WHERE seqrelid = 'crm.order_numbers'::regclass"
-            )
-            row = cursor.fetchone()
-        assert row is not None
-        first, size = int(row["first"]), int(row["size"])
-        return iter(range(first, first + size))
 
 
 _CONTAINERS = (dict, list, set)
