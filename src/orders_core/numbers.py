@@ -10,8 +10,10 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
-from eventsourcing.postgres import PostgresDatastore
+if TYPE_CHECKING:  # the adapter only calls it; importing it would load psycopg
+    from eventsourcing.postgres import PostgresDatastore
 
 NumberBlocks = Callable[[], Iterable[int]]
 """Reserves the next block of numbers for this process."""

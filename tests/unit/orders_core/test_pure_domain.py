@@ -17,6 +17,7 @@ DOMAIN = (
     "orders_core.money",
     "orders_core.values",
     "orders_core.idempotency",
+    "orders_core.numbers",
     "orders_core.order",
     "orders_core.catalog",
     "orders_core.audit",
