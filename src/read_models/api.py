@@ -117,7 +117,7 @@ def _positioned(body: Any, reached: int) -> Response[Any]:
     return Response(body, headers={"X-Position": str(reached)})
 
 
-@get("/shop/catalog", sync_to_thread=True)
+@get("/shop/catalog", sync_to_thread=True, operation_id="ReadShopCatalog", tags=["shop"])
 def shop_catalog(
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]], min_position: MinPosition = None
 ) -> Response[Any]:
@@ -127,7 +127,7 @@ def shop_catalog(
         return _positioned(shop.catalog(conn), reached)
 
 
-@get("/shop/orders", sync_to_thread=True)
+@get("/shop/orders", sync_to_thread=True, operation_id="ListShopOrders", tags=["shop"])
 def shop_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
@@ -165,7 +165,7 @@ def shop_cursor(cursor: str) -> tuple[str, str]:
         raise HTTPException(str(e), status_code=400) from e
 
 
-@get("/shop/orders/{order_id:uuid}", sync_to_thread=True)
+@get("/shop/orders/{order_id:uuid}", sync_to_thread=True, operation_id="ReadShopOrder", tags=["shop"])
 def shop_order(
     order_id: FromPath[UUID],
     actor: NamedDependency[Actor],
@@ -186,7 +186,7 @@ def _mes_only(actor: Actor) -> None:
         raise PermissionDeniedException("the MES is for operators and sellers")
 
 
-@get("/mes/orders", sync_to_thread=True)
+@get("/mes/orders", sync_to_thread=True, operation_id="ListMesOrders", tags=["mes"])
 def mes_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
@@ -223,7 +223,7 @@ def mes_orders(
     return _positioned(page, reached)
 
 
-@get("/mes/stats", sync_to_thread=True)
+@get("/mes/stats", sync_to_thread=True, operation_id="ReadMesStatusBoard", tags=["mes"])
 def mes_stats(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
@@ -236,7 +236,7 @@ def mes_stats(
         return _positioned(mes.status_board(conn), reached)
 
 
-@get("/mes/stream")
+@get("/mes/stream", operation_id="StreamMesChanges", tags=["mes"])
 async def mes_stream(actor: NamedDependency[Actor], request: Request[Any, Any, State]) -> ServerSentEvent:
     """Live changes of the MES view as Server-Sent Events: `change` events carry the changed orders."""
     _mes_only(actor)
@@ -256,7 +256,7 @@ def projection_health(pool: ConnectionPool[Connection[DictRow]]) -> dict[str, An
     }
 
 
-@get("/health", sync_to_thread=True)
+@get("/health", sync_to_thread=True, operation_id="ReadHealth", tags=["operations"])
 def health(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Response[dict[str, Any]]:
     """Ready while the read database answers (503 otherwise); says how each projection stands.
 
@@ -273,7 +273,7 @@ def health(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Respon
         )
 
 
-@get("/health/ready", sync_to_thread=True)
+@get("/health/ready", sync_to_thread=True, operation_id="ReadReadiness", tags=["operations"])
 def ready(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Response[dict[str, Any]]:
     """Readiness, for a load balancer: 200 while the read database answers, else 503."""
     try:
@@ -287,7 +287,7 @@ def ready(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Respons
     return Response({"status": "ready"})
 
 
-@get("/health/live", sync_to_thread=False)
+@get("/health/live", sync_to_thread=False, operation_id="ReadLiveness", tags=["operations"])
 def live() -> dict[str, str]:
     """Liveness: the process serves requests (a restart would not mend an unreachable database)."""
     return {"status": "live"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -213,6 +214,24 @@ def test_customers_cannot_read_the_mes(customer: httpx.Client) -> None:
 def test_one_openapi_document_covers_both_apis(system: RunningApi) -> None:
     paths = httpx.get(f"{system.base_url}/schema/openapi.json").json()["paths"]
     assert {"/orders", "/mes/orders", "/shop/catalog", "/mes/stats"} <= set(paths)
+
+
+TAGS = {"orders", "catalog", "shop", "mes", "operations"}
+"""The sections of both APIs' documents, as the business names them."""
+
+
+def test_every_operation_has_a_deliberate_name_and_a_tag(system: RunningApi) -> None:
+    """A client generated from the document gets methods named as the business speaks (SubmitOrder,
+    ListMesOrders), not derived from paths, grouped under the system's sections, never "default"."""
+    paths = httpx.get(f"{system.base_url}/schema/openapi.json").json()["paths"]
+    operations = [op for item in paths.values() for method, op in item.items() if method != "parameters"]
+    names = [op.get("operationId", "") for op in operations]
+    assert all(re.fullmatch(r"(?:[A-Z][a-z]+)+", name) for name in names), names
+    assert len(names) == len(set(names))
+    assert all(op.get("tags") and set(op["tags"]) <= TAGS for op in operations), [
+        (op.get("operationId"), op.get("tags")) for op in operations
+    ]
+    assert {"InitiateOrder", "SubmitOrder", "CancelOrder", "SetMaterial", "ListMesOrders"} <= set(names)
 
 
 def test_the_mes_stream_announces_changes_live(

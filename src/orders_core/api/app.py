@@ -45,7 +45,7 @@ the response started, the body sent) that say nothing the server span does not, 
 make and export than the request's own work."""
 
 
-@get("/health", sync_to_thread=True)
+@get("/health", sync_to_thread=True, operation_id="ReadHealth", tags=["operations"])
 def health(
     orders: NamedDependency[OrdersApplication], request: Request[Any, Any, State]
 ) -> Response[dict[str, Any]]:
@@ -67,7 +67,7 @@ def health(
     return Response(body)
 
 
-@get("/health/ready", sync_to_thread=True)
+@get("/health/ready", sync_to_thread=True, operation_id="ReadReadiness", tags=["operations"])
 def ready(orders: NamedDependency[OrdersApplication]) -> Response[dict[str, Any]]:
     """Readiness, for a load balancer: 200 while the event store answers, else 503."""
     try:
@@ -79,7 +79,7 @@ def ready(orders: NamedDependency[OrdersApplication]) -> Response[dict[str, Any]
     return Response({"status": "ready"})
 
 
-@get("/health/live", sync_to_thread=False)
+@get("/health/live", sync_to_thread=False, operation_id="ReadLiveness", tags=["operations"])
 def live() -> dict[str, str]:
     """Liveness: the process serves requests (a restart would not mend an unreachable database)."""
     return {"status": "live"}

@@ -59,13 +59,13 @@ class ReadCatalogOperation(Operation):
             }
 
 
-@get("/", sync_to_thread=True, operation_class=ReadCatalogOperation)
+@get("/", sync_to_thread=True, operation_class=ReadCatalogOperation, operation_id="ReadCatalog")
 def read_catalog(orders: NamedDependency[OrdersApplication]) -> CatalogView:
     """Materials, labour rates and products as the CRM holds them now."""
     return catalog_view(orders.catalog())
 
 
-@put("/materials/{code:str}", sync_to_thread=True)
+@put("/materials/{code:str}", sync_to_thread=True, operation_id="SetMaterial")
 def put_material(
     code: CodeParam,
     data: JSONBody[MaterialRequest],
@@ -83,7 +83,7 @@ def put_material(
     return _change(orders, lambda c: c.set_material(material, actor))
 
 
-@put("/labour/{code:str}", sync_to_thread=True)
+@put("/labour/{code:str}", sync_to_thread=True, operation_id="SetLabourRate")
 def put_labour_rate(
     code: CodeParam,
     data: JSONBody[LabourRateRequest],
@@ -97,7 +97,7 @@ def put_labour_rate(
     return _change(orders, lambda c: c.set_labour_rate(rate, actor))
 
 
-@put("/products/{sku:str}", sync_to_thread=True)
+@put("/products/{sku:str}", sync_to_thread=True, operation_id="SetProduct")
 def put_product(
     sku: CodeParam,
     data: JSONBody[ProductRequest],
@@ -115,7 +115,7 @@ def put_product(
     return _change(orders, lambda c: c.set_product(product, actor))
 
 
-@delete("/products/{sku:str}", sync_to_thread=True, status_code=200)
+@delete("/products/{sku:str}", sync_to_thread=True, status_code=200, operation_id="RemoveProduct")
 def delete_product(
     sku: CodeParam, actor: NamedDependency[Actor], orders: NamedDependency[OrdersApplication]
 ) -> CatalogResponse:
@@ -124,5 +124,7 @@ def delete_product(
 
 
 catalog_router = Router(
-    path="/catalog", route_handlers=[read_catalog, put_material, put_labour_rate, put_product, delete_product]
+    tags=["catalog"],
+    path="/catalog",
+    route_handlers=[read_catalog, put_material, put_labour_rate, put_product, delete_product],
 )

@@ -317,4 +317,4 @@ def on_one_order() -> list[str]:
     return ids
 
 
-orders_router = Router(path="/orders", route_handlers=[create_order, *ON_ONE_ORDER])
+orders_router = Router(path="/orders", route_handlers=[create_order, *ON_ONE_ORDER], tags=["orders"])
