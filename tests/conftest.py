@@ -76,6 +76,21 @@ class RunningApi:
     def anonymous(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, timeout=30)
 
+    def backbone(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The `backbone` command run against this server's database and home, as an operator would
+        (with its in-process broker: AMQP_URL unset)."""
+        env = {k: v for k, v in os.environ.items() if k != "AMQP_URL"}
+        env |= {"DATABASE_URL": self.database_url, "BACKBONE_HOME": str(self.home), "JWT_SECRET": JWT_SECRET}
+        return subprocess.run(
+            [str(BACKBONE), *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
 
 def wait_for_health(base_url: str, process: subprocess.Popen[bytes], seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds

@@ -244,7 +244,7 @@ async def mes_stream(actor: NamedDependency[Actor], request: Request[Any, Any, S
     return ServerSentEvent(feed.messages(), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def projection_health(pool: ConnectionPool[Connection[DictRow]]) -> dict[str, Any]:
+def views_health(pool: ConnectionPool[Connection[DictRow]]) -> dict[str, Any]:
     """`status` (`degraded` while any projection is failing, behind or holding parked aggregates) and how
     each projection stands; raises if the database cannot be reached."""
     with pool.connection() as conn:
@@ -265,7 +265,7 @@ def health(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Respon
     `projections` says which and why. A load balancer should use /health/ready, monitoring this one.
     """
     try:
-        return Response(projection_health(pool))
+        return Response(views_health(pool))
     except Exception as e:  # any failure to reach the database means not ready
         return Response(
             {"error": "unavailable", "detail": f"read database unreachable: {type(e).__name__}"},
@@ -314,7 +314,7 @@ def read_parts(
     """Route handlers, dependencies and state of the read API, to serve alone or beside the command API."""
     dependencies = {"pool": Provide(provide_pool, sync_to_thread=False)}
     register_mes_collector(pool)
-    state = {"pool": pool, "feed": feed, "projection_health": lambda: projection_health(pool)}
+    state = {"pool": pool, "feed": feed, "views_health": lambda: views_health(pool)}
     return list(ROUTES), dependencies, state
 
 

@@ -7,9 +7,7 @@ see a quote's breakdown and approve or cancel it.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import RecordQuote, StartManufacturing
 from orders_core.lifecycle import Role
-from tests.conftest import BACKBONE, JWT_SECRET, RunningApi
+from tests.conftest import JWT_SECRET, RunningApi
 from tests.meshes import cube_stl
 from tests.orders import quote_for
 
@@ -417,12 +415,5 @@ def test_an_order_the_view_could_not_update_wears_a_stale_badge(
     finally:
         with psycopg.connect(system.database_url, autocommit=True) as conn:
             conn.execute("ALTER TABLE mes.orders DROP CONSTRAINT stale_test")
-        env = {**os.environ, "DATABASE_URL": system.database_url, "BACKBONE_HOME": str(system.home)}
-        retried = subprocess.run(
-            [str(BACKBONE), "projections", "retry", "mes"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        retried = system.backbone("projections", "retry", "mes")
     assert retried.returncode == 0, retried.stdout + retried.stderr

@@ -8,8 +8,6 @@ constraint is the fix that gets deployed.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.conftest import BACKBONE, JWT_SECRET, ROOT, RunningApi
+from tests.conftest import RunningApi
 
 NEW_ORDER = {"contact_name": "Ann", "item_title": "Signet ring", "material_code": "AU750", "quantity": 1}
 
@@ -34,18 +32,6 @@ def customer(system: RunningApi) -> Iterator[httpx.Client]:
 def operator(system: RunningApi) -> Iterator[httpx.Client]:
     with system.client("operator", "olga") as client:
         yield client
-
-
-def backbone(system: RunningApi, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": system.database_url,
-        "BACKBONE_HOME": str(system.home),
-        "JWT_SECRET": JWT_SECRET,
-    }
-    return subprocess.run(
-        [str(BACKBONE), *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
 
 
 def create(customer: httpx.Client) -> tuple[str, int]:
@@ -100,27 +86,27 @@ def test_a_parked_order_is_shown_stale_and_unparked_by_a_retry_after_the_fix(
     assert httpx.get(f"{system.base_url}/health/ready", timeout=10).status_code == 200
     assert httpx.get(f"{system.base_url}/health/live", timeout=10).json() == {"status": "live"}
 
-    listed = backbone(system, "projections", "parked", "mes")
+    listed = system.backbone("projections", "parked", "mes")
     assert listed.returncode == 0 and poisoned in listed.stdout and "OrderCancelled" in listed.stdout
-    status = backbone(system, "projections", "status")
+    status = system.backbone("projections", "status")
     assert status.returncode == 0
     assert [line.split()[:2] for line in status.stdout.splitlines() if line.startswith("mes ")] == [
         ["mes", "parked"]
     ]
-    audited = backbone(system, "audit", "--settle", "0")
+    audited = system.backbone("audit", "--settle", "0")
     assert audited.returncode == 1 and "parked" in audited.stdout and poisoned in audited.stdout
 
-    still = backbone(system, "projections", "retry", "mes", "--aggregate", poisoned)
+    still = system.backbone("projections", "retry", "mes", "--aggregate", poisoned)
     assert still.returncode == 1 and "still parked" in still.stdout, still.stdout + still.stderr
 
     with psycopg.connect(system.database_url, autocommit=True) as conn:
         conn.execute("ALTER TABLE mes.orders DROP CONSTRAINT no_poison")  # the fix is deployed
-    fixed = backbone(system, "projections", "retry", "mes")
+    fixed = system.backbone("projections", "retry", "mes")
     assert fixed.returncode == 0 and f"{poisoned}  unparked" in fixed.stdout, fixed.stdout + fixed.stderr
     row = mes_row(operator, poisoned, after[-1][1])
     assert row["status"] == "CANCELLED" and row["parked_since"] is None and row["parked_reason"] is None
     wait_for(lambda: health(system)["status"] == "ok")
-    assert backbone(system, "projections", "parked", "mes").stdout.strip() == "mes: nothing parked"
+    assert system.backbone("projections", "parked", "mes").stdout.strip() == "mes: nothing parked"
 
 
 @pytest.mark.parametrize(
@@ -135,12 +121,12 @@ def test_a_parked_order_is_shown_stale_and_unparked_by_a_retry_after_the_fix(
 def test_projection_commands_answer_bad_input_with_a_reason_and_exit_2(
     system: RunningApi, args: tuple[str, ...], says: str
 ) -> None:
-    answered = backbone(system, *args)
+    answered = system.backbone(*args)
     assert answered.returncode == 2
     assert says in answered.stderr and "Traceback" not in answered.stderr
 
 
 def test_backbone_without_a_command_prints_help_and_exits_2(system: RunningApi) -> None:
-    answered = backbone(system)
+    answered = system.backbone()
     assert answered.returncode == 2 and "usage: backbone" in answered.stdout + answered.stderr
     assert "Traceback" not in answered.stderr

@@ -42,7 +42,7 @@ import pytest
 
 from http_edge.identity import mint_token
 from orders_core.lifecycle import BY_ACTION, Role, Status
-from tests.conftest import BACKBONE, JWT_SECRET, RunningApi
+from tests.conftest import JWT_SECRET, RunningApi
 from tests.journeys import answered, submit
 from tests.meshes import cube_stl
 from tests.security.servers import position
@@ -194,16 +194,7 @@ def test_every_view_reaches_the_head_and_shows_what_the_fuzzer_did(
 
 
 def test_the_audit_is_clean_after_fuzzing(system: RunningApi, fuzzed: Fuzzed) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "AMQP_URL"}  # the in-process broker of `up`
-    env |= {"DATABASE_URL": system.database_url, "BACKBONE_HOME": str(system.home), "JWT_SECRET": JWT_SECRET}
-    done = subprocess.run(
-        [str(BACKBONE), "audit", "--settle", "30"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = system.backbone("audit", "--settle", "30")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no discrepancies" in done.stdout
 

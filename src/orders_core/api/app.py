@@ -58,7 +58,7 @@ def health(
             error_body("unavailable", f"event store unreachable: {type(e).__name__}"), status_code=503
         )
     body: dict[str, Any] = {"status": "ok", "position": position}
-    views: Callable[[], dict[str, Any]] | None = request.app.state.get("projection_health")
+    views: Callable[[], dict[str, Any]] | None = request.app.state.get("views_health")
     if views is not None:
         try:
             body.update(views())
