@@ -588,9 +588,12 @@ class ProjectorRunner:
 
 
 class Backoff:
-    """Waits between retries of a failing batch: 0.5 s doubling to 30 s, with jitter, reset on success."""
+    """Waits between retries of a failing batch: 0.5 s doubling to 5 s, with jitter, reset on success.
 
-    def __init__(self, first: float = 0.5, most: float = 30.0) -> None:
+    Short at most: a retry costs one batch's attempt, and the usual fault (the broker or the database
+    restarting) is over in seconds; a longer wait would only keep the view behind after it is back."""
+
+    def __init__(self, first: float = 0.5, most: float = 5.0) -> None:
         self.first, self.most, self.wait = first, most, first
 
     def next(self) -> float:
