@@ -40,7 +40,7 @@ from backbone.wiring import (
 )
 from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
-from projectors.health import PROJECTION_SCHEMAS, every_projection
+from projectors.health import PROJECTION_SCHEMAS, every_projection, projection_health
 from projectors.parked import await_retries, parked_aggregates, request_retry
 from projectors.replay import replay
 
@@ -401,7 +401,8 @@ def _projections_replay(args: argparse.Namespace) -> int:
     # As the owner, as migrations run: a replay creates, renames and drops schemas, which no part's role
     # may do. The tables it swaps in keep the live ones' grants (projectors/replay.py).
     dsn = database_dsn(settings)
-    head = projection_runner(args.name, dsn).lag().head
+    with psycopg.connect(dsn) as conn:
+        head = projection_health(conn, args.name).head
     progress = ProgressBar(f"replay {args.name}", head)
     position = replay(
         dsn,

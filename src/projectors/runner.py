@@ -24,8 +24,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import psycopg
@@ -41,17 +39,6 @@ from projectors.faults import NotYetPoison, is_transient
 from projectors.health import projection_health
 
 log = structlog.get_logger("projector")
-
-
-@dataclass(frozen=True)
-class Lag:
-    """Where a projection stands against the store's head."""
-
-    position: int
-    head: int
-    events: int
-    seconds: float
-    """Age of the oldest event not yet applied (0 when caught up)."""
 
 
 LogRow = tuple[int, str, int, str, bytes]
@@ -157,18 +144,6 @@ class ProjectorRunner:
     def position(self) -> int:
         """The last position this projection has applied."""
         return self.view.max_tracking_id(self.source_name) or 0
-
-    def lag(self) -> Lag:
-        """How far the view is behind the store, in events and in seconds."""
-        position = self.position()
-        head = self.source.max_notification_id() or 0
-        seconds = 0.0
-        if head > position:
-            first = self.source.select_notifications(start=position, limit=1, inclusive_of_start=False)
-            event = read_stored_event(first[0].topic, first[0].state) if first else None
-            if event is not None:
-                seconds = (datetime.now(UTC) - datetime.fromisoformat(event.timestamp)).total_seconds()
-        return Lag(position, head, head - position, max(seconds, 0.0))
 
     def load(self, sort_memory: str = "256MB") -> int:
         """Replay into an empty schema: the loader folds the log and writes the view once; the position.
@@ -339,9 +314,7 @@ class ProjectorRunner:
                         if is_transient(probe_error):
                             raise
                         failures.append(probe_error)
-                    finally:
-                        self.projection.forget()
-        finally:
+        finally:  # whatever the probes left cached was rolled back
             self.projection.forget()
         found = f", and neither can the {len(failures)} after it ({failures[0]!r})" if failures else ""
         raise NotYetPoison(
