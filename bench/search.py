@@ -610,7 +610,7 @@ def stats_endpoint(dsn: str, meter: CpuMeter, calls: int = 30) -> None:
     from litestar.testing import TestClient
 
     from orders_core.contracts import Role, mint_token
-    from read_models.api import create_read_app
+    from read_models.api import ReadApiSettings, create_read_app
     from read_models.stream import ChangeFeed
 
     secret = "bench-secret-" + uuid.uuid4().hex
@@ -618,7 +618,7 @@ def stats_endpoint(dsn: str, meter: CpuMeter, calls: int = 30) -> None:
         dsn, min_size=1, max_size=2, kwargs={"row_factory": dict_row, "autocommit": True}, open=True
     )
     try:
-        app = create_read_app(pool, ChangeFeed(dsn), secret)
+        app = create_read_app(ReadApiSettings(pool, ChangeFeed(dsn), secret))
         headers = {"Authorization": f"Bearer {mint_token(secret, Role.OPERATOR, 'op-01')}"}
         with TestClient(app) as client:
             response = client.get("/mes/stats", headers=headers)

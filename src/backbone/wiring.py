@@ -18,7 +18,8 @@ from backbone.database import PartPostgresFactory, database_dsn, eventsourcing_e
 from backbone.observability import configure_logging, configure_tracing, tracing_middleware
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
-from orders_core.api.app import create_app
+from http_edge.rate_limit import limiter_from_settings
+from orders_core.api.app import CommandApiSettings, create_app
 from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore, LocalBlobStore, PostgresBlobStore
 from orders_core.contracts import BINDINGS, PRICING_REQUESTS, RESULTS_QUEUE, Transport
@@ -31,7 +32,7 @@ from pricing.worker import PricingWorker
 from projectors.mes import MesProjector
 from projectors.runner import Projector, ProjectorRunner, ViewTrackingRecorder
 from projectors.shop import ShopProjector
-from read_models.api import create_read_app, read_parts
+from read_models.api import ReadApi, ReadApiSettings, create_read_app
 from read_models.stream import ChangeFeed
 
 log = structlog.get_logger("backbone")
@@ -50,27 +51,25 @@ def orders_application(
 
 
 def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Litestar:
-    """The CRM command API (role crm) on the database at `dsn`; with the read API's routes (role read) too if
+    """The CRM command API (role crm) on the database at `dsn`; with the read API (role read) too if
     `with_reads`."""
     crm, reads = part_dsn(settings, dsn, "crm"), part_dsn(settings, dsn, "read")
     orders = orders_application(crm, idempotency_window=settings.idempotency_window)
     pool = read_pool(reads) if with_reads else None
-    feed = ChangeFeed(reads)
     app = create_app(
-        orders,
-        blob_store(settings, crm),
-        settings.jwt_secret,
-        settings.max_upload_bytes,
-        settings.max_unzipped_bytes,
-        also=read_parts(pool, feed) if pool else None,
-        tracing=tracing_middleware(),
-        rate_limit_per_minute=settings.rate_limit_per_minute,
-        rate_limited_roles=settings.rate_limited_roles,
+        CommandApiSettings(
+            orders=orders,
+            blobs=blob_store(settings, crm),
+            jwt_secret=settings.jwt_secret,
+            max_upload_bytes=settings.max_upload_bytes,
+            max_unzipped_bytes=settings.max_unzipped_bytes,
+            tracing=tracing_middleware(),
+            limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),
+        ),
+        *([ReadApi(pool, ChangeFeed(reads), required=False)] if pool else []),
     )
     app.on_shutdown.append(lambda: orders.close())
     if pool is not None:
-        app.on_startup.append(feed.start)
-        app.on_shutdown.append(feed.stop)
         app.on_shutdown.append(lambda: pool.close())
     return app
 
@@ -86,7 +85,15 @@ def read_api(settings: Settings, dsn: str) -> Litestar:
     """The read API alone, on the database at `dsn` with the read role."""
     reads = part_dsn(settings, dsn, "read")
     pool = read_pool(reads)
-    app = create_read_app(pool, ChangeFeed(reads), settings.jwt_secret, tracing=tracing_middleware())
+    app = create_read_app(
+        ReadApiSettings(
+            pool=pool,
+            feed=ChangeFeed(reads),
+            jwt_secret=settings.jwt_secret,
+            tracing=tracing_middleware(),
+            limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),
+        )
+    )
     app.on_shutdown.append(lambda: pool.close())
     return app
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from litestar import Litestar
+from litestar.config.app import AppConfig
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Reference, Schema
 
 ERROR_SCHEMA = Schema(
@@ -65,3 +66,10 @@ def document_errors(app: Litestar, statuses: Iterable[int], prefixes: tuple[str,
                     description=WHY.get(status, "Error"), content={"application/json": error}
                 )
             operation.responses = responses
+
+
+def documents_errors(app_config: AppConfig, statuses: Iterable[int], prefixes: tuple[str, ...]) -> None:
+    """Have the application being configured document `statuses` on its operations under `prefixes` once it
+    starts (for a part's plugin: the schema exists only once every part has added its routes)."""
+    codes = tuple(statuses)
+    app_config.on_startup.append(lambda app: document_errors(app, codes, prefixes))

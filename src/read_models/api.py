@@ -3,46 +3,37 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Litestar, Request, Response, Router, get
+from litestar import Litestar, Request, Response, get
+from litestar.config.app import AppConfig
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
-from litestar.openapi import OpenAPIConfig
+from litestar.exceptions import HTTPException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, QueryParameter
-from litestar.plugins.opentelemetry import OpenTelemetryConfig
+from litestar.plugins import InitPlugin
 from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import ServerSentEvent
 from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
 from psycopg import Connection
 from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
-from http_edge.error_contract import document_errors
-from http_edge.identity import TokenError, actor_from_authorization
+from http_edge.error_contract import documents_errors
+from http_edge.health import UNTRACED, Probe, add_probe
+from http_edge.plugin import EdgeConfig, edge_application
+from http_edge.rate_limit import RateLimiter, limit_description
 from orders_core.contracts import Actor, OrderFacts, Role, Status, allowed_commands
 from projectors.health import every_projection
 from read_models import mes, shop
-from read_models.errors import EXCEPTION_HANDLERS
 from read_models.metrics import register_mes_collector
 from read_models.paging import BadQuery, decode_cursor, encode_cursor
 from read_models.stream import ChangeFeed
 
-UNTRACED = ["/metrics", "/health", "/health/ready", "/health/live", "/mes/stream"]
-TRACING = OpenTelemetryConfig(exclude=UNTRACED, exclude_spans=["receive", "send"])
-"""A server span per request, as on the command API (receive/send spans cost more than they tell)."""
-
-
-METRICS_ROUTE = Router("/", route_handlers=[PrometheusController], include_in_schema=False)
-"""/metrics for Prometheus, outside the API's schema (Litestar's controller would document it as JSON)."""
-HTTP_METRICS = PrometheusConfig(
-    app_name="backbone", prefix="backbone_http", group_path=True, exclude=["/metrics"]
-)
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MinPosition = Annotated[
     int | None,
@@ -59,16 +50,6 @@ class Behind(HTTPException):
     """The view has not reached the position the client asked for within the wait bound."""
 
     status_code = 503
-
-
-def provide_actor(request: Request[Any, Any, State]) -> Actor:
-    """The caller, from the bearer token; 401 says why not."""
-    try:
-        return actor_from_authorization(request.app.state.jwt_secret, request.headers.get("authorization"))
-    except TokenError as e:
-        raise NotAuthorizedException(
-            str(e), headers={"WWW-Authenticate": 'Bearer realm="alexandrite"'}
-        ) from e
 
 
 def provide_pool(state: State) -> ConnectionPool[Connection[DictRow]]:
@@ -236,7 +217,7 @@ def mes_stats(
         return _positioned(mes.status_board(conn), reached)
 
 
-@get("/mes/stream", operation_id="StreamMesChanges", tags=["mes"])
+@get("/mes/stream", operation_id="StreamMesChanges", tags=["mes"], opt=UNTRACED)
 async def mes_stream(actor: NamedDependency[Actor], request: Request[Any, Any, State]) -> ServerSentEvent:
     """Live changes of the MES view as Server-Sent Events: `change` events carry the changed orders."""
     _mes_only(actor)
@@ -256,46 +237,9 @@ def views_health(pool: ConnectionPool[Connection[DictRow]]) -> dict[str, Any]:
     }
 
 
-@get("/health", sync_to_thread=True, operation_id="ReadHealth", tags=["operations"])
-def health(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Response[dict[str, Any]]:
-    """Ready while the read database answers (503 otherwise); says how each projection stands.
-
-    `status` is `degraded` while any projection is failing, behind or holding parked aggregates: the views
-    still answer (every replica reads the same views, so taking replicas out would not help), and
-    `projections` says which and why. A load balancer should use /health/ready, monitoring this one.
-    """
-    try:
-        return Response(views_health(pool))
-    except Exception as e:  # any failure to reach the database means not ready
-        return Response(
-            {"error": "unavailable", "detail": f"read database unreachable: {type(e).__name__}"},
-            status_code=503,
-        )
-
-
-@get("/health/ready", sync_to_thread=True, operation_id="ReadReadiness", tags=["operations"])
-def ready(pool: NamedDependency[ConnectionPool[Connection[DictRow]]]) -> Response[dict[str, Any]]:
-    """Readiness, for a load balancer: 200 while the read database answers, else 503."""
-    try:
-        with pool.connection() as conn:
-            conn.execute("SELECT 1")
-    except Exception as e:
-        return Response(
-            {"error": "unavailable", "detail": f"read database unreachable: {type(e).__name__}"},
-            status_code=503,
-        )
-    return Response({"status": "ready"})
-
-
-@get("/health/live", sync_to_thread=False, operation_id="ReadLiveness", tags=["operations"])
-def live() -> dict[str, str]:
-    """Liveness: the process serves requests (a restart would not mend an unreachable database)."""
-    return {"status": "live"}
-
-
 CONSOLE_DIR = Path(__file__).with_name("console")
 
-ROUTES = [
+ROUTES: list[ControllerRouterHandler] = [
     shop_catalog,
     shop_orders,
     shop_order,
@@ -308,40 +252,71 @@ ROUTES = [
 ]
 
 
-def read_parts(
-    pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed
-) -> tuple[list[Any], dict[str, Provide], dict[str, Any]]:
-    """Route handlers, dependencies and state of the read API, to serve alone or beside the command API."""
-    dependencies = {"pool": Provide(provide_pool, sync_to_thread=False)}
-    register_mes_collector(pool)
-    state = {"pool": pool, "feed": feed, "views_health": lambda: views_health(pool)}
-    return list(ROUTES), dependencies, state
+READ_ERRORS = (400, 401, 403, 404, 429, 503)
 
 
-def create_read_app(
-    pool: ConnectionPool[Connection[DictRow]],
-    feed: ChangeFeed,
-    jwt_secret: str,
-    tracing: type[OpenTelemetryInstrumentationMiddleware] | None = None,
-) -> Litestar:
-    """The read API alone, over `pool` (a read-only connection is enough) and the MES change `feed`;
-    `tracing`: the OpenTelemetry middleware to trace requests with (None: no tracing)."""
-    routes, dependencies, state = read_parts(pool, feed)
-    app = Litestar(
-        route_handlers=[*routes, health, ready, live, METRICS_ROUTE],
-        # Tracing only when spans go somewhere. Given as middleware (Litestar puts it outermost):
-        # OpenTelemetryPlugin(config) ignores `middleware_class`.
-        middleware=[
-            *([replace(TRACING, middleware_class=tracing).middleware] if tracing else []),
-            HTTP_METRICS.middleware,
-        ],
-        dependencies={**dependencies, "actor": Provide(provide_actor, sync_to_thread=False)},
-        state=State({**state, "jwt_secret": jwt_secret}),
-        exception_handlers=EXCEPTION_HANDLERS,
-        logging_config=None,  # the process's own logging set-up stands; Litestar's default would replace it
-        openapi_config=OpenAPIConfig(title="Alexandrite read API", version="1.0.0", path="/schema"),
-        on_startup=[feed.start],
-        on_shutdown=[feed.stop],
+class ReadApi(InitPlugin):
+    """The read API's routes (/shop, /mes, the console), the MES change feed they stream, and the views'
+    health. `required`: whether the process is unready without the views' database (a process that also
+    serves commands still serves them, and only reports itself degraded)."""
+
+    __slots__ = ("feed", "pool", "required")
+
+    def __init__(
+        self, pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed, *, required: bool = True
+    ) -> None:
+        self.pool, self.feed, self.required = pool, feed, required
+        super().__init__()
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        pool = self.pool
+        app_config.route_handlers = [*app_config.route_handlers, *ROUTES]
+        app_config.dependencies["pool"] = Provide(provide_pool, sync_to_thread=False)
+        app_config.state.update(pool=pool, feed=self.feed)
+        app_config.on_startup.append(self.feed.start)
+        app_config.on_shutdown.append(self.feed.stop)
+        register_mes_collector(pool)
+        add_probe(
+            app_config,
+            Probe(
+                name="projections",
+                dependency="read database",
+                report=lambda: views_health(pool),
+                ready=lambda: _select_one(pool),
+                required=self.required,
+            ),
+        )
+        documents_errors(app_config, READ_ERRORS, ("/shop", "/mes"))
+        return app_config
+
+
+def _select_one(pool: ConnectionPool[Connection[DictRow]]) -> None:
+    with pool.connection() as conn:
+        conn.execute("SELECT 1")
+
+
+@dataclass(frozen=True)
+class ReadApiSettings:
+    """What the read API alone runs on."""
+
+    pool: ConnectionPool[Connection[DictRow]]
+    """Connections to the views (a read-only role is enough)."""
+    feed: ChangeFeed
+    """The MES view's changes, for /mes/stream."""
+    jwt_secret: str
+    tracing: type[OpenTelemetryInstrumentationMiddleware] | None = None
+    """The middleware to trace requests with (None: no tracing)."""
+    limiter: RateLimiter | None = None
+    """The rate limit of outside callers (None: no limit)."""
+
+
+def create_read_app(settings: ReadApiSettings) -> Litestar:
+    """The read API alone on the HTTP edge."""
+    edge = EdgeConfig(
+        title="Alexandrite read API",
+        jwt_secret=settings.jwt_secret,
+        description=limit_description(settings.limiter),
+        tracing=settings.tracing,
+        limiter=settings.limiter,
     )
-    document_errors(app, (400, 401, 403, 404, 503), ("/shop", "/mes"))
-    return app
+    return edge_application(edge, ReadApi(settings.pool, settings.feed))

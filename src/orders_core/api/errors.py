@@ -1,21 +1,14 @@
-"""Every error leaves as `{"error": code, "detail": text, ...}` with a 4xx that says what was wrong."""
+"""A refused command as its HTTP answer: the status it maps to, the reason, and, for a command not allowed
+in the order's status, that status and the commands allowed now."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import psycopg
-import structlog
-from eventsourcing.persistence import InterfaceError, OperationalError
-from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
-from litestar.exceptions.http_exceptions import RequestEntityTooLarge
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ExceptionHandlersMap
+from litestar import Response
 
+from http_edge.errors import error_body
 from orders_core.outcomes import Refusal, Refused
-
-log = structlog.get_logger("api")
 
 REFUSAL_STATUS = {
     Refused.FORBIDDEN: 403,
@@ -24,25 +17,6 @@ REFUSAL_STATUS = {
     Refused.INVALID: 422,
     Refused.IDEMPOTENCY_KEY_REUSED: 422,
 }
-
-HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "too_large",
-    415: "unsupported_media_type",
-    422: "invalid",
-    429: "too_many_requests",
-    503: "unavailable",
-}
-
-
-def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
-    """The one shape every error body has."""
-    return {"error": code, "detail": detail, **extra}
 
 
 def refusal_response(refusal: Refusal) -> Response[dict[str, Any]]:
@@ -54,51 +28,3 @@ def refusal_response(refusal: Refusal) -> Response[dict[str, Any]]:
     return Response(
         error_body(refusal.code.value, refusal.reason, **extra), status_code=REFUSAL_STATUS[refusal.code]
     )
-
-
-def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    status = exc.status_code
-    if status >= 500 and status != 503:  # 503 is a deliberate "not yet, retry" (a view behind), not a fault
-        return _unexpected(request, exc)
-    extra: dict[str, Any] = {}
-    if isinstance(exc, ValidationException) and exc.extra:
-        extra["problems"] = exc.extra
-    elif isinstance(exc.extra, dict):
-        extra.update(exc.extra)
-    code = HTTP_CODES.get(status, "client_error")
-    detail = _too_large(request) if isinstance(exc, RequestEntityTooLarge) else exc.detail
-    return Response(error_body(code, detail, **extra), status_code=status, headers=exc.headers)
-
-
-def _too_large(request: Request[Any, Any, Any]) -> str:
-    # Litestar's own detail ("Request Entity Too Large") does not say what the limit is.
-    limit = request.route_handler.resolve_request_max_body_size()
-    return (
-        f"the request body is larger than the {limit} bytes allowed for {request.method} {request.url.path}"
-    )
-
-
-def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.exception("unhandled error", path=request.url.path, method=request.method)
-    return Response(
-        error_body("internal", "an unexpected error occurred; it has been logged"),
-        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
-    )
-
-
-def _database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    # The event store is restarting or failing over, and the library has already retried for a while. Whether
-    # an append whose connection broke was committed is unknown here: a client that sends the command again
-    # gets the order (a create with its Idempotency-Key) or a 409 naming the status it reached.
-    log.warning("event store unavailable", path=request.url.path, method=request.method, error=repr(exc))
-    detail = f"the event store is unavailable ({type(exc).__name__}); retry shortly"
-    return Response(error_body("unavailable", detail), status_code=503, headers={"Retry-After": "1"})
-
-
-EXCEPTION_HANDLERS: ExceptionHandlersMap = {
-    HTTPException: _http_error,
-    OperationalError: _database_unavailable,
-    InterfaceError: _database_unavailable,
-    psycopg.OperationalError: _database_unavailable,
-    Exception: _unexpected,
-}

@@ -19,8 +19,9 @@ from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from opentelemetry import propagate
 
+from http_edge.errors import error_body
 from orders_core.actors import Actor
-from orders_core.api.errors import error_body, refusal_response
+from orders_core.api.errors import refusal_response
 from orders_core.api.schemas import (
     CancelRequest,
     CreateOrder,

@@ -20,8 +20,8 @@ from typing import Any
 from litestar import Request
 from litestar.exceptions import TooManyRequestsException
 
+from http_edge.auth import actor_from, provide_actor
 from orders_core.actors import Actor
-from orders_core.api.auth import actor_from, provide_actor
 from orders_core.lifecycle import Role
 
 LIMITABLE = frozenset({Role.PARTNER, Role.CUSTOMER})
@@ -118,3 +118,14 @@ def actor_provider(limiter: RateLimiter | None) -> Callable[[Request[Any, Any, A
         return actor
 
     return provide_limited_actor
+
+
+def limit_description(limiter: RateLimiter | None) -> str:
+    """The rate limit as the OpenAPI description tells a partner's developer."""
+    if limiter is None:
+        return "No rate limit."
+    roles = " and ".join(sorted(limiter.roles))
+    return (
+        f"Rate limit: {limiter.per_minute} requests a minute per {roles} token subject, counted by each"
+        " API process; beyond it 429 with a Retry-After header (seconds)."
+    )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from http_edge import rate_limit
+from http_edge.rate_limit import RateLimiter, Throttled, limiter_from_settings
 from orders_core.actors import Actor
-from orders_core.api import rate_limit
-from orders_core.api.rate_limit import RateLimiter, Throttled, limiter_from_settings
 from orders_core.lifecycle import Role
 
 ACME = Actor(Role.PARTNER, "acme")

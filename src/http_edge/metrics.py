@@ -3,8 +3,7 @@
 Litestar's `PrometheusMiddleware` builds a `Request`, parses the URL, merges label dicts and looks up
 each labelled child under the metric's lock, four times per request; at a thousand requests a second
 that is a tenth of the API's CPU. This subclass records the same series with the same labels (so
-dashboards, alerts and the read API's middleware, which share the metric objects, see no difference),
-keeping each route's labelled children once they exist.
+dashboards and alerts see no difference), keeping each route's labelled children once they exist.
 """
 
 from __future__ import annotations
@@ -12,8 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from litestar import Router
 from litestar.enums import ScopeType
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController, PrometheusMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 _Children = tuple[Any, Any, Any]
@@ -81,3 +81,15 @@ class HttpMetrics(PrometheusMiddleware):
             "app_name": self._config.app_name,
         }
         return family(labels).labels(*labels.values())
+
+
+HTTP_METRICS = PrometheusConfig(
+    app_name="backbone",
+    prefix="backbone_http",
+    group_path=True,
+    exclude=["/metrics"],
+    middleware_class=HttpMetrics,
+)
+"""Request latency and counts by route template and status code."""
+METRICS_ROUTE = Router("/", route_handlers=[PrometheusController], include_in_schema=False)
+"""/metrics for Prometheus, outside the API's schema (Litestar's controller would document it as JSON)."""
