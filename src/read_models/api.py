@@ -5,14 +5,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.config.app import AppConfig
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, PermissionDeniedException
+from litestar.openapi import ResponseSpec
 from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.plugins import InitPlugin
 from litestar.plugins.opentelemetry.middleware import OpenTelemetryInstrumentationMiddleware
@@ -30,20 +32,36 @@ from http_edge.rate_limit import RateLimiter, limit_description
 from orders_core.contracts import Actor, OrderFacts, Role, Status, allowed_commands
 from projectors.health import every_projection
 from read_models import mes, shop
+from read_models.bodies import MesOrderPage, ShopCatalog, ShopOrder, ShopOrderPage, StatusBoard
 from read_models.metrics import register_mes_collector
 from read_models.paging import BadQuery, decode_cursor, encode_cursor
 from read_models.stream import ChangeFeed
 
+Body = TypeVar("Body")
+POSITIONED = [
+    ResponseHeader(
+        name="X-Position",
+        description="the event store position the view had reached when it answered",
+        documentation_only=True,
+    )
+]
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MinPosition = Annotated[
-    int | None,
+    int,
     QueryParameter(
         ge=0,
         description="read your own write: wait (up to 5 s) until the view has reached this position, the "
-        "X-Position a command answered with. Still behind after the wait: 503 with Retry-After. A position "
-        "the event store has never reached (no command answered with it): 400.",
+        "X-Position a command answered with (0, the default: no wait). Still behind after the wait: 503 with "
+        "Retry-After. A position the event store has never reached (no command answered with it): 400.",
     ),
 ]
+STATUS_NAME = "|".join(Status)
+STATUS_FILTER = QueryParameter(
+    max_length=400,
+    description="orders in any of these statuses, comma-separated: MANUFACTURING_APPROVED,PACKAGING",
+    # Documented as the canonical form a client should send; the API also takes lower case and spaces.
+    schema_extra={"pattern": f"^({STATUS_NAME})(,({STATUS_NAME}))*$"},
+)
 
 
 class Behind(HTTPException):
@@ -58,7 +76,7 @@ def provide_pool(state: State) -> ConnectionPool[Connection[DictRow]]:
 
 
 def await_position(
-    pool: ConnectionPool[Connection[DictRow]], schema: str, position: int | None, timeout: float
+    pool: ConnectionPool[Connection[DictRow]], schema: str, position: int, timeout: float
 ) -> int:
     """Wait until the projection in `schema` has reached `position`; returns where it stands."""
     deadline = time.monotonic() + timeout
@@ -68,7 +86,7 @@ def await_position(
                 f"SELECT notification_id FROM {schema}.tracking WHERE application_name = 'orders'"  # noqa: S608
             ).fetchone()
         reached = int(row["notification_id"]) if row else 0
-        if position is None or reached >= position:
+        if reached >= position:
             return reached
         if time.monotonic() > deadline:
             with pool.connection() as conn:
@@ -94,29 +112,42 @@ def _no_nul(**texts: str | None) -> None:
             raise HTTPException(f"{name} must not contain a NUL character", status_code=400)
 
 
-def _positioned(body: Any, reached: int) -> Response[Any]:
-    return Response(body, headers={"X-Position": str(reached)})
+def _positioned(rows: Any, body: type[Body], reached: int) -> Response[Body]:
+    """`rows` as the response body `body`, saying in X-Position which position the view had reached."""
+    return Response(msgspec.convert(rows, body), headers={"X-Position": str(reached)})
 
 
-@get("/shop/catalog", sync_to_thread=True, operation_id="ReadShopCatalog", tags=["shop"])
+@get(
+    "/shop/catalog",
+    sync_to_thread=True,
+    response_headers=POSITIONED,
+    operation_id="ReadShopCatalog",
+    tags=["shop"],
+)
 def shop_catalog(
-    pool: NamedDependency[ConnectionPool[Connection[DictRow]]], min_position: MinPosition = None
-) -> Response[Any]:
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]], min_position: MinPosition = 0
+) -> Response[ShopCatalog]:
     """The shop's catalog: materials with today's price per gram, and ready-made products."""
     reached = await_position(pool, "shop", min_position, 5.0)
     with pool.connection() as conn:
-        return _positioned(shop.catalog(conn), reached)
+        return _positioned(shop.catalog(conn), ShopCatalog, reached)
 
 
-@get("/shop/orders", sync_to_thread=True, operation_id="ListShopOrders", tags=["shop"])
+@get(
+    "/shop/orders",
+    sync_to_thread=True,
+    response_headers=POSITIONED,
+    operation_id="ListShopOrders",
+    tags=["shop"],
+)
 def shop_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
     owner: Annotated[str | None, QueryParameter(max_length=128)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
-    min_position: MinPosition = None,
-) -> Response[Any]:
+    min_position: MinPosition = 0,
+) -> Response[ShopOrderPage]:
     """The caller's own orders, newest first (staff name the owner with `owner=`)."""
     _no_nul(owner=owner, cursor=cursor)
     if actor.owns_orders:
@@ -136,7 +167,7 @@ def shop_orders(
     )
     for r in rows:
         r.pop("sort_key")
-    return _positioned({"items": rows, "next_cursor": next_cursor}, reached)
+    return _positioned({"items": rows, "next_cursor": next_cursor}, ShopOrderPage, reached)
 
 
 def shop_cursor(cursor: str) -> tuple[str, str]:
@@ -146,20 +177,26 @@ def shop_cursor(cursor: str) -> tuple[str, str]:
         raise HTTPException(str(e), status_code=400) from e
 
 
-@get("/shop/orders/{order_id:uuid}", sync_to_thread=True, operation_id="ReadShopOrder", tags=["shop"])
+@get(
+    "/shop/orders/{order_id:uuid}",
+    sync_to_thread=True,
+    response_headers=POSITIONED,
+    operation_id="ReadShopOrder",
+    tags=["shop"],
+)
 def shop_order(
     order_id: FromPath[UUID],
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
-    min_position: MinPosition = None,
-) -> Response[Any]:
+    min_position: MinPosition = 0,
+) -> Response[ShopOrder]:
     """One order as the shop shows it; someone else's order is not found."""
     reached = await_position(pool, "shop", min_position, 5.0)
     with pool.connection() as conn:
         found = shop.order(conn, order_id)
     if found is None or (actor.owns_orders and found["owner_id"] != actor.subject):
         raise HTTPException(f"no order {order_id}", status_code=404)
-    return _positioned(found, reached)
+    return _positioned(found, ShopOrder, reached)
 
 
 def _mes_only(actor: Actor) -> None:
@@ -167,13 +204,17 @@ def _mes_only(actor: Actor) -> None:
         raise PermissionDeniedException("the MES is for operators and sellers")
 
 
-@get("/mes/orders", sync_to_thread=True, operation_id="ListMesOrders", tags=["mes"])
+@get(
+    "/mes/orders",
+    sync_to_thread=True,
+    response_headers=POSITIONED,
+    operation_id="ListMesOrders",
+    tags=["mes"],
+)
 def mes_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
-    status: Annotated[
-        str | None, QueryParameter(max_length=400, description="comma-separated statuses")
-    ] = None,
+    status: Annotated[str | None, STATUS_FILTER] = None,
     material: Annotated[str | None, QueryParameter(max_length=32)] = None,
     channel: Annotated[str | None, QueryParameter(max_length=16)] = None,
     operator: Annotated[str | None, QueryParameter(max_length=128)] = None,
@@ -183,8 +224,8 @@ def mes_orders(
     sort: FromQuery[mes.Sort] = mes.Sort.APPROVED,
     cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=mes.MAX_LIMIT)] = 50,
-    min_position: MinPosition = None,
-) -> Response[Any]:
+    min_position: MinPosition = 0,
+) -> Response[MesOrderPage]:
     """Orders for the operators: any combination of filters, newest approved first, keyset pages."""
     _mes_only(actor)
     _no_nul(status=status, material=material, channel=channel, operator=operator, q=q, cursor=cursor)
@@ -201,23 +242,41 @@ def mes_orders(
     for item in page.items:
         facts = OrderFacts(Status(item["status"]), item["owner_id"], item["operator_id"])
         item["allowed"] = list(allowed_commands(actor, facts))
-    return _positioned(page, reached)
+    return _positioned({"items": page.items, "next_cursor": page.next_cursor}, MesOrderPage, reached)
 
 
-@get("/mes/stats", sync_to_thread=True, operation_id="ReadMesStatusBoard", tags=["mes"])
+@get(
+    "/mes/stats",
+    sync_to_thread=True,
+    response_headers=POSITIONED,
+    operation_id="ReadMesStatusBoard",
+    tags=["mes"],
+)
 def mes_stats(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
-    min_position: MinPosition = None,
-) -> Response[Any]:
+    min_position: MinPosition = 0,
+) -> Response[StatusBoard]:
     """Counts per status, waiting times in MANUFACTURING_APPROVED, stuck and overdue orders."""
     _mes_only(actor)
     reached = await_position(pool, "mes", min_position, 5.0)
     with pool.connection() as conn:
-        return _positioned(mes.status_board(conn), reached)
+        return _positioned(mes.status_board(conn), StatusBoard, reached)
 
 
-@get("/mes/stream", operation_id="StreamMesChanges", tags=["mes"], opt=UNTRACED)
+@get(
+    "/mes/stream",
+    operation_id="StreamMesChanges",
+    tags=["mes"],
+    opt=UNTRACED,
+    responses={
+        200: ResponseSpec(
+            data_container=str,
+            media_type="text/event-stream",
+            description="Server-Sent Events: `change` events, each of JSON data, the orders that changed",
+        )
+    },
+)
 async def mes_stream(actor: NamedDependency[Actor], request: Request[Any, Any, State]) -> ServerSentEvent:
     """Live changes of the MES view as Server-Sent Events: `change` events carry the changed orders."""
     _mes_only(actor)
