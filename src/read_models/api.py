@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 import msgspec
-from litestar import Litestar, Request, Response, get
+from litestar import Litestar, Request, Response, Router, get
 from litestar.config.app import AppConfig
 from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
@@ -117,13 +117,7 @@ def _positioned(rows: Any, body: type[Body], reached: int) -> Response[Body]:
     return Response(msgspec.convert(rows, body), headers={"X-Position": str(reached)})
 
 
-@get(
-    "/shop/catalog",
-    sync_to_thread=True,
-    response_headers=POSITIONED,
-    operation_id="ReadShopCatalog",
-    tags=["shop"],
-)
+@get("/catalog", sync_to_thread=True, operation_id="ReadShopCatalog")
 def shop_catalog(
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]], min_position: MinPosition = 0
 ) -> Response[ShopCatalog]:
@@ -133,13 +127,7 @@ def shop_catalog(
         return _positioned(shop.catalog(conn), ShopCatalog, reached)
 
 
-@get(
-    "/shop/orders",
-    sync_to_thread=True,
-    response_headers=POSITIONED,
-    operation_id="ListShopOrders",
-    tags=["shop"],
-)
+@get("/orders", sync_to_thread=True, operation_id="ListShopOrders")
 def shop_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
@@ -177,13 +165,7 @@ def shop_cursor(cursor: str) -> tuple[str, str]:
         raise HTTPException(str(e), status_code=400) from e
 
 
-@get(
-    "/shop/orders/{order_id:uuid}",
-    sync_to_thread=True,
-    response_headers=POSITIONED,
-    operation_id="ReadShopOrder",
-    tags=["shop"],
-)
+@get("/orders/{order_id:uuid}", sync_to_thread=True, operation_id="ReadShopOrder")
 def shop_order(
     order_id: FromPath[UUID],
     actor: NamedDependency[Actor],
@@ -204,13 +186,7 @@ def _mes_only(actor: Actor) -> None:
         raise PermissionDeniedException("the MES is for operators and sellers")
 
 
-@get(
-    "/mes/orders",
-    sync_to_thread=True,
-    response_headers=POSITIONED,
-    operation_id="ListMesOrders",
-    tags=["mes"],
-)
+@get("/orders", sync_to_thread=True, operation_id="ListMesOrders")
 def mes_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
@@ -245,13 +221,7 @@ def mes_orders(
     return _positioned({"items": page.items, "next_cursor": page.next_cursor}, MesOrderPage, reached)
 
 
-@get(
-    "/mes/stats",
-    sync_to_thread=True,
-    response_headers=POSITIONED,
-    operation_id="ReadMesStatusBoard",
-    tags=["mes"],
-)
+@get("/stats", sync_to_thread=True, operation_id="ReadMesStatusBoard")
 def mes_stats(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
@@ -265,9 +235,8 @@ def mes_stats(
 
 
 @get(
-    "/mes/stream",
+    "/stream",
     operation_id="StreamMesChanges",
-    tags=["mes"],
     opt=UNTRACED,
     responses={
         200: ResponseSpec(
@@ -299,12 +268,14 @@ def views_health(pool: ConnectionPool[Connection[DictRow]]) -> dict[str, Any]:
 CONSOLE_DIR = Path(__file__).with_name("console")
 
 ROUTES: list[ControllerRouterHandler] = [
-    shop_catalog,
-    shop_orders,
-    shop_order,
-    mes_orders,
-    mes_stats,
-    mes_stream,
+    Router(
+        "/shop",
+        route_handlers=[shop_catalog, shop_orders, shop_order],
+        tags=["shop"],
+        response_headers=POSITIONED,
+    ),
+    Router("/mes", route_handlers=[mes_orders, mes_stats], tags=["mes"], response_headers=POSITIONED),
+    Router("/mes", route_handlers=[mes_stream], tags=["mes"]),
     create_static_files_router(
         path="/console", directories=[CONSOLE_DIR], html_mode=True, include_in_schema=False
     ),
