@@ -64,6 +64,7 @@ __all__ = [
     "DEAD_EXCHANGE",
     "DEAD_QUEUE",
     "DELIVERY_LIMIT",
+    "MES_ANNOUNCED",
     "MES_CHANGES_CHANNEL",
     "MODEL_FORMATS",
     "ORDERS_EXCHANGE",
@@ -114,6 +115,8 @@ __all__ = [
 MES_CHANGES_CHANNEL = "mes_changes"
 """PostgreSQL NOTIFY channel on which the MES projection announces each committed batch. JSON payload:
 {"position": int, "orders": [{order_id, number, status, operator_id, version}], "truncated": bool}."""
+MES_ANNOUNCED = ("order_id", "number", "status", "operator_id", "version")
+"""The fields of each order a MES change names."""
 
 ORDER_TOPIC = "orders_core.order:Order"
 CATALOG_TOPIC = "orders_core.catalog:Catalog"

@@ -12,7 +12,7 @@ import msgspec
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 
-from orders_core.contracts import MES_CHANGES_CHANNEL, Change
+from orders_core.contracts import MES_ANNOUNCED, MES_CHANGES_CHANNEL, Change
 from projectors import metrics
 from projectors.order_rows import EVENT_KINDS, ORDER_COLUMNS, OrderRow, finish_row, fold_event, fold_order
 from projectors.runner import LogRow
@@ -20,7 +20,6 @@ from projectors.tables import copy_rows, mark_order_parked, upsert_rows
 
 JSON_COLUMNS = frozenset({"quote", "status_times"})
 STAY_COLUMNS = ("order_id", "status", "entered_at", "left_at")
-ANNOUNCED = ("order_id", "number", "status", "operator_id", "version")
 NOTIFY_LIMIT = 7900
 
 
@@ -172,7 +171,7 @@ def add_counts(cursor: Cursor[DictRow], schema: str, moves: Mapping[str, int]) -
 
 def announce(cursor: Cursor[DictRow], position: int, rows: Iterable[OrderRow]) -> None:
     """NOTIFY the changed orders with the batch; delivered to listeners when the batch commits."""
-    orders = [{k: row[k] for k in ANNOUNCED} for row in rows]
+    orders = [{k: row[k] for k in MES_ANNOUNCED} for row in rows]
     payload = msgspec.json.encode({"position": position, "orders": orders, "truncated": False})
     if len(payload) > NOTIFY_LIMIT:  # PostgreSQL caps a payload at 8000 bytes: say only that much changed
         payload = msgspec.json.encode({"position": position, "orders": [], "truncated": True})
