@@ -34,7 +34,7 @@ class CreateOrder(Strict):
     material_code: Code
     quantity: Quantity = 1
     promised_date: date | None = None
-    customer_id: Subject | None = None
+    owner_id: Subject | None = None
     """Sellers name the customer or partner they create the order for; others create their own."""
     channel: Literal["shop", "partner"] | None = None
 
@@ -71,7 +71,7 @@ class ProductRequest(Strict):
 class OrderView(msgspec.Struct, kw_only=True):
     """An order as the write side holds it, with what the caller may do to it now."""
 
-    id: UUID
+    order_id: UUID
     number: str
     version: int
     status: str
@@ -119,7 +119,7 @@ class CatalogView(msgspec.Struct, kw_only=True):
 def order_view(order: Order, actor: Actor, now: datetime) -> OrderView:
     """The response body for `order`, as seen by `actor` at `now`."""
     return OrderView(
-        id=order.id,
+        order_id=order.id,
         number=order.number,
         version=order.version,
         status=order.status.value,
