@@ -23,8 +23,9 @@ from orders_core.actors import Actor
 from orders_core.api.errors import error_body, refusal_response
 from orders_core.api.schemas import (
     CancelRequest,
-    CreateOrder,
+    Channel,
     HistoryEntry,
+    NewOrder,
     OrderView,
     ShipRequest,
     history_entry,
@@ -129,7 +130,7 @@ def provide_orders(state: State) -> OrdersApplication:
     },
 )
 async def create_order(
-    data: JSONBody[CreateOrder],
+    data: JSONBody[NewOrder],
     actor: NamedDependency[Actor],
     request: Request[Any, Any, State],
     idempotency_key: Annotated[
@@ -150,7 +151,7 @@ async def create_order(
     else:
         if data.owner_id is None:
             raise ClientException("owner_id is required when staff create an order for someone")
-        owner, channel = data.owner_id, data.channel or "shop"
+        owner, channel = data.owner_id, (data.channel or Channel.SHOP).value
     command = InitiateOrder(
         channel=channel,
         owner_id=owner,

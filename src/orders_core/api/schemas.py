@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -28,7 +29,16 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Request bodies refuse fields they do not know, so a typo is a 400 and not a silent default."""
 
 
-class CreateOrder(Strict):
+class Channel(enum.StrEnum):
+    """Where an order comes from: the web shop, or a partner's system."""
+
+    SHOP = "shop"
+    PARTNER = "partner"
+
+
+class NewOrder(Strict):
+    """What `InitiateOrder` takes: the order to start."""
+
     contact_name: Text
     item_title: Text
     material_code: Code
@@ -36,7 +46,7 @@ class CreateOrder(Strict):
     promised_date: date | None = None
     owner_id: Subject | None = None
     """Sellers name the customer or partner they create the order for; others create their own."""
-    channel: Literal["shop", "partner"] | None = None
+    channel: Channel | None = None
 
 
 class ShipRequest(Strict):
