@@ -13,9 +13,9 @@ at the end, together with the API server it starts):
    own orders with the command mix ``--mix``:
 
    - ``create``: ``POST /orders`` only;
-   - ``create+cancel`` (default): ``POST /orders``, then ``POST /orders/{id}/cancel`` on the new order;
-   - ``lifecycle``: ``POST /orders``, ``PUT /orders/{id}/model`` (a 4-triangle binary STL),
-     ``POST /orders/{id}/submit``, ``POST /orders/{id}/cancel``;
+   - ``create+cancel`` (default): ``POST /orders``, then ``POST /orders/{order_id}/cancel`` on the new order;
+   - ``lifecycle``: ``POST /orders``, ``PUT /orders/{order_id}/model`` (a 4-triangle binary STL),
+     ``POST /orders/{order_id}/submit``, ``POST /orders/{order_id}/cancel``;
 
 4. the ratio of the API's commands/s to the raw multi-connection insert rate. The target of issue 3 is at
    least 25% of it with p99 under 50 ms;
@@ -342,7 +342,7 @@ async def api_clients(
                 created = await command("POST", "/orders", create)
                 if mix == "create" or not created or loop.time() >= end:
                     continue
-                order = f"/orders/{decode_id.decode(created)['id']}"
+                order = f"/orders/{decode_id.decode(created)['order_id']}"
                 if mix == "lifecycle":
                     await command("PUT", f"{order}/model", model, "model/stl")
                     await command("POST", f"{order}/submit", b"")

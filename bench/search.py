@@ -47,7 +47,7 @@ from psycopg_pool import ConnectionPool
 
 from harness import CpuMeter, cpu_text, embedded_postgres  # bench/ is on sys.path
 from orders_core.lifecycle import STATUS_LIMITS, Status
-from read_models.mes import MesFilters, Sort, find_orders, status_board
+from read_models.mes import MesFilters, MesOrderSort, find_orders, status_board
 
 TARGET_MS = 10.0
 PAGE = 50
@@ -429,8 +429,8 @@ def cases(sample: dict[str, Any]) -> list[Case]:
     approved = MesFilters(statuses=(Status.MANUFACTURING_APPROVED,))
     return [
         Case("default (no filter)", [MesFilters()]),
-        Case("sort=approved_oldest", [MesFilters(sort=Sort.APPROVED_OLDEST)]),
-        Case("sort=created", [MesFilters(sort=Sort.CREATED)]),
+        Case("sort=approved_oldest", [MesFilters(sort=MesOrderSort.APPROVED_OLDEST)]),
+        Case("sort=created", [MesFilters(sort=MesOrderSort.CREATED)]),
         Case("status=MANUFACTURING_APPROVED", [approved]),
         Case("status=MANUFACTURING_STARTED", [MesFilters(statuses=(Status.MANUFACTURING_STARTED,))]),
         Case("status=CLOSED (most rows)", [MesFilters(statuses=(Status.CLOSED,))]),

@@ -1,4 +1,4 @@
-"""End-to-end pricing latency: from the answer to ``POST /orders/{id}/submit`` to the order PRICE_CALCULATED.
+"""End-to-end pricing latency: from the answer to ``POST /orders/{order_id}/submit`` to PRICE_CALCULATED.
 
 What it measures, for each configuration in ``--configs`` (each in a temporary BACKBONE_HOME, started by
 this script and stopped, removed, at the end):
@@ -9,16 +9,16 @@ this script and stopped, removed, at the end):
   gateway, projectors and relays with standbys, 3 pricing workers, the results consumer) on the embedded
   PostgreSQL and a local RabbitMQ node, models read from PostgreSQL (``BLOB_STORE=postgres``).
 
-A customer (a token minted with the ``JWT_SECRET`` given to the system) walks ``--orders`` (40) orders one
-at a time, after ``--warmup`` (3) unmeasured ones: ``POST /orders``, ``PUT /orders/{id}/model`` (a closed
-torus of ``--triangles``, 100,000, as binary STL, uploaded afresh for every order), a pause of
-``--pause`` (0.25 s, so the upload's own events are relayed and projected first), then
-``POST /orders/{id}/submit``. From the submit's response the order is polled with ``GET /orders/{id}``
-every ``--poll`` (10 ms) until its status leaves SUBMITTED: the latency is the time to the response that
-shows PRICE_CALCULATED (resolution: the poll interval plus one GET). Printed: p50, p95, max (target of
-issue 5: p95 under 1 s), beside the server's own view from the order's history (OrderSubmitted's to
-PriceCalculated's event timestamp) and the CPU each part used while the orders were walked, with what
-other processes on the machine used (another session busy on the cores distorts every figure).
+A customer (a token minted with the ``JWT_SECRET`` given to the system) walks ``--orders`` (40) orders one at
+a time, after ``--warmup`` (3) unmeasured ones: ``POST /orders``, ``PUT /orders/{order_id}/model`` (a closed
+torus of ``--triangles``, 100,000, as binary STL, uploaded afresh for every order), a pause of ``--pause``
+(0.25 s, so the upload's own events are relayed and projected first), then ``POST /orders/{order_id}/submit``.
+From the submit's response the order is polled with ``GET /orders/{order_id}`` every ``--poll`` (10 ms) until
+its status leaves SUBMITTED: the latency is the time to the response that shows PRICE_CALCULATED (resolution:
+the poll interval plus one GET). Printed: p50, p95, max (target of issue 5: p95 under 1 s), beside the
+server's own view from the order's history (OrderSubmitted's to PriceCalculated's event timestamp) and the CPU
+each part used while the orders were walked, with what other processes on the machine used (another session
+busy on the cores distorts every figure).
 
 Nothing is asserted. Run from the repository root::
 
@@ -235,7 +235,7 @@ def priced(client: httpx.Client, model: bytes, pause: float, poll: float) -> tup
     """Walk one order to its pricing result: (seconds from submit's answer, final status, order id)."""
     created = client.post("/orders", json=NEW_ORDER)
     created.raise_for_status()
-    order_id: str = created.json()["id"]
+    order_id: str = created.json()["order_id"]
     uploaded = client.put(f"/orders/{order_id}/model", content=model, headers={"Content-Type": "model/stl"})
     uploaded.raise_for_status()
     time.sleep(pause)

@@ -207,7 +207,7 @@ class Workload:
             headers={"Idempotency-Key": j.key},
             ok=(200, 201),
         )
-        j.order_id, j.version = created["id"], created["version"]
+        j.order_id, j.version = created["order_id"], created["version"]
         path = f"/orders/{j.order_id}"
         first = self.too_big if j.plan == "reject" else rng.choice(self.good)
         await self._upload(j, owner, first)
@@ -223,7 +223,7 @@ class Workload:
             raise GiveUp(f"a good model was not priced but {status}")
         if rng.randrange(self.read_every) == 0:
             await self._send(
-                "GET /shop/orders/{id}", "GET", f"/shop/orders/{j.order_id}", owner, ok=(200, 404)
+                "GET /shop/orders/{order_id}", "GET", f"/shop/orders/{j.order_id}", owner, ok=(200, 404)
             )
         if j.plan == "cancel":
             await self._command(
@@ -247,13 +247,13 @@ class Workload:
         ship = {"carrier": "DHL", "tracking_number": f"JD{j.number:010d}"}
         await self._command(j, token, "ship", "SHIPPED", json=ship)
         await self._command(j, self.users.seller, "close", "CLOSED")
-        order = await self._send("GET /orders/{id}", "GET", path, owner, ok=(200,))
+        order = await self._send("GET /orders/{order_id}", "GET", path, owner, ok=(200,))
         j.final_status = order["status"]
 
     async def _upload(self, j: Journey, token: str, model: bytes) -> None:
         await self._effect(
             j,
-            "PUT /orders/{id}/model",
+            "PUT /orders/{order_id}/model",
             lambda: self.client.put(
                 f"/orders/{j.order_id}/model",
                 content=model,
@@ -268,7 +268,7 @@ class Workload:
     ) -> None:
         await self._effect(
             j,
-            f"POST /orders/{{id}}/{action}",
+            f"POST /orders/{{order_id}}/{action}",
             lambda: self.client.post(
                 f"/orders/{j.order_id}/{action}", json=json, headers={"Authorization": f"Bearer {token}"}
             ),
@@ -318,7 +318,7 @@ class Workload:
 
     async def _read_order(self, j: Journey, token: str, deadline: float) -> dict[str, Any]:
         return await self._send(
-            "GET /orders/{id}", "GET", f"/orders/{j.order_id}", token, ok=(200,), deadline=deadline
+            "GET /orders/{order_id}", "GET", f"/orders/{j.order_id}", token, ok=(200,), deadline=deadline
         )
 
     async def _answered(self, j: Journey, token: str) -> str:

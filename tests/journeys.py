@@ -19,7 +19,7 @@ def submit(client: httpx.Client, model: bytes, **fields: Any) -> str:
     """Create an order with `fields`, upload `model` (binary STL) and submit it; returns the order id."""
     created = client.post("/orders", json={**NEW_ORDER, **fields})
     assert created.status_code == 201, created.text
-    order_id: str = created.json()["id"]
+    order_id: str = created.json()["order_id"]
     uploaded = client.put(f"/orders/{order_id}/model", content=model, headers={"Content-Type": "model/stl"})
     assert uploaded.status_code == 200, uploaded.text
     submitted = client.post(f"/orders/{order_id}/submit")

@@ -61,7 +61,7 @@ class Transition:
     target: Status
     parties: frozenset[Party]
     action: str | None
-    """The path segment of `POST /orders/{id}/{action}`; None where the command has no endpoint of its own."""
+    """The path segment of `POST /orders/{order_id}/{action}`; None where the command has no endpoint."""
 
 
 def _row(

@@ -24,8 +24,9 @@ MAX_LIMIT = 200
 MAX_QUERY_LENGTH = 200
 
 
-class Sort(enum.StrEnum):
-    """Orders of the MES table; each is a keyset over an index."""
+class MesOrderSort(enum.StrEnum):
+    """Orders of the MES table; each is a keyset over an index. Named for the OpenAPI document and a client
+    generated from it, where a bare `Sort` would not say of what."""
 
     APPROVED = "approved"
     """Newest approved first (the default: operators want fresh approved orders)."""
@@ -35,10 +36,13 @@ class Sort(enum.StrEnum):
     """Newest created first."""
 
 
-SORT_KEYS: dict[Sort, tuple[str, bool]] = {
-    Sort.APPROVED: ("approved_at", True),
-    Sort.APPROVED_OLDEST: ("approved_at", False),
-    Sort.CREATED: ("created_at", True),
+Sort = MesOrderSort
+"""The name read_models/api.py still uses."""
+
+SORT_KEYS: dict[MesOrderSort, tuple[str, bool]] = {
+    MesOrderSort.APPROVED: ("approved_at", True),
+    MesOrderSort.APPROVED_OLDEST: ("approved_at", False),
+    MesOrderSort.CREATED: ("created_at", True),
 }
 
 
@@ -52,7 +56,7 @@ class MesFilters(msgspec.Struct, frozen=True, kw_only=True):
     overdue: bool = False
     stuck: bool = False
     text: str | None = None
-    sort: Sort = Sort.APPROVED
+    sort: MesOrderSort = MesOrderSort.APPROVED
     cursor: str | None = None
     limit: int = 50
 

@@ -111,13 +111,15 @@ def priced(customer: httpx.Client, store: OrdersApplication, **fields: Any) -> d
     """
     body = {"contact_name": "Ann Example", "item_title": "Signet ring", "material_code": "AU750", **fields}
     order = customer.post("/orders", json=body).json()
-    customer.put(f"/orders/{order['id']}/model", content=cube_stl(), headers={"Content-Type": "model/stl"})
-    sent = customer.post(f"/orders/{order['id']}/submit").json()
+    customer.put(
+        f"/orders/{order['order_id']}/model", content=cube_stl(), headers={"Content-Type": "model/stl"}
+    )
+    sent = customer.post(f"/orders/{order['order_id']}/submit").json()
     store.execute(
-        order["id"], RecordQuote(quote_for(sent["model"]["sha256"], total_minor=1_234_567)), PRICING
+        order["order_id"], RecordQuote(quote_for(sent["model"]["sha256"], total_minor=1_234_567)), PRICING
     )
     deadline = time.monotonic() + 10
-    while (now := customer.get(f"/orders/{order['id']}").json())["status"] == "SUBMITTED":
+    while (now := customer.get(f"/orders/{order['order_id']}").json())["status"] == "SUBMITTED":
         assert time.monotonic() < deadline, "the order was never priced"
         time.sleep(0.05)
     assert now["status"] == "PRICE_CALCULATED", now
@@ -133,7 +135,7 @@ def money(minor: int, currency: str) -> str:
 def approved(customer: httpx.Client, seller: httpx.Client, store: OrdersApplication, **fields: Any) -> dict:
     """An order in MANUFACTURING_APPROVED, waiting for an operator."""
     order = priced(customer, store, **fields)
-    response = seller.post(f"/orders/{order['id']}/approve")
+    response = seller.post(f"/orders/{order['order_id']}/approve")
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -247,7 +249,7 @@ def test_changes_through_the_api_appear_without_a_reload(
     assert numbers_shown(page)[0] == fresh["number"]
 
     with system.client("operator", "otto") as otto:
-        assert otto.post(f"/orders/{fresh['id']}/take").status_code == 200
+        assert otto.post(f"/orders/{fresh['order_id']}/take").status_code == 200
     expect(row(page, fresh["number"])).to_have_count(0)  # taken: no longer waiting in the queue
     page.get_by_test_id("tab-all").click()
     expect(row(page, fresh["number"]).locator('[data-col="operator"]')).to_have_text("otto")
@@ -287,7 +289,7 @@ def test_two_operators_race_to_take_one_order_and_exactly_one_wins(
     assert f"already taken by {winner}" in said[loser]
     assert pages[loser].get_by_test_id("notice").get_attribute("data-taken-by") == winner
     with system.client("operator", "ada") as ada:
-        assert ada.get(f"/orders/{order['id']}").json()["operator_id"] == winner
+        assert ada.get(f"/orders/{order['order_id']}").json()["operator_id"] == winner
 
 
 def test_an_operator_completes_packages_and_ships_their_order(
@@ -376,7 +378,7 @@ def test_a_seller_cancels_a_quote_with_a_reason(
     expect(page.get_by_test_id("notice")).to_contain_text(f"{order['number']} cancelled")
     expect(the_row).to_have_count(0)
     with system_client(page) as seller:
-        body = seller.get(f"/orders/{order['id']}").json()
+        body = seller.get(f"/orders/{order['order_id']}").json()
     assert (body["status"], body["cancellation_reason"]) == ("CANCELLED", "The customer asked us to stop")
 
 
@@ -403,7 +405,7 @@ def test_an_order_the_view_could_not_update_wears_a_stale_badge(
             "CHECK (operator_id IS DISTINCT FROM 'stale-op') NOT VALID"
         )
     try:
-        store.execute(order["id"], StartManufacturing(), Actor(Role.OPERATOR, "stale-op"))
+        store.execute(order["order_id"], StartManufacturing(), Actor(Role.OPERATOR, "stale-op"))
         later = approved(customer, seller, store)  # applies after it: the view itself is sound
         page = open_console("operator", "olga")
         expect(row(page, later["number"])).to_be_visible()

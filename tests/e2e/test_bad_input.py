@@ -70,20 +70,22 @@ class TestRefusedWithoutEffect:
         self, customer: httpx.Client, order: dict[str, Any], api: RunningApi
     ) -> None:
         with api.client("seller", "seller-1") as seller:
-            body = error_of(seller.post(f"/orders/{order['id']}/approve"), 409)
+            body = error_of(seller.post(f"/orders/{order['order_id']}/approve"), 409)
         assert body["status"] == "INITIATED"
         assert set(body["allowed"]) == {"AttachModel", "CancelOrder"}
 
     def test_wrong_role_is_403(self, customer: httpx.Client, order: dict[str, Any]) -> None:
-        error_of(customer.post(f"/orders/{order['id']}/take"), 403)
+        error_of(customer.post(f"/orders/{order['order_id']}/take"), 403)
 
     def test_someone_elses_order_is_403(self, api: RunningApi, order: dict[str, Any]) -> None:
         with api.client("customer", "cust-2") as stranger:
-            error_of(stranger.post(f"/orders/{order['id']}/cancel", json={"reason": "mine now"}), 403)
-            error_of(stranger.get(f"/orders/{order['id']}"), 403)
+            error_of(stranger.post(f"/orders/{order['order_id']}/cancel", json={"reason": "mine now"}), 403)
+            error_of(stranger.get(f"/orders/{order['order_id']}"), 403)
             error_of(
                 stranger.put(
-                    f"/orders/{order['id']}/model", content=cube_stl(), headers={"Content-Type": "model/stl"}
+                    f"/orders/{order['order_id']}/model",
+                    content=cube_stl(),
+                    headers={"Content-Type": "model/stl"},
                 ),
                 403,
             )
@@ -117,11 +119,11 @@ class TestRefusedWithoutEffect:
 
     def test_ship_without_tracking_number_is_400(self, api: RunningApi, order: dict[str, Any]) -> None:
         with api.client("operator", "op-1") as operator:
-            error_of(operator.post(f"/orders/{order['id']}/ship", json={"carrier": "DHL"}), 400)
+            error_of(operator.post(f"/orders/{order['order_id']}/ship", json={"carrier": "DHL"}), 400)
 
     def test_cancel_without_reason_is_400(self, customer: httpx.Client, order: dict[str, Any]) -> None:
-        error_of(customer.post(f"/orders/{order['id']}/cancel", json={}), 400)
-        error_of(customer.post(f"/orders/{order['id']}/cancel"), 400)
+        error_of(customer.post(f"/orders/{order['order_id']}/cancel", json={}), 400)
+        error_of(customer.post(f"/orders/{order['order_id']}/cancel"), 400)
 
 
 @pytest.mark.usefixtures("unchanged")
@@ -187,7 +189,7 @@ class TestBadUploads:
         self, client: httpx.Client, order: dict[str, Any], content: bytes, content_type: str
     ) -> httpx.Response:
         return client.put(
-            f"/orders/{order['id']}/model", content=content, headers={"Content-Type": content_type}
+            f"/orders/{order['order_id']}/model", content=content, headers={"Content-Type": content_type}
         )
 
     def test_oversized_upload_is_413(self, customer: httpx.Client, order: dict[str, Any]) -> None:
@@ -199,7 +201,7 @@ class TestBadUploads:
                 yield b"\0" * 65536
 
         response = customer.put(
-            f"/orders/{order['id']}/model", content=chunks(), headers={"Content-Type": "model/stl"}
+            f"/orders/{order['order_id']}/model", content=chunks(), headers={"Content-Type": "model/stl"}
         )
         error_of(response, 413)
 

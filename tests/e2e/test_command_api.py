@@ -70,22 +70,22 @@ def upload(client: httpx.Client, order_id: str, content: bytes | None = None) ->
 
 def submitted(client: httpx.Client, **changes: Any) -> dict[str, Any]:
     order = create(client, **changes)
-    assert upload(client, order["id"]).status_code == 200
-    response = client.post(f"/orders/{order['id']}/submit")
+    assert upload(client, order["order_id"]).status_code == 200
+    response = client.post(f"/orders/{order['order_id']}/submit")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
 def priced(store: OrdersApplication, order: dict[str, Any]) -> None:
-    result = store.execute(order["id"], RecordQuote(quote_for(order["model"]["sha256"])), PRICING)
+    result = store.execute(order["order_id"], RecordQuote(quote_for(order["model"]["sha256"])), PRICING)
     assert isinstance(result, Accepted), result
 
 
 def approved(client: httpx.Client, seller: httpx.Client, store: OrdersApplication) -> dict[str, Any]:
     order = submitted(client)
     priced(store, order)
-    response = seller.post(f"/orders/{order['id']}/approve")
+    response = seller.post(f"/orders/{order['order_id']}/approve")
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -102,7 +102,7 @@ def test_an_order_goes_from_initiated_to_closed(
     order = approved(customer, seller, store)
     assert order["status"] == "MANUFACTURING_APPROVED"
     assert order["quote"]["total_minor"] == 12345
-    oid = order["id"]
+    oid = order["order_id"]
     assert operator.post(f"/orders/{oid}/take").json()["operator_id"] == "op-1"
     assert operator.post(f"/orders/{oid}/complete").json()["status"] == "MANUFACTURING_COMPLETED"
     assert operator.post(f"/orders/{oid}/package").json()["status"] == "PACKAGING"
@@ -127,7 +127,7 @@ def test_every_command_response_carries_the_position_it_reached(customer: httpx.
 def test_the_upload_is_stored_under_its_sha256(api: RunningApi, customer: httpx.Client) -> None:
     order = create(customer)
     content = cube_stl(12.5)
-    body = upload(customer, order["id"], content).json()
+    body = upload(customer, order["order_id"], content).json()
     sha = hashlib.sha256(content).hexdigest()
     assert body["model"] == {
         "sha256": sha,
@@ -142,7 +142,7 @@ def test_the_upload_is_stored_under_its_sha256(api: RunningApi, customer: httpx.
 def test_the_filename_query_names_the_format(customer: httpx.Client) -> None:
     order = create(customer)
     response = customer.put(
-        f"/orders/{order['id']}/model?filename=my%20ring.STL",
+        f"/orders/{order['order_id']}/model?filename=my%20ring.STL",
         content=cube_stl(),
         headers={"Content-Type": "application/octet-stream"},
     )
@@ -152,7 +152,7 @@ def test_the_filename_query_names_the_format(customer: httpx.Client) -> None:
 
 def test_an_owner_cancels_before_approval(customer: httpx.Client) -> None:
     order = submitted(customer)
-    response = customer.post(f"/orders/{order['id']}/cancel", json={"reason": "found a cheaper offer"})
+    response = customer.post(f"/orders/{order['order_id']}/cancel", json={"reason": "found a cheaper offer"})
     assert response.status_code == 200
     assert response.json()["status"] == "CANCELLED"
     assert response.json()["cancellation_reason"] == "found a cheaper offer"
@@ -162,16 +162,16 @@ def test_a_rejected_model_can_be_replaced_and_resubmitted(
     customer: httpx.Client, store: OrdersApplication
 ) -> None:
     order = create(customer)
-    assert upload(customer, order["id"], open_box_stl()).status_code == 200
-    sent = customer.post(f"/orders/{order['id']}/submit").json()
+    assert upload(customer, order["order_id"], open_box_stl()).status_code == 200
+    sent = customer.post(f"/orders/{order['order_id']}/submit").json()
     rejected = store.execute(
-        order["id"], RejectModel(sent["model"]["sha256"], "the model is not watertight"), PRICING
+        order["order_id"], RejectModel(sent["model"]["sha256"], "the model is not watertight"), PRICING
     )
     assert isinstance(rejected, Accepted)
-    seen = customer.get(f"/orders/{order['id']}").json()
+    seen = customer.get(f"/orders/{order['order_id']}").json()
     assert (seen["status"], seen["rejection_reason"]) == ("REJECTED", "the model is not watertight")
-    assert upload(customer, order["id"]).json()["status"] == "FILE_UPLOADED"
-    assert customer.post(f"/orders/{order['id']}/submit").json()["status"] == "SUBMITTED"
+    assert upload(customer, order["order_id"]).json()["status"] == "FILE_UPLOADED"
+    assert customer.post(f"/orders/{order['order_id']}/submit").json()["status"] == "SUBMITTED"
 
 
 def test_a_retried_create_with_the_same_idempotency_key_returns_the_first_order(api: RunningApi) -> None:
@@ -180,7 +180,7 @@ def test_a_retried_create_with_the_same_idempotency_key_returns_the_first_order(
         first = partner.post("/orders", json=NEW_ORDER, headers=headers)
         again = partner.post("/orders", json=NEW_ORDER, headers=headers)
         assert (first.status_code, again.status_code) == (201, 200)
-        assert first.json()["id"] == again.json()["id"]
+        assert first.json()["order_id"] == again.json()["order_id"]
         assert first.json()["channel"] == "partner"
 
 
@@ -203,7 +203,7 @@ def test_concurrent_idempotent_creates_make_one_order(api: RunningApi) -> None:
                 pool.map(lambda _: partner.post("/orders", json=NEW_ORDER, headers=headers), range(8))
             )
     assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
-    assert len({r.json()["id"] for r in responses}) == 1
+    assert len({r.json()["order_id"] for r in responses}) == 1
 
 
 def test_twenty_operators_take_one_order_and_exactly_one_wins(
@@ -213,7 +213,7 @@ def test_twenty_operators_take_one_order_and_exactly_one_wins(
     clients = [api.client("operator", f"op-{i}") for i in range(20)]
     try:
         with ThreadPoolExecutor(20) as pool:
-            responses = list(pool.map(lambda c: c.post(f"/orders/{order['id']}/take"), clients))
+            responses = list(pool.map(lambda c: c.post(f"/orders/{order['order_id']}/take"), clients))
     finally:
         for c in clients:
             c.close()
@@ -222,7 +222,7 @@ def test_twenty_operators_take_one_order_and_exactly_one_wins(
     assert len(winners) == 1 and len(losers) == 19
     winner = winners[0].json()["operator_id"]
     assert all(r.json()["taken_by"] == winner and winner in r.json()["detail"] for r in losers)
-    history = customer.get(f"/orders/{order['id']}/history").json()
+    history = customer.get(f"/orders/{order['order_id']}/history").json()
     assert [h["event"] for h in history].count("ManufacturingStarted") == 1
 
 
@@ -244,7 +244,7 @@ def operations(doc: dict[str, Any]) -> dict[str, tuple[str, str]]:
 
 def test_a_new_order_links_to_every_operation_on_it(api: RunningApi) -> None:
     """Both answers of `POST /orders` (a new order, or the first one again) are documented as the order, and
-    link its `id` to every operation on one order: what schemathesis' stateful phase follows."""
+    link its `order_id` to every operation on one order: what schemathesis' stateful phase follows."""
     doc = httpx.get(f"{api.base_url}/schema/openapi.json").json()
     by_id = operations(doc)
     on_one_order = {op_id for op_id, (path, _) in by_id.items() if path.startswith("/orders/{order_id}")}
@@ -253,7 +253,7 @@ def test_a_new_order_links_to_every_operation_on_it(api: RunningApi) -> None:
         assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/OrderView"}
         links = answer["links"].values()
         assert {link["operationId"] for link in links} == on_one_order
-        assert all(link["parameters"] == {"order_id": "$response.body#/id"} for link in links)
+        assert all(link["parameters"] == {"order_id": "$response.body#/order_id"} for link in links)
     linked_paths = {by_id[op_id][0] for op_id in on_one_order}
     assert {f"/orders/{{order_id}}/{action}" for action in BY_ACTION} <= linked_paths
 
@@ -279,7 +279,7 @@ def test_request_bodies_that_refuse_unknown_fields_say_so(api: RunningApi, custo
         for op in item.values()
         if isinstance(op, dict) and "application/json" in op.get("requestBody", {}).get("content", {})
     }
-    assert {"CreateOrder", "ShipRequest", "CancelRequest", "MaterialRequest", "ProductRequest"} <= bodies
+    assert {"NewOrder", "ShipRequest", "CancelRequest", "MaterialRequest", "ProductRequest"} <= bodies
     assert all(doc["components"]["schemas"][name]["additionalProperties"] is False for name in bodies)
     refused = customer.post("/orders", json={**NEW_ORDER, "colour": "rose"})
     assert refused.status_code == 400 and "colour" in refused.text, refused.text

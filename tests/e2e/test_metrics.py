@@ -31,7 +31,7 @@ def scraped(system: RunningApi) -> Iterator[str]:
         for model in (cube_stl(), open_box_stl()):
             order_id = customer.post(
                 "/orders", json={"contact_name": "Ann", "item_title": "Ring", "material_code": "AU750"}
-            ).json()["id"]
+            ).json()["order_id"]
             customer.put(f"/orders/{order_id}/model", content=model, headers={"Content-Type": "model/stl"})
             customer.post(f"/orders/{order_id}/submit")
         customer.post(f"/orders/{order_id}/approve")  # refused: a customer may not approve

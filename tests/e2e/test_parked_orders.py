@@ -37,7 +37,7 @@ def operator(system: RunningApi) -> Iterator[httpx.Client]:
 def create(customer: httpx.Client) -> tuple[str, int]:
     created = customer.post("/orders", json=NEW_ORDER)
     assert created.status_code == 201, created.text
-    return created.json()["id"], int(created.headers["X-Position"])
+    return created.json()["order_id"], int(created.headers["X-Position"])
 
 
 def mes_row(operator: httpx.Client, order_id: str, position: int) -> dict[str, Any]:

@@ -107,7 +107,7 @@ class TestIdempotencyWindow:
             first = partner.post("/orders", json=NEW_ORDER, headers=headers)
             again = partner.post("/orders", json=NEW_ORDER, headers=headers)
         assert (first.status_code, again.status_code) == (201, 200)
-        assert again.json()["id"] == first.json()["id"]
+        assert again.json()["order_id"] == first.json()["order_id"]
 
     def test_the_window_is_documented_in_the_schema(self, api: RunningApi) -> None:
         schema = httpx.get(f"{api.base_url}/schema/openapi.json").json()
@@ -176,7 +176,7 @@ class TestSizeLimits:
     def test_an_upload_over_max_upload_bytes_is_413(self, api: RunningApi, customer: httpx.Client) -> None:
         created = customer.post("/orders", json=NEW_ORDER)
         assert created.status_code == 201
-        order = created.json()["id"]
+        order = created.json()["order_id"]
         before = position(api)
         upload = cube_stl() + b"\0" * MAX_UPLOAD
         response = customer.put(

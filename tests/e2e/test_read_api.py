@@ -44,10 +44,12 @@ def create(client: httpx.Client, **fields: Any) -> httpx.Response:
 
 def approve(client: httpx.Client, seller: httpx.Client, **fields: Any) -> httpx.Response:
     order = create(client, **fields).json()
-    client.put(f"/orders/{order['id']}/model", content=cube_stl(), headers={"Content-Type": "model/stl"})
-    client.post(f"/orders/{order['id']}/submit")
-    assert answered(client, order["id"])["status"] == "PRICE_CALCULATED"
-    response = seller.post(f"/orders/{order['id']}/approve")
+    client.put(
+        f"/orders/{order['order_id']}/model", content=cube_stl(), headers={"Content-Type": "model/stl"}
+    )
+    client.post(f"/orders/{order['order_id']}/submit")
+    assert answered(client, order["order_id"])["status"] == "PRICE_CALCULATED"
+    response = seller.post(f"/orders/{order['order_id']}/approve")
     assert response.status_code == 200, response.text
     return response
 
@@ -55,7 +57,7 @@ def approve(client: httpx.Client, seller: httpx.Client, **fields: Any) -> httpx.
 def test_a_client_reads_its_own_write_with_min_position(customer: httpx.Client) -> None:
     created = create(customer, item_title="Read-your-writes ring")
     position = created.headers["X-Position"]
-    seen = customer.get(f"/shop/orders/{created.json()['id']}", params={"min_position": position})
+    seen = customer.get(f"/shop/orders/{created.json()['order_id']}", params={"min_position": position})
     assert seen.status_code == 200, seen.text
     assert seen.json()["item_title"] == "Read-your-writes ring"
     assert int(seen.headers["X-Position"]) >= int(position)
@@ -102,12 +104,12 @@ def test_customers_list_only_their_own_orders(system: RunningApi, customer: http
         theirs = create(bob)
         listed = bob.get("/shop/orders", params={"min_position": theirs.headers["X-Position"]}).json()
         assert {o["owner_id"] for o in listed["items"]} == {"bob"}
-        assert bob.get(f"/shop/orders/{mine['id']}").status_code == 404
+        assert bob.get(f"/shop/orders/{mine['order_id']}").status_code == 404
 
 
 def test_shop_order_pages_cover_every_order_once(system: RunningApi) -> None:
     with system.client("partner", "p-pages") as partner:
-        ids = [create(partner).json()["id"] for _ in range(5)]
+        ids = [create(partner).json()["order_id"] for _ in range(5)]
         last = partner.post(
             "/orders", json={"contact_name": "x", "item_title": "y", "material_code": "AU585"}
         )
@@ -119,7 +121,7 @@ def test_shop_order_pages_cover_every_order_once(system: RunningApi) -> None:
             if page["next_cursor"] is None:
                 break
             params = {"limit": 2, "cursor": page["next_cursor"]}
-    assert set(seen) == {*ids, last.json()["id"]} and len(seen) == 6
+    assert set(seen) == {*ids, last.json()["order_id"]} and len(seen) == 6
 
 
 def test_mes_lists_newest_approved_first_with_keyset_pages(
@@ -139,12 +141,12 @@ def test_mes_lists_newest_approved_first_with_keyset_pages(
         if page.json()["next_cursor"] is None:
             break
         params = {"material": "PT950", "limit": 2, "cursor": page.json()["next_cursor"]}
-    assert seen == [a.json()["id"] for a in reversed(approved)]
+    assert seen == [a.json()["order_id"] for a in reversed(approved)]
 
 
 def test_mes_filters_combine(customer: httpx.Client, seller: httpx.Client, operator: httpx.Client) -> None:
     order = approve(customer, seller, material_code="PD950", item_title="Unmistakable brooch")
-    taken = operator.post(f"/orders/{order.json()['id']}/take")
+    taken = operator.post(f"/orders/{order.json()['order_id']}/take")
     wait = {"min_position": taken.headers["X-Position"]}
     hits = operator.get(
         "/mes/orders",
@@ -157,9 +159,9 @@ def test_mes_filters_combine(customer: httpx.Client, seller: httpx.Client, opera
             **wait,
         },
     )
-    assert [o["order_id"] for o in hits.json()["items"]] == [order.json()["id"]]
+    assert [o["order_id"] for o in hits.json()["items"]] == [order.json()["order_id"]]
     by_number = operator.get("/mes/orders", params={"q": order.json()["number"]}).json()["items"]
-    assert [o["order_id"] for o in by_number] == [order.json()["id"]]
+    assert [o["order_id"] for o in by_number] == [order.json()["order_id"]]
     none = operator.get("/mes/orders", params={"status": "CLOSED", "q": "unmistakable"}).json()
     assert none == {"items": [], "next_cursor": None}
 
@@ -171,10 +173,12 @@ def test_overdue_orders_are_found_and_counted(
     order = approve(customer, seller, promised_date=yesterday)
     wait = {"min_position": order.headers["X-Position"]}
     overdue = operator.get("/mes/orders", params={"overdue": "true", **wait}).json()["items"]
-    assert order.json()["id"] in {o["order_id"] for o in overdue}
+    assert order.json()["order_id"] in {o["order_id"] for o in overdue}
     assert all(o["overdue"] for o in overdue)
     stats = operator.get("/mes/stats", params=wait).json()
-    assert stats["overdue_total"] >= 1 and order.json()["id"] in {o["order_id"] for o in stats["overdue"]}
+    assert stats["overdue_total"] >= 1 and order.json()["order_id"] in {
+        o["order_id"] for o in stats["overdue"]
+    }
     assert stats["counts"]["MANUFACTURING_APPROVED"] >= 1
     assert stats["approved_wait_seconds"]["n"] >= 1
 
@@ -245,7 +249,7 @@ def test_the_mes_stream_announces_changes_live(
         assert next(lines) == "event: ready"
         created = create(customer, item_title="Streamed pendant").json()
         for line in lines:
-            if line.startswith("data: ") and created["id"] in line:
+            if line.startswith("data: ") and created["order_id"] in line:
                 assert '"status":"INITIATED"' in line
                 break
 
@@ -261,10 +265,12 @@ def test_mes_items_say_what_the_caller_may_do(
     items = operator.get(
         "/mes/orders", params={"material": "AU585", "min_position": order.headers["X-Position"]}
     )
-    mine = next(i for i in items.json()["items"] if i["order_id"] == order.json()["id"])
+    mine = next(i for i in items.json()["items"] if i["order_id"] == order.json()["order_id"])
     assert mine["allowed"] == ["StartManufacturing"]
     as_seller = seller.get("/mes/orders", params={"material": "AU585"}).json()["items"]
-    assert next(i for i in as_seller if i["order_id"] == order.json()["id"])["allowed"] == ["CancelOrder"]
+    assert next(i for i in as_seller if i["order_id"] == order.json()["order_id"])["allowed"] == [
+        "CancelOrder"
+    ]
 
 
 def test_concurrent_changes_of_one_catalog_item_leave_the_shop_view_flowing(
@@ -289,7 +295,8 @@ def test_concurrent_changes_of_one_catalog_item_leave_the_shop_view_flowing(
             assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
             created = create(customer, item_title=f"After catalog round {round_}")
             seen = customer.get(
-                f"/shop/orders/{created.json()['id']}", params={"min_position": created.headers["X-Position"]}
+                f"/shop/orders/{created.json()['order_id']}",
+                params={"min_position": created.headers["X-Position"]},
             )
             assert seen.status_code == 200, seen.text
     last = max(answers, key=lambda a: int(a.headers["X-Position"]))

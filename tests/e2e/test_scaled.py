@@ -99,7 +99,7 @@ def test_every_part_runs_as_its_own_process(scaled: Scaled) -> None:
 def test_an_order_is_priced_and_visible_through_the_gateway(scaled: Scaled) -> None:
     with client(scaled, "customer", "scaled-ann") as ann, client(scaled, "operator", "scaled-olga") as olga:
         order = answered(ann, submit(ann, cube_stl()))
-        order_id = order["id"]
+        order_id = order["order_id"]
         assert order["status"] == "PRICE_CALCULATED"
         position = ann.get(f"/orders/{order_id}").headers["X-Position"]
         shop = ann.get(f"/shop/orders/{order_id}", params={"min_position": position})

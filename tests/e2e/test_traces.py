@@ -93,7 +93,7 @@ def test_the_read_api_decides_sampling_first_too(traced: Traced) -> None:
 
 def priced_order(traced: Traced, caller: str = CALLER) -> str:
     with customer(traced) as client:
-        order_id: str = client.post("/orders", json=ORDER).json()["id"]
+        order_id: str = client.post("/orders", json=ORDER).json()["order_id"]
         client.put(f"/orders/{order_id}/model", content=cube_stl(), headers={"Content-Type": "model/stl"})
         submitted = client.post(f"/orders/{order_id}/submit", headers={"traceparent": caller})
         assert submitted.status_code == 200
@@ -164,7 +164,7 @@ def test_new_traces_are_sampled_by_the_providers_sampler_before_the_request_runs
     taken, its span (with the database statements under it) is recorded exactly when sampled, and the
     events remember the same trace id and flag either way."""
     with customer(traced) as client:
-        order_ids = [client.post("/orders", json=ORDER).json()["id"] for _ in range(40)]
+        order_ids = [client.post("/orders", json=ORDER).json()["order_id"] for _ in range(40)]
     time.sleep(0.3)
     decided = {True: 0, False: 0}
     for order_id in order_ids:

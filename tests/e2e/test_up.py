@@ -47,7 +47,7 @@ def test_up_starts_stops_and_keeps_its_data(tmp_path: Path) -> None:
         headers = {"Authorization": f"Bearer {mint_token(secret, Role.CUSTOMER, 'cust-1')}"}
         created = httpx.post(f"http://127.0.0.1:{port}/orders", json=NEW_ORDER, headers=headers)
         assert created.status_code == 201, created.text
-        order_id = created.json()["id"]
+        order_id = created.json()["order_id"]
     finally:
         code = interrupt(process)
     assert code == 0

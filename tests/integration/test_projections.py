@@ -28,7 +28,7 @@ from orders_core.lifecycle import Status
 from orders_core.order import Order
 from orders_core.outcomes import Accepted
 from projectors.replay import replay
-from read_models.mes import MesFilters, Sort, find_orders, status_board
+from read_models.mes import MesFilters, MesOrderSort, find_orders, status_board
 from tests.conftest import BACKBONE, ROOT
 from tests.orders import EVERYONE, OWNER, initiate_command, valid_command
 
@@ -407,7 +407,7 @@ def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
     approved_orders = [o for o in orders if Status.MANUFACTURING_APPROVED.value in o.entered_at]
     assert 0 < len(approved_orders) < len(orders), "the data must mix approved and never-approved orders"
     projection_runner("mes", database).catch_up()
-    for sort in (Sort.APPROVED, Sort.APPROVED_OLDEST):
+    for sort in (MesOrderSort.APPROVED, MesOrderSort.APPROVED_OLDEST):
         seen: list[dict[str, Any]] = []
         cursor = None
         with psycopg.connect(database, row_factory=dict_row) as conn:
@@ -419,7 +419,7 @@ def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
                 cursor = page.next_cursor
         assert sorted(i["order_id"] for i in seen) == sorted(str(o.id) for o in orders)
         approved = [i["approved_at"] for i in seen if i["approved_at"] is not None]
-        if sort is Sort.APPROVED:
+        if sort is MesOrderSort.APPROVED:
             assert approved == sorted(approved, reverse=True)
             assert all(i["approved_at"] is None for i in seen[len(approved) :]), (
                 "never-approved orders come last"
@@ -454,7 +454,7 @@ def test_text_search_pages_are_the_same_whichever_way_they_are_found(
         titles[str(order.id)] = title.lower()
     projection_runner("mes", database).catch_up()
 
-    def pages(word: str, sort: Sort) -> list[str]:
+    def pages(word: str, sort: MesOrderSort) -> list[str]:
         seen: list[str] = []
         cursor = None
         with psycopg.connect(database, row_factory=dict_row) as conn:
@@ -467,7 +467,7 @@ def test_text_search_pages_are_the_same_whichever_way_they_are_found(
 
     for word in [*words, "nowhere"]:
         expected = sorted(i for i, t in titles.items() if word in t)
-        for sort in (Sort.APPROVED, Sort.APPROVED_OLDEST):
+        for sort in (MesOrderSort.APPROVED, MesOrderSort.APPROVED_OLDEST):
             found = {}
             for walk in (1, 7, 10**6):
                 monkeypatch.setattr(read_models.mes, "TEXT_WALK", walk)
@@ -475,4 +475,4 @@ def test_text_search_pages_are_the_same_whichever_way_they_are_found(
             assert found[1] == found[7] == found[10**6], (word, sort)
             assert sorted(found[1]) == expected, (word, sort)
         # The same orders as the general query (sort by creation: no walk, whatever the planner does).
-        assert sorted(pages(word, Sort.CREATED)) == expected
+        assert sorted(pages(word, MesOrderSort.CREATED)) == expected

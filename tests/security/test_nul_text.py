@@ -40,7 +40,7 @@ def customer(system: RunningApi) -> Iterator[httpx.Client]:
 def order_id(customer: httpx.Client) -> str:
     created = customer.post("/orders", json=NEW_ORDER)
     assert created.status_code == 201, created.text
-    found: str = created.json()["id"]
+    found: str = created.json()["order_id"]
     return found
 
 
@@ -115,5 +115,5 @@ def test_text_without_nul_still_passes_and_the_views_keep_up(
     assert created.status_code == 201, created.text
     wait = {"min_position": position(system)}
     assert seller.get("/mes/stats", params=wait).status_code == 200
-    shown = customer.get(f"/shop/orders/{created.json()['id']}", params=wait)
+    shown = customer.get(f"/shop/orders/{created.json()['order_id']}", params=wait)
     assert shown.status_code == 200 and shown.json()["item_title"] == "戒指"

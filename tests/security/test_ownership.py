@@ -64,7 +64,7 @@ def walk(client: httpx.Client, staff: dict[str, httpx.Client], steps: int) -> di
     """A new order of `client`'s caller, taken `steps` steps along the lifecycle."""
     created = client.post("/orders", json=NEW_ORDER)
     assert created.status_code == 201, created.text
-    order_id = created.json()["id"]
+    order_id = created.json()["order_id"]
     seller, operator = staff["seller"], staff["operator"]
     ship = {"carrier": "DHL", "tracking_number": "JD0002"}
     path = f"/orders/{order_id}"
@@ -94,7 +94,7 @@ def victims(system: RunningApi, staff: dict[str, httpx.Client]) -> list[Victim]:
     for (role, subject), steps in plan:
         with system.client(role, subject) as client:
             order = walk(client, staff, steps)
-        found.append(Victim(order["id"], order["status"], order["number"], subject, role))
+        found.append(Victim(order["order_id"], order["status"], order["number"], subject, role))
     statuses = {v.status for v in found}
     assert {"INITIATED", "FILE_UPLOADED", "PRICE_CALCULATED", "MANUFACTURING_STARTED", "SHIPPED"} <= statuses
     return found
@@ -158,7 +158,7 @@ class TestCommandApi:
     def test_an_order_cannot_be_created_for_someone_else(
         self, stranger: httpx.Client, victims: list[Victim]
     ) -> None:
-        response = stranger.post("/orders", json={**NEW_ORDER, "customer_id": OWNER[1]})
+        response = stranger.post("/orders", json={**NEW_ORDER, "owner_id": OWNER[1]})
         assert response.status_code == 403, response.text
 
 
@@ -169,7 +169,7 @@ def test_an_idempotency_key_is_per_caller(system: RunningApi) -> None:
         first = owner.post("/orders", json=NEW_ORDER, headers=key)
         other = stranger.post("/orders", json=NEW_ORDER, headers=key)
     assert first.status_code == other.status_code == 201, (first.text, other.text)
-    assert other.json()["id"] != first.json()["id"]
+    assert other.json()["order_id"] != first.json()["order_id"]
     assert other.json()["owner_id"] == STRANGERS[0][1]
 
 

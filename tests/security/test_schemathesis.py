@@ -108,7 +108,7 @@ def seeded(system: RunningApi) -> Seeded:
             for _ in range(2):
                 created = client.post("/orders", json=NEW_ORDER)
                 assert created.status_code == 201, created.text
-                ids.append(created.json()["id"])
+                ids.append(created.json()["order_id"])
             uploaded = submit(client, cube_stl())
             ids.append(uploaded)
             priced = submit(client, cube_stl())

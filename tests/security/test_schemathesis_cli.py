@@ -9,7 +9,7 @@ part included). On the code before the fix (4f73c51^) the shop view stops within
 seller's run and the last two tests fail; the fuzzer itself reports nothing, as it did for the user.
 
 The stateful phase follows the OpenAPI links: `GET /catalog` to `POST /orders` with a material of the
-catalog, and the new order's `id` to each of its commands and reads (orders_core/api/orders.py,
+catalog, and the new order's `order_id` to each of its commands and reads (orders_core/api/orders.py,
 catalog.py). The HAR report of each run shows it reaching the orders it created.
 
 Bounded: each operation gets at most MAX_EXAMPLES cases a cycle, and `--max-time` ends the run (the
@@ -71,7 +71,7 @@ class Run:
     def created_orders(self) -> set[str]:
         """Ids of the orders that `POST /orders` answered with."""
         return {
-            json.loads(e["response"]["content"]["text"])["id"]
+            json.loads(e["response"]["content"]["text"])["order_id"]
             for e in self.exchanges
             if e["request"]["method"] == "POST"
             and urlsplit(e["request"]["url"]).path == "/orders"

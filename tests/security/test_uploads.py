@@ -52,7 +52,7 @@ def customer(server: RunningApi) -> Iterator[httpx.Client]:
 def new_order(customer: httpx.Client) -> str:
     created = customer.post("/orders", json=NEW_ORDER)
     assert created.status_code == 201, created.text
-    order_id: str = created.json()["id"]
+    order_id: str = created.json()["order_id"]
     return order_id
 
 

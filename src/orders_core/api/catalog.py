@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Response, Router, delete, get, put
 from litestar.di import NamedDependency
@@ -12,8 +12,7 @@ from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import JSONBody, PathParameter
 
 from orders_core.actors import Actor
-from orders_core.api.errors import refusal_response
-from orders_core.api.orders import POSITION
+from orders_core.api.orders import POSITION, ErrorAnswer, refused, send_error_answer
 from orders_core.api.schemas import (
     CatalogView,
     LabourRateRequest,
@@ -27,14 +26,14 @@ from orders_core.contracts import LabourRate, Material, Product
 from orders_core.lifecycle import INITIATE
 from orders_core.outcomes import Refusal
 
-CatalogResponse = Response[CatalogView] | Response[dict[str, Any]]
+CatalogResponse = Response[CatalogView]
 CodeParam = Annotated[str, PathParameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$", max_length=32)]
 
 
 def _change(orders: OrdersApplication, change: Callable[[Catalog], Refusal | None]) -> CatalogResponse:
     result = orders.change_catalog(change)
     if isinstance(result, Refusal):
-        return refusal_response(result)
+        raise refused(result)
     return Response(catalog_view(result.value), headers={POSITION: str(result.position)})
 
 
@@ -44,7 +43,7 @@ class ReadCatalogOperation(Operation):
 
     The link says what the schema cannot: an order's `material_code` names a material of the catalog. It is
     also schemathesis' way into orders: its stateful phase never starts with `POST /orders`, whose optional
-    `customer_id` it takes for a reference to something no operation creates. The `requestBody` is read as
+    `owner_id` it takes for a reference to something no operation creates. The `requestBody` is read as
     schemathesis reads it: the expressions inside are evaluated and merged into a generated body.
     """
 
@@ -127,4 +126,5 @@ catalog_router = Router(
     tags=["catalog"],
     path="/catalog",
     route_handlers=[read_catalog, put_material, put_labour_rate, put_product, delete_product],
+    exception_handlers={ErrorAnswer: send_error_answer},
 )

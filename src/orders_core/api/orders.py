@@ -24,8 +24,9 @@ from orders_core.actors import Actor
 from orders_core.api.errors import refusal_response
 from orders_core.api.schemas import (
     CancelRequest,
-    CreateOrder,
+    Channel,
     HistoryEntry,
+    NewOrder,
     OrderView,
     ShipRequest,
     history_entry,
@@ -43,7 +44,7 @@ from orders_core.outcomes import Accepted, Refusal, Refused
 POSITION = "X-Position"
 CORRELATION = "X-Correlation-ID"
 
-OrderResponse = Response[OrderView] | Response[dict[str, Any]]
+OrderResponse = Response[OrderView]
 IDEMPOTENCY_KEY_HELP = (
     "Up to 200 characters, chosen by the caller, unique per order it means to create. Kept for the"
     " idempotency window (IDEMPOTENCY_WINDOW_HOURS, 24 hours by default; the API description gives this"
@@ -62,10 +63,29 @@ def request_meta(request: Request[Any, Any, Any]) -> dict[str, str]:
     return meta
 
 
+class ErrorAnswer(Exception):
+    """An error answer, raised: a handler's return type is then its success body alone, which is what the
+    OpenAPI document shows (Litestar cannot describe a union of responses). The routers send it as it is."""
+
+    def __init__(self, response: Response[dict[str, Any]]) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def refused(refusal: Refusal) -> ErrorAnswer:
+    """A refused command as the error answer to raise."""
+    return ErrorAnswer(refusal_response(refusal))
+
+
+def send_error_answer(request: Request[Any, Any, Any], exc: ErrorAnswer) -> Response[dict[str, Any]]:
+    """The routers' exception handler for `ErrorAnswer`."""
+    return exc.response
+
+
 def accepted(result: Accepted[Order] | Refusal, actor: Actor, status_code: int = 200) -> OrderResponse:
     """The HTTP answer to a command's outcome."""
     if isinstance(result, Refusal):
-        return refusal_response(result)
+        raise refused(result)
     view = order_view(result.value, actor, datetime.now(UTC))
     return Response(view, status_code=status_code, headers={POSITION: str(result.position)})
 
@@ -75,7 +95,7 @@ class InitiateOrderOperation(Operation):
     """`POST /orders` in the OpenAPI document: its answers link to every operation on the order it answers.
 
     A client generated from the document, or a fuzzer's stateful phase (schemathesis follows links), learns
-    from the links that the order's `id` is what those operations take as `order_id`.
+    from the links that the order's `order_id` is what those operations take in their path.
     """
 
     def __post_init__(self) -> None:
@@ -83,7 +103,7 @@ class InitiateOrderOperation(Operation):
             answer = (self.responses or {}).get(status)
             if isinstance(answer, OpenAPIResponse):
                 answer.links = {
-                    target: Link(operation_id=target, parameters={"order_id": "$response.body#/id"})
+                    target: Link(operation_id=target, parameters={"order_id": "$response.body#/order_id"})
                     for target in on_one_order()
                 }
 
@@ -111,7 +131,7 @@ def provide_orders(state: State) -> OrdersApplication:
     },
 )
 async def create_order(
-    data: JSONBody[CreateOrder],
+    data: JSONBody[NewOrder],
     actor: NamedDependency[Actor],
     request: Request[Any, Any, State],
     idempotency_key: Annotated[
@@ -124,17 +144,15 @@ async def create_order(
     """Start an order. A retry with the same Idempotency-Key within the idempotency window (24 hours unless
     configured otherwise) returns the first order (200), never a second."""
     if actor.owns_orders:
-        if data.customer_id not in (None, actor.subject):
-            return refusal_response(Refusal(Refused.FORBIDDEN, "you can create orders only for yourself"))
+        if data.owner_id not in (None, actor.subject):
+            raise refused(Refusal(Refused.FORBIDDEN, "you can create orders only for yourself"))
         owner, channel = actor.subject, ("partner" if actor.role is Role.PARTNER else "shop")
         if data.channel not in (None, channel):
-            return refusal_response(
-                Refusal(Refused.INVALID, f"a {actor.role}'s orders use channel {channel}")
-            )
+            raise refused(Refusal(Refused.INVALID, f"a {actor.role}'s orders use channel {channel}"))
     else:
-        if data.customer_id is None:
-            raise ClientException("customer_id is required when staff create an order for someone")
-        owner, channel = data.customer_id, data.channel or "shop"
+        if data.owner_id is None:
+            raise ClientException("owner_id is required when staff create an order for someone")
+        owner, channel = data.owner_id, (data.channel or Channel.SHOP).value
     command = InitiateOrder(
         channel=channel,
         owner_id=owner,
@@ -157,19 +175,19 @@ def read_order(order_id: FromPath[UUID], actor: NamedDependency[Actor], state: S
     orders = provide_orders(state)
     order = _visible_order(orders, order_id, actor)
     if isinstance(order, Refusal):
-        return refusal_response(order)
+        raise refused(order)
     return Response(order_view(order, actor, datetime.now(UTC)), headers={POSITION: str(orders.position())})
 
 
 @get("/{order_id:uuid}/history", sync_to_thread=True, operation_id="ReadHistory")
 def read_history(
     order_id: FromPath[UUID], actor: NamedDependency[Actor], state: State
-) -> Response[list[HistoryEntry]] | Response[dict[str, Any]]:
+) -> Response[list[HistoryEntry]]:
     """Every event of the order, oldest first."""
     orders = provide_orders(state)
     order = _visible_order(orders, order_id, actor)
     if isinstance(order, Refusal):
-        return refusal_response(order)
+        raise refused(order)
     return Response([history_entry(e) for e in orders.history(order_id)])
 
 
@@ -193,17 +211,17 @@ async def attach_model(
     orders = provide_orders(request.app.state)
     order = await anyio.to_thread.run_sync(_visible_order, orders, order_id, actor)
     if isinstance(order, Refusal):
-        return refusal_response(order)
+        raise refused(order)
     refusal = order.refusal_for("AttachModel", actor)
     if refusal is not None:
-        return refusal_response(refusal)
+        raise refused(refusal)
     fmt = claimed_format(request.headers.get("content-type"), filename)
     if isinstance(fmt, Unacceptable):
-        return _unacceptable(fmt)
+        raise _unacceptable(fmt)
     state = request.app.state
     stored = await _receive_model(request, state.blobs, state.max_upload_bytes, fmt, state.max_unzipped_bytes)
     if isinstance(stored, Unacceptable):
-        return _unacceptable(stored)
+        raise _unacceptable(stored)
     model = ModelFile(
         sha256=stored[0],
         filename=safe_filename(filename, fmt),
@@ -240,9 +258,11 @@ async def _receive_model(
         raise
 
 
-def _unacceptable(problem: Unacceptable) -> Response[dict[str, Any]]:
+def _unacceptable(problem: Unacceptable) -> ErrorAnswer:
     code = {413: "too_large", 415: "unsupported_media_type", 400: "bad_request"}.get(problem.http_status)
-    return Response(error_body(code or "invalid_model", problem.reason), status_code=problem.http_status)
+    return ErrorAnswer(
+        Response(error_body(code or "invalid_model", problem.reason), status_code=problem.http_status)
+    )
 
 
 async def _run(
@@ -303,7 +323,7 @@ COMMAND_ROUTES: tuple[HTTPRouteHandler, ...] = tuple(
     for t in TRANSITIONS
     if t.action is not None
 )
-"""`POST /orders/{id}/{action}` for each command of the lifecycle table that has an action."""
+"""`POST /orders/{order_id}/{action}` for each command of the lifecycle table that has an action."""
 ON_ONE_ORDER: tuple[HTTPRouteHandler, ...] = (read_order, read_history, attach_model, *COMMAND_ROUTES)
 """Every operation that takes an order's id: what the answers of `POST /orders` link to."""
 
@@ -318,4 +338,9 @@ def on_one_order() -> list[str]:
     return ids
 
 
-orders_router = Router(path="/orders", route_handlers=[create_order, *ON_ONE_ORDER], tags=["orders"])
+orders_router = Router(
+    path="/orders",
+    route_handlers=[create_order, *ON_ONE_ORDER],
+    tags=["orders"],
+    exception_handlers={ErrorAnswer: send_error_answer},
+)

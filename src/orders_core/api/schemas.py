@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -28,15 +29,24 @@ class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Request bodies refuse fields they do not know, so a typo is a 400 and not a silent default."""
 
 
-class CreateOrder(Strict):
+class Channel(enum.StrEnum):
+    """Where an order comes from: the web shop, or a partner's system."""
+
+    SHOP = "shop"
+    PARTNER = "partner"
+
+
+class NewOrder(Strict):
+    """What `InitiateOrder` takes: the order to start."""
+
     contact_name: Text
     item_title: Text
     material_code: Code
     quantity: Quantity = 1
     promised_date: date | None = None
-    customer_id: Subject | None = None
+    owner_id: Subject | None = None
     """Sellers name the customer or partner they create the order for; others create their own."""
-    channel: Literal["shop", "partner"] | None = None
+    channel: Channel | None = None
 
 
 class ShipRequest(Strict):
@@ -71,7 +81,7 @@ class ProductRequest(Strict):
 class OrderView(msgspec.Struct, kw_only=True):
     """An order as the write side holds it, with what the caller may do to it now."""
 
-    id: UUID
+    order_id: UUID
     number: str
     version: int
     status: str
@@ -119,7 +129,7 @@ class CatalogView(msgspec.Struct, kw_only=True):
 def order_view(order: Order, actor: Actor, now: datetime) -> OrderView:
     """The response body for `order`, as seen by `actor` at `now`."""
     return OrderView(
-        id=order.id,
+        order_id=order.id,
         number=order.number,
         version=order.version,
         status=order.status.value,

@@ -491,7 +491,7 @@
     if (!tr) return;
     const cell = tr.querySelector('[data-col="actions"]');
     if (Array.isArray(item.allowed)) { // the read API says what this caller may do: no extra request
-      renderActions(cell, { id: item.order_id, number: item.number, version: item.version, allowed: item.allowed });
+      renderActions(cell, { order_id: item.order_id, number: item.number, version: item.version, allowed: item.allowed });
       return;
     }
     const known = state.orders.get(item.order_id);
@@ -548,7 +548,7 @@
       buttons.push(h("button", {
         type: "button", class: action.danger ? "danger" : "", "data-action": action.path,
         "data-testid": `${testidPrefix}action-${action.path}`,
-        "aria-label": `${action.label.replace("…", "")} ${order.number}`, disabled: state.busy.has(order.id),
+        "aria-label": `${action.label.replace("…", "")} ${order.number}`, disabled: state.busy.has(order.order_id),
         onclick: () => startAction(order, command),
       }, action.label));
     }
@@ -557,7 +557,7 @@
 
   function renderActions(cell, order) {
     // Leave the buttons alone when nothing about them changed, so a live update keeps keyboard focus.
-    const key = `${order.version}:${state.busy.has(order.id)}`;
+    const key = `${order.version}:${state.busy.has(order.order_id)}`;
     if (cell.dataset.rendered === key) return;
     cell.dataset.rendered = key;
     const buttons = actionButtons(order);
@@ -596,14 +596,14 @@
   // Send one command; returns an error message for a form to show, or null when it went through.
   async function runCommand(order, command, body) {
     const action = ACTIONS[command];
-    setBusy(order.id, true);
+    setBusy(order.order_id, true);
     try {
-      const { data, position } = await api(`/orders/${order.id}/${action.path}`, { method: "POST", body });
-      state.orders.set(order.id, { version: data.version, order: data });
+      const { data, position } = await api(`/orders/${order.order_id}/${action.path}`, { method: "POST", body });
+      state.orders.set(order.order_id, { version: data.version, order: data });
       notify((DONE[command] || ((o) => `${o.number}: ${human(o.status)}.`))(data), "ok");
-      if (state.detailId === order.id) renderDetail(data, null);
+      if (state.detailId === order.order_id) renderDetail(data, null);
       await reload({ minPosition: position });
-      if (state.detailId === order.id) loadHistory(order.id);
+      if (state.detailId === order.order_id) loadHistory(order.order_id);
       scheduleStats();
       return null;
     } catch (e) {
@@ -612,13 +612,13 @@
       } else if (e.status !== 401) {
         notify(e.message, "error");
       }
-      writeSideOrder(order.id, 0, { force: true }).then((fresh) => {
-        if (fresh && state.detailId === order.id) renderDetail(fresh, null);
+      writeSideOrder(order.order_id, 0, { force: true }).then((fresh) => {
+        if (fresh && state.detailId === order.order_id) renderDetail(fresh, null);
       });
       reload();
       return e.message;
     } finally {
-      setBusy(order.id, false);
+      setBusy(order.order_id, false);
     }
   }
 
@@ -703,7 +703,7 @@
   }
 
   function renderDetail(order) {
-    $("detail").dataset.orderId = order.id;
+    $("detail").dataset.orderId = order.order_id;
     $("detail-title").textContent = `${order.number} · ${order.item_title}`;
     const facts = [
       ["Status", human(order.status) + (order.stuck ? " (stuck)" : "") + (order.overdue ? " (overdue)" : "")],
