@@ -27,7 +27,9 @@ def _as_postgres_user() -> dict[str, object]:
 
 
 def _run(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, text=True, **_as_postgres_user())  # type: ignore[call-overload]
+    done = subprocess.run(args, capture_output=True, text=True, check=False, **_as_postgres_user())  # type: ignore[call-overload]
+    if done.returncode != 0:
+        raise RuntimeError(f"{Path(args[0]).name} failed ({done.returncode}): {done.stderr or done.stdout}")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,7 @@ class Standby:
 def start_standby(primary_socket_dir: str, where: Path) -> Standby:
     """A streaming replica of the primary listening on `primary_socket_dir`, under `where` (new)."""
     pgdata, socket_dir = where / "standby", where / "standby-socket"
+    where.chmod(0o755)  # the server's own system user goes through it (pytest makes it 0700)
     for directory in (pgdata, socket_dir):
         directory.mkdir(mode=0o700, parents=True)
         if os.geteuid() == 0:

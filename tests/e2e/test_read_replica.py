@@ -31,7 +31,8 @@ def primary(tmp_path_factory: pytest.TempPathFactory) -> str:
     server = start_embedded(pgdata, cleanup_mode="delete")
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute("CREATE DATABASE backbone")
-    url = psycopg.conninfo.make_conninfo(server, dbname="backbone")
+    host = psycopg.conninfo.conninfo_to_dict(server)["host"]
+    url = f"postgresql://postgres@/backbone?host={host}"
     migrate(url)
     return url
 
