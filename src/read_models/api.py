@@ -32,7 +32,14 @@ from http_edge.rate_limit import RateLimiter, limit_description
 from orders_core.contracts import Actor, OrderFacts, Role, Status, allowed_commands
 from projectors.health import every_projection
 from read_models import mes, shop
-from read_models.bodies import MesOrderPage, ShopCatalog, ShopOrder, ShopOrderPage, StatusBoard
+from read_models.bodies import (
+    MesOrderPage,
+    MesStreamMessage,
+    ShopCatalog,
+    ShopOrder,
+    ShopOrderPage,
+    StatusBoard,
+)
 from read_models.metrics import register_mes_collector
 from read_models.paging import BadQuery, decode_cursor, encode_cursor
 from read_models.stream import ChangeFeed
@@ -246,9 +253,10 @@ def mes_stats(
     opt=UNTRACED,
     responses={
         200: ResponseSpec(
-            data_container=str,
+            data_container=MesStreamMessage,
+            generate_examples=False,
             media_type="text/event-stream",
-            description="Server-Sent Events: `change` events, each of JSON data, the orders that changed",
+            description="Server-Sent Events: `ready`, then a `change` per batch of the MES view",
         )
     },
 )

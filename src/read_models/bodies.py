@@ -7,6 +7,7 @@ them on the way out), so a generated client gets named models, not `{}`.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 from uuid import UUID
 
 import msgspec
@@ -148,3 +149,13 @@ class StatusBoard(msgspec.Struct, kw_only=True):
     overdue_total: int
     stuck: list[MesOrder]
     overdue: list[MesOrder]
+
+
+class MesStreamMessage(msgspec.Struct, kw_only=True):
+    """One message (a Server-Sent Event) of the MES change stream: `ready` once connected (data `{}`),
+    then a `change` per batch of the MES view, whose data is JSON: `{"position": int, "orders":
+    [{order_id, number, status, operator_id, version}], "truncated": bool}` (truncated: too many to
+    name, reload the list). Comment lines keep the connection alive."""
+
+    event: Literal["ready", "change"]
+    data: str

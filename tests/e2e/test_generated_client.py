@@ -269,8 +269,9 @@ def test_a_customer_walks_an_order_with_the_generated_client(
             client=views, order_id=order.order_id, min_position=position
         )
         assert shown.status_code == 200, shown.content
-        assert shown.parsed["order_id"] == str(order.order_id)
-        assert shown.parsed["number"] == order.number and shown.parsed["status"] == "INITIATED"
+        assert isinstance(shown.parsed, read.module("models").ShopOrder)
+        assert (shown.parsed.order_id, shown.parsed.number) == (order.order_id, order.number)
+        assert shown.parsed.status == "INITIATED"
 
         missing = up.module("api.orders.read_order").sync(
             client=commands, order_id=UUID("00000000-0000-4000-8000-000000000000")
