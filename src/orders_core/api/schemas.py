@@ -11,7 +11,7 @@ import msgspec
 
 from orders_core.actors import Actor
 from orders_core.catalog import Catalog
-from orders_core.contracts import LabourRate, LabourUnit, Material, ModelFile, Product, Quote
+from orders_core.contracts import LabourRate, LabourUnit, Material, ModelFile, Product, Quote, Status
 from orders_core.order import Order
 
 # No NUL anywhere: PostgreSQL text cannot hold one, so an accepted NUL would halt every projection at its
@@ -84,7 +84,7 @@ class OrderView(msgspec.Struct, kw_only=True):
     order_id: UUID
     number: str
     version: int
-    status: str
+    status: Status
     channel: str
     owner_id: str
     contact_name: str
@@ -132,7 +132,7 @@ def order_view(order: Order, actor: Actor, now: datetime) -> OrderView:
         order_id=order.id,
         number=order.number,
         version=order.version,
-        status=order.status.value,
+        status=order.status,
         channel=order.channel,
         owner_id=order.owner_id,
         contact_name=order.contact_name,
