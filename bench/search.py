@@ -380,9 +380,9 @@ def explain(conn: Connection[DictRow], query: Any, params: Any) -> str:
 def with_cursor(f: MesFilters, cursor: str | None) -> MesFilters:
     return MesFilters(
         statuses=f.statuses,
-        material=f.material,
+        material_code=f.material_code,
         channel=f.channel,
-        operator=f.operator,
+        operator_id=f.operator_id,
         overdue=f.overdue,
         stuck=f.stuck,
         text=f.text,
@@ -434,16 +434,16 @@ def cases(sample: dict[str, Any]) -> list[Case]:
         Case("status=MANUFACTURING_APPROVED", [approved]),
         Case("status=MANUFACTURING_STARTED", [MesFilters(statuses=(Status.MANUFACTURING_STARTED,))]),
         Case("status=CLOSED (most rows)", [MesFilters(statuses=(Status.CLOSED,))]),
-        Case("material (each of 6)", [MesFilters(material=m) for m, _ in MATERIALS]),
+        Case("material (each of 6)", [MesFilters(material_code=m) for m, _ in MATERIALS]),
         Case("channel=partner / shop", [MesFilters(channel="partner"), MesFilters(channel="shop")]),
-        Case("operator (10 of 50)", [MesFilters(operator=o) for o in OPERATORS[:10]]),
+        Case("operator (10 of 50)", [MesFilters(operator_id=o) for o in OPERATORS[:10]]),
         Case(
             "status=APPROVED + material",
-            [MesFilters(statuses=approved.statuses, material=m) for m, _ in MATERIALS],
+            [MesFilters(statuses=approved.statuses, material_code=m) for m, _ in MATERIALS],
         ),
         Case(
             "status=STARTED + operator",
-            [MesFilters(statuses=(Status.MANUFACTURING_STARTED,), operator=o) for o in OPERATORS[:10]],
+            [MesFilters(statuses=(Status.MANUFACTURING_STARTED,), operator_id=o) for o in OPERATORS[:10]],
         ),
         Case("overdue", [MesFilters(overdue=True)]),
         Case("stuck", [MesFilters(stuck=True)]),
@@ -645,9 +645,9 @@ def _describe(f: MesFilters) -> str:
         f"{k}={v!r}"
         for k, v in (
             ("statuses", ",".join(f.statuses) or None),
-            ("material", f.material),
+            ("material_code", f.material_code),
             ("channel", f.channel),
-            ("operator", f.operator),
+            ("operator_id", f.operator_id),
             ("overdue", f.overdue or None),
             ("stuck", f.stuck or None),
             ("text", f.text),

@@ -38,8 +38,18 @@ class MesProjector:
     def mark_parked(
         self, cursor: Cursor[DictRow], schema: str, aggregate_id: str, reason: str | None
     ) -> None:
-        """Show on the order's row that its events are parked (`reason`), or no longer are (None)."""
+        """Show on the order's row that its events are parked (`reason`), or no longer are (None); tell
+        the change stream, so the console marks it stale now, not at its next change."""
         mark_order_parked(cursor, schema, aggregate_id, reason)
+        if schema == self.name:  # a replay into another schema announces nothing
+            row = cursor.execute(
+                sql.SQL("SELECT position, {} FROM {} WHERE order_id = %s").format(
+                    sql.SQL(", ").join(map(sql.Identifier, MES_ANNOUNCED)), sql.Identifier(schema, "orders")
+                ),
+                (aggregate_id,),
+            ).fetchone()
+            if row is not None:
+                announce(cursor, int(row["position"]), [row])
 
     def loader(self) -> MesLoader:
         """A fold for replays into an empty schema (the runner's `load`)."""

@@ -11,7 +11,7 @@ from uuid import UUID
 import msgspec
 from litestar import Litestar, Request, Response, Router, get
 from litestar.config.app import AppConfig
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException, PermissionDeniedException
 from litestar.openapi import ResponseSpec
@@ -28,6 +28,7 @@ from psycopg_pool import ConnectionPool
 from http_edge.error_contract import documents_errors
 from http_edge.health import UNTRACED, Probe, add_probe
 from http_edge.plugin import EdgeConfig, edge_application
+from http_edge.position import POSITION, documented_position
 from http_edge.rate_limit import RateLimiter, limit_description
 from orders_core.contracts import Actor, OrderFacts, Role, Status, allowed_commands
 from projectors.health import every_projection
@@ -45,13 +46,7 @@ from read_models.paging import BadQuery, decode_cursor, encode_cursor
 from read_models.stream import ChangeFeed
 
 Body = TypeVar("Body")
-POSITIONED = [
-    ResponseHeader(
-        name="X-Position",
-        description="the event store position the view had reached when it answered",
-        documentation_only=True,
-    )
-]
+POSITIONED = documented_position("the event store position the view had reached when it answered")
 MES_ROLES = frozenset({Role.SELLER, Role.OPERATOR, Role.ADMIN})
 MinPosition = Annotated[
     int,
@@ -127,7 +122,7 @@ def _no_nul(**texts: str | None) -> None:
 
 def _positioned(rows: Any, body: type[Body], reached: int) -> Response[Body]:
     """`rows` as the response body `body`, saying in X-Position which position the view had reached."""
-    return Response(msgspec.convert(rows, body), headers={"X-Position": str(reached)})
+    return Response(msgspec.convert(rows, body), headers={POSITION: str(reached)})
 
 
 @get("/catalog", sync_to_thread=True, operation_id="ReadShopCatalog")
@@ -144,27 +139,29 @@ def shop_catalog(
 def shop_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
-    owner: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    owner_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
     min_position: MinPosition = 0,
 ) -> Response[ShopOrderPage]:
-    """The caller's own orders, newest first (staff name the owner with `owner=`)."""
-    _no_nul(owner=owner, cursor=cursor)
+    """The caller's own orders, newest first (staff name the owner with `owner_id=`)."""
+    _no_nul(owner_id=owner_id, cursor=cursor)
     if actor.owns_orders:
-        owner = actor.subject
-    elif owner is None:
+        owner_id = actor.subject
+    elif owner_id is None:
         raise HTTPException(
-            "staff must name whose orders to list: ?owner=<customer or partner id>", status_code=400
+            "staff must name whose orders to list: ?owner_id=<customer or partner id>", status_code=400
         )
     before = shop_cursor(cursor) if cursor else None
     reached = await_position(pool, "shop", min_position, 5.0)
     with pool.connection() as conn:
-        rows = shop.orders_of(conn, owner, limit + 1, before)
+        rows = shop.orders_of(conn, owner_id, limit + 1, before)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = (
-        encode_cursor(mes.Sort.CREATED, rows[-1]["sort_key"], str(rows[-1]["order_id"])) if more else None
+        encode_cursor(mes.MesOrderSort.CREATED, rows[-1]["sort_key"], str(rows[-1]["order_id"]))
+        if more
+        else None
     )
     for r in rows:
         r.pop("sort_key")
@@ -173,7 +170,7 @@ def shop_orders(
 
 def shop_cursor(cursor: str) -> tuple[str, str]:
     try:
-        return decode_cursor(cursor, mes.Sort.CREATED)
+        return decode_cursor(cursor, mes.MesOrderSort.CREATED)
     except BadQuery as e:
         raise HTTPException(str(e), status_code=400) from e
 
@@ -204,23 +201,31 @@ def mes_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
     status: Annotated[str | None, STATUS_FILTER] = None,
-    material: Annotated[str | None, QueryParameter(max_length=32)] = None,
+    material_code: Annotated[str | None, QueryParameter(max_length=32)] = None,
     channel: Annotated[str | None, QueryParameter(max_length=16)] = None,
-    operator: Annotated[str | None, QueryParameter(max_length=128)] = None,
+    operator_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
     overdue: FromQuery[bool] = False,
     stuck: FromQuery[bool] = False,
     q: Annotated[str | None, QueryParameter(description="text in number, contact name or item title")] = None,
-    sort: FromQuery[mes.Sort] = mes.Sort.APPROVED,
+    sort: FromQuery[mes.MesOrderSort] = mes.MesOrderSort.APPROVED,
     cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=mes.MAX_LIMIT)] = 50,
     min_position: MinPosition = 0,
 ) -> Response[MesOrderPage]:
     """Orders for the operators: any combination of filters, newest approved first, keyset pages."""
     _mes_only(actor)
-    _no_nul(status=status, material=material, channel=channel, operator=operator, q=q, cursor=cursor)
+    _no_nul(
+        status=status,
+        material_code=material_code,
+        channel=channel,
+        operator_id=operator_id,
+        q=q,
+        cursor=cursor,
+    )
     try:
         filters = mes.MesFilters(
-            statuses=mes.parse_statuses(status), material=material, channel=channel, operator=operator,
+            statuses=mes.parse_statuses(status), material_code=material_code, channel=channel,
+            operator_id=operator_id,
             overdue=overdue, stuck=stuck, text=q or None, sort=sort, cursor=cursor, limit=limit,
         )  # fmt: skip
         reached = await_position(pool, "mes", min_position, 5.0)

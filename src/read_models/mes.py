@@ -36,9 +36,6 @@ class MesOrderSort(enum.StrEnum):
     """Newest created first."""
 
 
-Sort = MesOrderSort
-"""The name read_models/api.py still uses."""
-
 SORT_KEYS: dict[MesOrderSort, tuple[str, bool]] = {
     MesOrderSort.APPROVED: ("approved_at", True),
     MesOrderSort.APPROVED_OLDEST: ("approved_at", False),
@@ -50,9 +47,9 @@ class MesFilters(msgspec.Struct, frozen=True, kw_only=True):
     """What an operator filters by; every field is optional."""
 
     statuses: tuple[Status, ...] = ()
-    material: str | None = None
+    material_code: str | None = None
     channel: str | None = None
-    operator: str | None = None
+    operator_id: str | None = None
     overdue: bool = False
     stuck: bool = False
     text: str | None = None
@@ -201,7 +198,7 @@ def _where(conditions: list[sql.Composable]) -> sql.Composable:
 
 
 def _only_text(f: MesFilters) -> bool:
-    return not (f.statuses or f.material or f.channel or f.operator or f.overdue or f.stuck)
+    return not (f.statuses or f.material_code or f.channel or f.operator_id or f.overdue or f.stuck)
 
 
 def _pattern(text: str | None) -> str | None:
@@ -224,7 +221,11 @@ def _conditions(f: MesFilters) -> tuple[list[sql.Composable], list[Any]]:
     elif f.statuses:
         where.append(sql.SQL("status = ANY(%s)"))
         params.append([s.value for s in f.statuses])
-    for column, value in (("material_code", f.material), ("channel", f.channel), ("operator_id", f.operator)):
+    for column, value in (
+        ("material_code", f.material_code),
+        ("channel", f.channel),
+        ("operator_id", f.operator_id),
+    ):
         if value is not None:
             where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
             params.append(value.upper() if column == "material_code" else value)

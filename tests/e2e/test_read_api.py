@@ -129,7 +129,7 @@ def test_mes_lists_newest_approved_first_with_keyset_pages(
 ) -> None:
     approved = [approve(customer, seller, material_code="PT950") for _ in range(5)]
     params: dict[str, Any] = {
-        "material": "PT950",
+        "material_code": "PT950",
         "limit": 2,
         "min_position": approved[-1].headers["X-Position"],
     }
@@ -140,7 +140,7 @@ def test_mes_lists_newest_approved_first_with_keyset_pages(
         seen += [o["order_id"] for o in page.json()["items"]]
         if page.json()["next_cursor"] is None:
             break
-        params = {"material": "PT950", "limit": 2, "cursor": page.json()["next_cursor"]}
+        params = {"material_code": "PT950", "limit": 2, "cursor": page.json()["next_cursor"]}
     assert seen == [a.json()["order_id"] for a in reversed(approved)]
 
 
@@ -152,8 +152,8 @@ def test_mes_filters_combine(customer: httpx.Client, seller: httpx.Client, opera
         "/mes/orders",
         params={
             "status": "MANUFACTURING_STARTED",
-            "operator": "olga",
-            "material": "pd950",
+            "operator_id": "olga",
+            "material_code": "pd950",
             "channel": "shop",
             "q": "unmistakable",
             **wait,
@@ -263,11 +263,11 @@ def test_mes_items_say_what_the_caller_may_do(
 ) -> None:
     order = approve(customer, seller, material_code="AU585")
     items = operator.get(
-        "/mes/orders", params={"material": "AU585", "min_position": order.headers["X-Position"]}
+        "/mes/orders", params={"material_code": "AU585", "min_position": order.headers["X-Position"]}
     )
     mine = next(i for i in items.json()["items"] if i["order_id"] == order.json()["order_id"])
     assert mine["allowed"] == ["StartManufacturing"]
-    as_seller = seller.get("/mes/orders", params={"material": "AU585"}).json()["items"]
+    as_seller = seller.get("/mes/orders", params={"material_code": "AU585"}).json()["items"]
     assert next(i for i in as_seller if i["order_id"] == order.json()["order_id"])["allowed"] == [
         "CancelOrder"
     ]

@@ -93,12 +93,12 @@ class TestCommandApi:
 @pytest.mark.parametrize(
     ("path", "params"),
     [
-        ("/mes/orders", {"material": NUL}),
+        ("/mes/orders", {"material_code": NUL}),
         ("/mes/orders", {"channel": NUL}),
-        ("/mes/orders", {"operator": NUL}),
+        ("/mes/orders", {"operator_id": NUL}),
         ("/mes/orders", {"q": NUL}),
         ("/mes/orders", {"status": NUL}),
-        ("/shop/orders", {"owner": NUL}),
+        ("/shop/orders", {"owner_id": NUL}),
     ],
 )
 def test_a_read_api_filter(seller: httpx.Client, path: str, params: dict[str, str]) -> None:

@@ -188,7 +188,7 @@ class TestShop:
         self, system: RunningApi, stranger: httpx.Client, victims: list[Victim]
     ) -> None:
         wait = position(system)
-        for asked in ({}, {"owner": OWNER[1]}, {"owner": PARTNER_OWNER[1]}):
+        for asked in ({}, {"owner_id": OWNER[1]}, {"owner_id": PARTNER_OWNER[1]}):
             listed = stranger.get("/shop/orders", params={**asked, "limit": 200, "min_position": wait})
             assert listed.status_code == 200, listed.text
             ids = {o["order_id"] for o in listed.json()["items"]}

@@ -11,8 +11,9 @@ from litestar.di import NamedDependency
 from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import JSONBody, PathParameter
 
+from http_edge.position import POSITION, documented_position
 from orders_core.actors import Actor
-from orders_core.api.orders import POSITION, ErrorAnswer, refused, send_error_answer
+from orders_core.api.orders import ErrorAnswer, refused, send_error_answer
 from orders_core.api.schemas import (
     CatalogView,
     LabourRateRequest,
@@ -59,9 +60,9 @@ class ReadCatalogOperation(Operation):
 
 
 @get("/", sync_to_thread=True, operation_class=ReadCatalogOperation, operation_id="ReadCatalog")
-def read_catalog(orders: NamedDependency[OrdersApplication]) -> CatalogView:
+def read_catalog(orders: NamedDependency[OrdersApplication]) -> Response[CatalogView]:
     """Materials, labour rates and products as the CRM holds them now."""
-    return catalog_view(orders.catalog())
+    return Response(catalog_view(orders.catalog()), headers={POSITION: str(orders.position())})
 
 
 @put("/materials/{code:str}", sync_to_thread=True, operation_id="SetMaterial")
@@ -127,4 +128,8 @@ catalog_router = Router(
     path="/catalog",
     route_handlers=[read_catalog, put_material, put_labour_rate, put_product, delete_product],
     exception_handlers={ErrorAnswer: send_error_answer},
+    response_headers=documented_position(
+        "the event store position the change reached (or, reading, the store's position): pass it as"
+        " min_position to read the shop's catalog as changed"
+    ),
 )

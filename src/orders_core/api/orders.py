@@ -20,6 +20,7 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from opentelemetry import propagate
 
 from http_edge.errors import error_body
+from http_edge.position import POSITION, documented_position
 from orders_core.actors import Actor
 from orders_core.api.errors import refusal_response
 from orders_core.api.schemas import (
@@ -41,7 +42,6 @@ from orders_core.model_files import Unacceptable, claimed_format, identify, safe
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
 
-POSITION = "X-Position"
 CORRELATION = "X-Correlation-ID"
 
 OrderResponse = Response[OrderView]
@@ -188,7 +188,8 @@ def read_history(
     order = _visible_order(orders, order_id, actor)
     if isinstance(order, Refusal):
         raise refused(order)
-    return Response([history_entry(e) for e in orders.history(order_id)])
+    history = [history_entry(e) for e in orders.history(order_id)]
+    return Response(history, headers={POSITION: str(orders.position())})
 
 
 def _visible_order(orders: OrdersApplication, order_id: UUID, actor: Actor) -> Order | Refusal:
@@ -343,4 +344,8 @@ orders_router = Router(
     route_handlers=[create_order, *ON_ONE_ORDER],
     tags=["orders"],
     exception_handlers={ErrorAnswer: send_error_answer},
+    response_headers=documented_position(
+        "the event store position the command's events reached (or, reading, the store's position): pass it"
+        " as min_position to read your own write from a view"
+    ),
 )

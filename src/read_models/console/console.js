@@ -348,7 +348,7 @@
     ensureStatusOption(preset.status);
     $("f-q").value = preset.q || "";
     $("f-status").value = preset.status || "";
-    $("f-material").value = preset.material || "";
+    $("f-material").value = preset.material_code || "";
     $("f-channel").value = preset.channel || "";
     $("f-overdue").checked = Boolean(preset.overdue);
     $("f-stuck").checked = Boolean(preset.stuck);
@@ -359,12 +359,12 @@
     return {
       q: $("f-q").value.trim(),
       status: $("f-status").value,
-      material: $("f-material").value.trim().toUpperCase(),
+      material_code: $("f-material").value.trim().toUpperCase(),
       channel: $("f-channel").value,
       overdue: $("f-overdue").checked ? "true" : "",
       stuck: $("f-stuck").checked ? "true" : "",
       sort: $("f-sort").value,
-      operator: TABS[state.tab].mine ? state.actor.sub : "",
+      operator_id: TABS[state.tab].mine ? state.actor.sub : "",
     };
   }
 
