@@ -23,7 +23,7 @@ from litestar import Litestar
 from backbone.audit import audit, print_report
 from backbone.database import database_dsn, part_dsn
 from backbone.http_protocol import HttpProtocol
-from backbone.migrate import migrate
+from backbone.migrate import migrate, wait_until_migrated
 from backbone.observability import configure_logging, configure_tracing
 from backbone.progress import ProgressBar
 from backbone.rabbitmq import RabbitMQ, free_port
@@ -145,6 +145,14 @@ def _parser() -> argparse.ArgumentParser:
     audit.set_defaults(command="audit", run=_audit)
 
     mig = sub.add_parser("migrate", help="apply database migrations")
+    mig.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="apply nothing: wait up to SECONDS until another process has migrated the database (exit 1 "
+        "if not); the Kubernetes parts' init container waits so for the migrate Job",
+    )
     mig.set_defaults(command="migrate", run=_migrate)
 
     token = sub.add_parser("token", help="mint a bearer token for local use")
@@ -434,6 +442,14 @@ def _audit(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    if args.wait is not None:
+        try:
+            wait_until_migrated(database_dsn(settings), args.wait)
+        except TimeoutError as e:
+            print(f"backbone: {e}", file=sys.stderr)
+            return 1
+        print("the database is migrated")
+        return 0
     applied = migrate(database_dsn(settings))
     print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
     return 0

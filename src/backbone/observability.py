@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TextIO
 
 import msgspec
@@ -126,7 +128,7 @@ def configure_tracing(part: str) -> None:
     service = os.environ.get("OTEL_SERVICE_NAME") or f"backbone-{part}"
     # The sampler (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG) decides before the request is instrumented;
     # the preset ids make the request's span take the trace id it was decided on.
-    resource = Resource.create({"service.name": service})
+    resource = Resource.create(resource_attributes(service, os.environ))
     provider = TracerProvider(resource=resource, id_generator=PresetTraceIds())
     for name in exporters:
         exporter: SpanExporter
@@ -141,6 +143,16 @@ def configure_tracing(part: str) -> None:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     instrument_psycopg()
+
+
+def resource_attributes(service: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The tracer's resource: the service, and which replica of it this process is. Replicas share one
+    environment (compose's deploy.replicas, a Deployment's pods), so unless OTEL_RESOURCE_ATTRIBUTES names
+    the instance, its host name does: the container's id under compose, the pod's name on Kubernetes."""
+    attributes = {"service.name": service}
+    if "service.instance.id=" not in env.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        attributes["service.instance.id"] = socket.gethostname()
+    return attributes
 
 
 def instrument_psycopg() -> None:

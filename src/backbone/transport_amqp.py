@@ -132,6 +132,10 @@ class AmqpTransport:
         """Queues an earlier version declared with other arguments, used as they are."""
         self.checked: set[str] = set()
         self._depth_channel: AbstractRobustChannel | None = None
+        self._consumers: dict[str, tuple[AbstractRobustChannel, AbstractQueue]] = {}
+        """Consumer tag -> its channel and queue, while the consumer takes deliveries."""
+        self._handling: set[asyncio.Task[object]] = set()
+        """Handlers under way (aio-pika runs each delivery's callback as a task of its own)."""
 
     async def connect(self) -> None:
         self.connection = await aio_pika.connect_robust(self.url)
@@ -227,30 +231,69 @@ class AmqpTransport:
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             delivery = AmqpDelivery(message, queue, self)
+            task = asyncio.current_task()
+            if task is not None:
+                self._handling.add(task)
             try:
-                await handler(delivery)
-            except Exception:
-                log.exception(
-                    "consumer failed", message_id=delivery.message_id, failures=delivery.failures + 1
-                )
-            # A cancelled handler (the consumer is stopping) skips this: the broker returns the message
-            # uncounted by us when the channel closes, as for a killed worker.
-            if not delivery.settled:
-                await self._fail(delivery)
+                try:
+                    await handler(delivery)
+                except Exception:
+                    log.exception(
+                        "consumer failed", message_id=delivery.message_id, failures=delivery.failures + 1
+                    )
+                # A cancelled handler (the consumer is killed) skips this: the broker returns the message
+                # uncounted by us when the channel closes, as for a killed worker.
+                if not delivery.settled:
+                    await self._fail(delivery)
+            finally:
+                if task is not None:
+                    self._handling.discard(task)
 
         tag = await source.consume(on_message)
+        self._consumers[tag] = (channel, source)
         try:
             await asyncio.Future()
         finally:
             await self._stop_consuming(channel, source, tag)
 
-    async def _stop_consuming(self, channel: AbstractRobustChannel, source: AbstractQueue, tag: str) -> None:
+    async def drain(self, seconds: float) -> None:
+        """Stop taking deliveries on every consumer, then wait up to `seconds` for the handlers
+        under way to settle their messages (a SIGTERM'd worker finishes its quote, publishes, acks).
+
+        Consumers stay open for those acks until they are cancelled; what a handler still holds after
+        them goes back to the queue when its channel closes, as a killed worker's would."""
+        for tag, (channel, source) in list(self._consumers.items()):
+            await self._cancel(channel, source, tag)
+        handling = set(self._handling)
+        if not handling:
+            return
+        log.info("finishing deliveries under way before stopping", deliveries=len(handling), seconds=seconds)
+        _, pending = await asyncio.wait(handling, timeout=seconds)
+        if pending:
+            log.warning(
+                "deliveries still under way when the drain ended go back to the queue", count=len(pending)
+            )
+
+    async def _cancel(self, channel: AbstractRobustChannel, source: AbstractQueue, tag: str) -> None:
+        """basic.cancel: the broker sends this consumer nothing more (what it holds, it may still ack)."""
+        if self._consumers.pop(tag, None) is None:
+            return
         assert self.connection is not None
         if self.connection.is_closed or channel.is_closed:
-            return  # the broker has returned what we held; a robust channel would wait for a reconnect
+            return
         try:
             async with asyncio.timeout(5):  # a broker going away mid-cancel must not hold up shutdown
                 await source.cancel(tag)
+        except Exception as e:
+            log.debug("consumer cancelled with its connection", error=repr(e))
+
+    async def _stop_consuming(self, channel: AbstractRobustChannel, source: AbstractQueue, tag: str) -> None:
+        assert self.connection is not None
+        await self._cancel(channel, source, tag)
+        if self.connection.is_closed or channel.is_closed:
+            return  # the broker has returned what we held; a robust channel would wait for a reconnect
+        try:
+            async with asyncio.timeout(5):
                 await channel.close()
         except Exception as e:
             log.debug("consumer closed with its connection", error=repr(e))

@@ -97,6 +97,8 @@ class MemoryTransport:
     def __init__(self) -> None:
         self.queues: dict[str, asyncio.Queue[Message]] = {}
         self.routes: list[tuple[str, str, str]] = []
+        self.draining = False
+        self.handling: set[asyncio.Task[None]] = set()
 
     async def connect(self) -> None:
         for binding in BINDINGS:
@@ -134,10 +136,16 @@ class MemoryTransport:
             while True:
                 await slots.acquire()
                 message = await source.get()
+                if self.draining:  # not this consumer's to take any more: left for whoever consumes next
+                    source.put_nowait(message)
+                    slots.release()
+                    await asyncio.Future()  # until cancelled
                 delivery = MemoryDelivery(self, queue, message)
                 task = asyncio.create_task(self._handle(handler, delivery, slots))
                 running[task] = delivery
+                self.handling.add(task)
                 task.add_done_callback(running.pop)
+                task.add_done_callback(self.handling.discard)
         finally:
             held = list(running.items())
             for task, _ in held:
@@ -146,6 +154,11 @@ class MemoryTransport:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
                 delivery.release()  # a task cancelled before it started never reached its handler
+
+    async def drain(self, seconds: float) -> None:
+        self.draining = True
+        if self.handling:
+            await asyncio.wait(set(self.handling), timeout=seconds)
 
     async def _handle(self, handler: Handler, delivery: MemoryDelivery, slots: asyncio.Semaphore) -> None:
         try:

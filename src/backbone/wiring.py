@@ -14,7 +14,14 @@ from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
-from backbone.database import PartPostgresFactory, database_dsn, eventsourcing_env, part_dsn
+from backbone.database import (
+    PartPostgresFactory,
+    database_dsn,
+    eventsourcing_env,
+    part_dsn,
+    role_of,
+    with_role,
+)
 from backbone.observability import configure_logging, configure_tracing, tracing_middleware
 from backbone.settings import Settings
 from backbone.transport_memory import MemoryTransport
@@ -82,13 +89,15 @@ def read_pool(dsn: str, size: int = 8) -> ConnectionPool[Connection[DictRow]]:
 
 
 def read_api(settings: Settings, dsn: str) -> Litestar:
-    """The read API alone, on the database at `dsn` with the read role."""
+    """The read API alone, on the database at `dsn` (its queries on READ_REPLICA_URL if set) with the read
+    role."""
     reads = part_dsn(settings, dsn, "read")
-    pool = read_pool(reads)
+    replica = settings.read_replica_url
+    pool = read_pool(with_role(replica, role_of("read")) if replica else reads)
     app = create_read_app(
         ReadApiSettings(
             pool=pool,
-            feed=ChangeFeed(reads),
+            feed=ChangeFeed(reads),  # LISTEN: on the primary, even when the queries go to a standby
             jwt_secret=settings.jwt_secret,
             tracing=tracing_middleware(),
             limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),
@@ -213,8 +222,13 @@ class Messaging:
             await asyncio.sleep(every)
 
     async def stop(self) -> None:
-        """Stop consuming and relaying, then disconnect."""
+        """Stop relaying and taking deliveries, let the deliveries under way finish (a pricing worker sent
+        SIGTERM mid-quote publishes that quote and acks it), then stop consuming and disconnect."""
         self.stop_relay.set()
+        try:
+            await self.transport.drain(drain_seconds(self.settings))
+        except Exception as e:  # a broker that is away: what we hold goes back to the queue
+            log.warning("could not finish the deliveries under way", error=repr(e))
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
@@ -224,6 +238,14 @@ class Messaging:
         for orders in (self.orders, self.relay_orders):
             if orders is not None:
                 orders.close()
+
+
+def drain_seconds(settings: Settings) -> float:
+    """How long a stopping process waits for its deliveries under way: a quote gives up after
+    QUOTE_TIME_LIMIT_S, plus 15 s to fetch the model and publish the result. The grace period before the
+    process is killed must be longer (compose.yaml's stop_grace_period, the pods'
+    terminationGracePeriodSeconds): tests/deploy checks both."""
+    return settings.quote_time_limit_s + 15.0
 
 
 def blob_store(settings: Settings, dsn: str) -> BlobStore:

@@ -148,3 +148,7 @@ class Transport(Protocol):
         """Give deliveries from `queue` to `handler`, at most `prefetch` unacked at once, until cancelled.
         A handler that raises, or returns without settling, fails its attempt (as `retry`); one cancelled
         with the consumer leaves the message to come back uncounted, as a consumer that died would."""
+
+    async def drain(self, seconds: float) -> None:
+        """A graceful stop's first step: every consumer takes no more deliveries, and the handlers under way
+        get up to `seconds` to settle theirs. Consumers are cancelled after it, as before."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 QUOTE_SECONDS = Histogram(
     "backbone_pricing_duration_seconds",
@@ -11,6 +11,10 @@ QUOTE_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 RESULTS = Counter("backbone_pricing_results_total", "Pricing results by outcome", ["outcome", "reason"])
+IN_PROGRESS = Gauge(
+    "backbone_pricing_in_progress",
+    "Pricing requests this worker is handling now (taken, not yet acked); a stopping worker finishes them",
+)
 POISON = Counter("backbone_pricing_poison_total", "Pricing requests rejected as undecodable (dead-lettered)")
 
 

@@ -55,6 +55,10 @@ class PricingWorker:
             metrics.POISON.inc()
             await delivery.reject()
             return
+        with metrics.IN_PROGRESS.track_inprogress():
+            await self._price_and_publish(delivery, request)
+
+    async def _price_and_publish(self, delivery: Delivery, request: OrderSubmittedV1) -> None:
         headers = dict(delivery.headers)
         with tracer.start_as_current_span(
             "price model",

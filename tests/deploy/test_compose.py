@@ -1,8 +1,9 @@
 """compose.yaml without Docker: the checks `docker compose config` makes, and the ones it cannot.
 
-Structure (images, health checks, dependencies, ports, environment), that every `backbone` subcommand it
-runs exists, that Prometheus scrapes every part and the gateway reaches every API replica. When a Compose
-binary is installed (Debian's `docker-compose`, or the `docker compose` plugin), its own validation too.
+Structure (images, health checks, dependencies, ports, environment), one service per part with its
+replicas in `deploy.replicas`, that every `backbone` subcommand it runs exists, that Prometheus and the
+gateway find every replica by its service name in Docker's DNS. When a Compose binary is installed
+(Debian's `docker-compose`, or the `docker compose` plugin), its own validation too.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -21,6 +23,9 @@ import pytest
 import yaml
 
 from backbone.cli import _parser
+from backbone.observability import resource_attributes
+from backbone.settings import Settings
+from backbone.wiring import drain_seconds
 from tests.deploy.composefile import (
     COMPOSE,
     TEST_ENV,
@@ -142,11 +147,17 @@ def test_migrate_runs_once_before_every_part(services: Services) -> None:
             assert service["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}, name
 
 
+def replicas(service: dict[str, Any]) -> int:
+    return int(service.get("deploy", {}).get("replicas", 1))
+
+
 def test_the_topology(services: Services) -> None:
     def part(command: list[str]) -> str:
         return " ".join(command[:2] if command[0] in {"projector", "worker"} else command[:1])
 
-    runs = Counter(part(s["command"]) for s in backbone_services(services).values())
+    runs: Counter[str] = Counter()
+    for service in backbone_services(services).values():
+        runs[part(service["command"])] += replicas(service)
     assert runs == {
         "migrate": 1,
         "api": 2,
@@ -158,11 +169,42 @@ def test_the_topology(services: Services) -> None:
         "results": 1,
         "audit": 1,
     }
+    # One service per part: replicas are deploy.replicas, never services of their own.
+    commands = [tuple(s["command"][:2]) for s in backbone_services(services).values()]
+    assert len(commands) == len(set(commands))
     for image, service in [("postgres:1", "postgres"), ("rabbitmq:3.", "rabbitmq")]:
         assert services[service]["image"].startswith(image)
     assert services["postgres"]["image"].split(":")[1].split(".")[0] in {"16", "17"}
     assert "management" in services["rabbitmq"]["image"]
     assert {"prometheus", "grafana", "jaeger", "postgres-exporter"} <= services.keys()
+
+
+def test_every_long_running_part_scales_by_its_service_name(services: Services) -> None:
+    """`docker compose up --scale NAME=N` and `docker stack deploy` need: no fixed container name, no
+    published port, and (on a Swarm) a service name that resolves to every replica, not to one VIP."""
+    for name, service in backbone_services(services).items():
+        assert "container_name" not in service, name
+        assert not service.get("ports"), f"{name}: a published port would clash between replicas"
+        if name in ONE_SHOT:
+            assert "replicas" not in service.get("deploy", {}), name
+            continue
+        deploy = service["deploy"]
+        assert deploy["mode"] == "replicated" and deploy["endpoint_mode"] == "dnsrr", name
+        assert replicas(service) >= 1, name
+
+
+def test_projectors_and_the_relay_run_an_active_copy_and_a_standby(services: Services) -> None:
+    for name, service in backbone_services(services).items():
+        if subcommand(service) in {"projector", "relay"}:
+            assert replicas(service) == 2, f"{name}: the advisory lock picks one of two"
+
+
+def test_a_stopping_worker_has_time_to_finish_its_quote(services: Services) -> None:
+    drain = drain_seconds(Settings.from_env(TEST_ENV))
+    for name, service in backbone_services(services).items():
+        grace = service["stop_grace_period"]
+        assert grace.endswith("s") and float(grace[:-1]) > drain, f"{name}: {grace} <= {drain} s"
+        assert service["init"] is True, f"{name}: SIGTERM must reach the backbone process"
 
 
 def test_every_backbone_subcommand_exists(services: Services) -> None:
@@ -237,9 +279,12 @@ def test_backbone_environment_is_consistent(services: Services) -> None:
 
 
 def test_instances_are_told_apart_in_traces(services: Services) -> None:
-    ids = [environment(s).get("OTEL_RESOURCE_ATTRIBUTES") for n, s in backbone_services(services).items()]
-    ids = [i for i in ids if i]
-    assert len(ids) == len(set(ids)) == len(backbone_services(services)) - len(ONE_SHOT)
+    # Replicas share one environment: none names its instance, the tracer takes the host name instead.
+    for name, service in backbone_services(services).items():
+        assert "service.instance.id" not in environment(service).get("OTEL_RESOURCE_ATTRIBUTES", ""), name
+    assert resource_attributes("backbone-api", {})["service.instance.id"] == socket.gethostname()
+    named = resource_attributes("backbone-api", {"OTEL_RESOURCE_ATTRIBUTES": "service.instance.id=api-7"})
+    assert "service.instance.id" not in named  # OTEL_RESOURCE_ATTRIBUTES says it, and wins
 
 
 def test_each_part_listens_where_its_health_check_and_prometheus_look(
@@ -321,6 +366,7 @@ def test_rabbitmq_enables_its_prometheus_plugin() -> None:
 
 
 def scrape_targets() -> dict[str, list[tuple[str, int]]]:
+    """Per job, the (name, port) pairs it scrapes: static targets and DNS service discovery names."""
     config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     targets: dict[str, list[tuple[str, int]]] = {}
     for job in config["scrape_configs"]:
@@ -328,6 +374,10 @@ def scrape_targets() -> dict[str, list[tuple[str, int]]]:
             for target in static["targets"]:
                 host, port = target.rsplit(":", 1)
                 targets.setdefault(job["job_name"], []).append((host, int(port)))
+        for discovery in job.get("dns_sd_configs", []):
+            assert discovery["type"] == "A", "compose's DNS has A records, no SRV"
+            for name in discovery["names"]:
+                targets.setdefault(job["job_name"], []).append((name, int(discovery["port"])))
     return targets
 
 
@@ -339,34 +389,56 @@ def test_prometheus_scrapes_existing_services_on_their_ports(services: Services)
             assert port in exposed(services[service]), f"job {job}: {host} does not listen on {port}"
 
 
-def test_prometheus_scrapes_every_part(services: Services) -> None:
-    scraped = {target for targets in scrape_targets().values() for target in targets}
+def test_prometheus_finds_every_replica_of_every_part(services: Services) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    discovered = {
+        (name, int(d["port"]))
+        for job in config["scrape_configs"]
+        for d in job.get("dns_sd_configs", [])
+        for name in d["names"]
+    }
     for name, service in backbone_services(services).items():
         if name in ONE_SHOT:
             continue
-        assert (name, health_url(service)[0]) in scraped, f"{name} is not scraped"
+        assert (name, health_url(service)[0]) in discovered, f"{name}'s replicas are not discovered"
+    for job in config["scrape_configs"]:
+        if job["job_name"].startswith("backbone-"):
+            assert "static_configs" not in job, f"{job['job_name']}: a fixed list misses scaled replicas"
+            assert {"source_labels": ["__meta_dns_name"], "target_label": "part"} in job["relabel_configs"]
+    scraped = {target for targets in scrape_targets().values() for target in targets}
     assert ("rabbitmq", 15692) in scraped and ("postgres-exporter", 9187) in scraped
 
 
 def test_the_gateway_balances_over_every_api_replica(services: Services) -> None:
     conf = (DEPLOY / "nginx/nginx.conf").read_text()
     upstreams = dict(re.findall(r"upstream\s+(\w+)\s*\{([^}]*)\}", conf))
-    servers = {
-        name: {(host, int(port)) for host, port in re.findall(r"server\s+([\w.-]+):(\d+)", body)}
-        for name, body in upstreams.items()
-    }
-    for name, members in servers.items():
-        for host, port in members:
+    servers: dict[str, set[tuple[str, int]]] = {}
+    for name, body in upstreams.items():
+        zone = re.search(r"^\s*zone\s+\w+\s+\d+k;", body, re.MULTILINE)
+        assert zone, f"upstream {name}: `resolve` needs a shared memory zone"
+        members = re.findall(r"server\s+([\w.-]+):(\d+)([^;]*);", body)
+        for host, _, options in members:
+            assert "resolve" in options.split(), f"upstream {name}: {host} is resolved only at start"
+        servers[name] = {(host, int(port)) for host, port, _ in members}
+        for host, port in servers[name]:
             assert host in services and port in exposed(services[host]), f"upstream {name}: {host}:{port}"
     by_command: dict[str, set[tuple[str, int]]] = {}
     for name, service in backbone_services(services).items():
         if subcommand(service) in HTTP_PARTS:
             by_command.setdefault(subcommand(service), set()).add((name, int(environment(service)["PORT"])))
     assert sorted(servers.values(), key=sorted) == sorted(by_command.values(), key=sorted)
+    # Docker's embedded DNS, asked again every few seconds; no proxy_pass names a host directly.
+    resolver = re.search(r"^\s*resolver\s+127\.0\.0\.11\s+valid=(\d+)s", conf, re.MULTILINE)
+    assert resolver and int(resolver.group(1)) <= 10
+    assert set(re.findall(r"proxy_pass\s+http://(\w+);", conf)) == set(upstreams)
+    # `server ... resolve` in an upstream is open-source nginx's since 1.27.3.
+    version = services["gateway"]["image"].split(":")[1].split("-")[0]
+    assert tuple(int(part) for part in version.split(".")) >= (1, 27, 3) or version.startswith("1.28")
     listens = {int(port) for port in re.findall(r"listen\s+(\d+)", conf)}
     assert listens == exposed(services["gateway"])
     assert {int(str(p).rsplit(":", 1)[-1]) for p in services["gateway"]["ports"]} == listens
     assert health_url(services["gateway"])[0] in listens
+    assert set(services["gateway"]["depends_on"]) == {n for members in servers.values() for n, _ in members}
 
 
 # ---------------------------------------------------------------- Compose's own validation

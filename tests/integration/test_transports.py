@@ -110,6 +110,37 @@ class TransportContract:
         await self.publish(transport, "m-1")
         assert await collect(transport, PRICING_REQUESTS, ack, self.settle_seconds) == [("m-1", False)]
 
+    async def test_a_drain_lets_the_delivery_under_way_settle_and_takes_no_more(
+        self, transport: Transport
+    ) -> None:
+        """A stopping worker (SIGTERM): no new deliveries, the one under way finishes and is acked."""
+        consumer = await self.consumer_for(transport)
+        await self.publish(transport, "d-1")
+        await self.publish(transport, "d-2")
+        taken, finish = asyncio.Event(), asyncio.Event()
+        seen: list[str] = []
+
+        async def slow(delivery: Delivery) -> None:
+            seen.append(delivery.message_id)
+            taken.set()
+            await finish.wait()
+            await delivery.ack()
+
+        consuming = asyncio.create_task(consumer.consume(PRICING_REQUESTS, slow, 1))
+        await asyncio.wait_for(taken.wait(), 10)
+        draining = asyncio.create_task(consumer.drain(30))
+        await asyncio.sleep(self.settle_seconds)
+        assert not draining.done(), "the drain waits for the delivery under way"
+        finish.set()
+        await asyncio.wait_for(draining, 10)
+        await asyncio.sleep(self.settle_seconds)  # nothing more is delivered once drained
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
+        if consumer is not transport:
+            await consumer.close()
+        assert seen == ["d-1"]
+        assert await transport.depth(PRICING_REQUESTS) == 1  # d-2, acked by no one, still waits
+
     async def test_only_submitted_orders_reach_the_pricing_queue(self, transport: Transport) -> None:
         await self.publish(transport, "m-init", key="order.initiated", mandatory=False)
         await self.publish(transport, "m-sub")
