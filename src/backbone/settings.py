@@ -25,10 +25,6 @@ class Settings:
     part_database_urls: dict[str, str]
     """DATABASE_URL_<PART> (CRM, READ, PROJECTOR, RELAY, PRICING): a part's own DSN, as a user with that
     part's role; a part without one uses DATABASE_URL under its role (backbone/database.py)."""
-    read_replica_url: str | None
-    """READ_REPLICA_URL: a hot standby (CloudNativePG's `-ro` service) the read API sends its queries to,
-    under the read role; its change feed still LISTENs on the primary, which a standby cannot. Unset: the
-    read API queries where DATABASE_URL_READ (or DATABASE_URL) points."""
     amqp_url: str | None
     """AMQP_URL: a RabbitMQ broker; unset means the in-process transport."""
     jwt_secret: str
@@ -82,7 +78,6 @@ class Settings:
             part_database_urls={
                 part: url for part in DATABASE_PARTS if (url := env.get(f"DATABASE_URL_{part.upper()}"))
             },
-            read_replica_url=env.get("READ_REPLICA_URL") or None,
             amqp_url=env.get("AMQP_URL") or None,
             jwt_secret=env.get("JWT_SECRET") or _local_secret(home),
             max_upload_bytes=int(env.get("MAX_UPLOAD_BYTES", str(100 * MIB))),

@@ -19,8 +19,6 @@ from backbone.database import (
     database_dsn,
     eventsourcing_env,
     part_dsn,
-    role_of,
-    with_role,
 )
 from backbone.observability import configure_logging, configure_tracing, tracing_middleware
 from backbone.settings import Settings
@@ -89,15 +87,14 @@ def read_pool(dsn: str, size: int = 8) -> ConnectionPool[Connection[DictRow]]:
 
 
 def read_api(settings: Settings, dsn: str) -> Litestar:
-    """The read API alone, on the database at `dsn` (its queries on READ_REPLICA_URL if set) with the read
-    role."""
+    """The read API alone, on the database at `dsn` with the read role, or at DATABASE_URL_READ: a hot
+    standby will do (the MES change feed follows the view there, where it cannot LISTEN)."""
     reads = part_dsn(settings, dsn, "read")
-    replica = settings.read_replica_url
-    pool = read_pool(with_role(replica, role_of("read")) if replica else reads)
+    pool = read_pool(reads)
     app = create_read_app(
         ReadApiSettings(
             pool=pool,
-            feed=ChangeFeed(reads),  # LISTEN: on the primary, even when the queries go to a standby
+            feed=ChangeFeed(reads),
             jwt_secret=settings.jwt_secret,
             tracing=tracing_middleware(),
             limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),

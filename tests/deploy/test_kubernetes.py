@@ -341,9 +341,9 @@ def test_postgresql_is_a_primary_with_two_replicas_and_the_read_api_reads_the_re
         env = env_of(container(deployments[name]))
         assert urlsplit(env["DATABASE_URL"]["value"]).hostname == "backbone-postgres-rw", name
         if name == "read-api":
-            assert urlsplit(env["READ_REPLICA_URL"]["value"]).hostname == "backbone-postgres-ro"
+            assert urlsplit(env["DATABASE_URL_READ"]["value"]).hostname == "backbone-postgres-ro"
         else:
-            assert "READ_REPLICA_URL" not in env, name
+            assert "DATABASE_URL_READ" not in env, name
 
 
 def test_rabbitmq_is_three_nodes_with_quorum_queues(

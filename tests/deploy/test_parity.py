@@ -27,11 +27,11 @@ from tests.deploy.test_kubernetes import container, of_kind
 
 pytestmark = pytest.mark.skipif(kubectl_missing() is not None, reason=kubectl_missing() or "")
 
-WHERE_THEY_ARE = {"DATABASE_URL", "READ_REPLICA_URL", "AMQP_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
+WHERE_THEY_ARE = {"DATABASE_URL", "DATABASE_URL_READ", "AMQP_URL", "OTEL_EXPORTER_OTLP_ENDPOINT"}
 """Addresses: compose's service names and .env passwords, the operators' Services and Secrets."""
 FROM_SECRETS = {"JWT_SECRET"}
 """A value in compose's .env, a Secret on Kubernetes."""
-KUBERNETES_ONLY = {"read-api": {"READ_REPLICA_URL"}}
+KUBERNETES_ONLY = {"read-api": {"DATABASE_URL_READ"}}
 """CloudNativePG's streaming replicas: compose runs one PostgreSQL server."""
 
 
