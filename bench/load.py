@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import psycopg
 
 from backbone.migrate import migrate
@@ -92,6 +94,22 @@ def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[int, subpro
                 proc.wait()
 
 
+def parts_of(proc: subprocess.Popen[bytes]) -> dict[str, list[int]]:
+    """The processes of a `backbone up` by part (`api`, `projector mes`, `worker pricing`...): its children
+    that run a `backbone.cli` subcommand (none for the single process: it is one part of its own)."""
+    parts: dict[str, list[int]] = {}
+    for child in psutil.Process(proc.pid).children():
+        try:
+            args = child.cmdline()
+        except psutil.Error:
+            continue
+        if "backbone.cli" in args:
+            rest = args[args.index("backbone.cli") + 1 :]
+            part = " ".join(itertools.takewhile(lambda a: not a.startswith("-"), rest))
+            parts.setdefault(part, []).append(child.pid)
+    return parts
+
+
 def audit(dsn: str, amqp: str | None) -> tuple[int, str]:
     """`backbone audit` on the database (and broker) just loaded: exit code and its report."""
     env = {**os.environ, "DATABASE_URL": dsn, "JWT_SECRET": SECRET}
@@ -123,11 +141,14 @@ def run_setup(
             )
         workload = Workload(target, SECRET, seed, concurrency=users, read_every=2)
         meter = CpuMeter({"system": proc.pid}, own="load generator")
+        parts = CpuMeter(parts_of(proc), own="-")
         meter.start()
+        parts.start()
         began = time.monotonic()
         journeys = asyncio.run(workload.run(seconds=seconds))
         took = time.monotonic() - began
         cpu = meter.stop()
+        per_part = parts.stop()
         code, report = audit(dsn, amqp)
     finished = [j for j in journeys if j.final_status is not None]
     requests = workload.stats.requests()
@@ -140,6 +161,14 @@ def run_setup(
     for error in workload.stats.errors[:5]:
         print(f"  error: {error}")
     print(f"CPU: {cpu_text(cpu)}")
+    if finished and setup == "scaled":
+        # CPU seconds an order costs each part: what docs/scaling.md sizes replicas from.
+        costs = {
+            name: used * took / len(finished) * 1000
+            for name, used in per_part.items()
+            if name not in ("-", "other processes")
+        }
+        print("CPU per finished order: " + ", ".join(f"{n} {ms:.0f} ms" for n, ms in sorted(costs.items())))
     print(workload.stats.table())
     print(f"audit (exit {code}):\n{report}")
     return len(finished) / took
