@@ -68,15 +68,16 @@ class Run:
     exchanges: list[dict[str, Any]]
     seconds: float
 
-    def created_orders(self) -> set[str]:
-        """Ids of the orders that `POST /orders` answered with."""
-        return {
-            json.loads(e["response"]["content"]["text"])["order_id"]
+    def created_orders(self, owner_id: str | None = None) -> set[str]:
+        """Ids of the orders that `POST /orders` answered with (only those of `owner_id`, if given)."""
+        created = (
+            json.loads(e["response"]["content"]["text"])
             for e in self.exchanges
             if e["request"]["method"] == "POST"
             and urlsplit(e["request"]["url"]).path == "/orders"
             and e["response"]["status"] in (200, 201)
-        }
+        )
+        return {o["order_id"] for o in created if owner_id is None or o["owner_id"] == owner_id}
 
     def commands_decided(self) -> list[tuple[str, str, int]]:
         """(order id, action, status) of each command on an order this run created that the order's own
@@ -187,10 +188,12 @@ def test_every_view_reaches_the_head_and_shows_what_the_fuzzer_did(
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["items"], "no order the fuzzer cancelled reached the MES view"
     assert {i["order_id"] for i in cancelled.json()["items"]} <= fuzzed_orders
-    customer_run = fuzzed.runs[1]
+    # The customer's own orders, and those the seller's run created for the customer: the fuzzer reuses
+    # the owner_id it read in answers (the create body and the order name the owner alike).
+    theirs = set().union(*(run.created_orders(owner_id=CUSTOMER[1]) for run in fuzzed.runs))
     with system.client(*CUSTOMER) as customer:
         listed = shop_orders(customer, head)
-    assert listed == customer_run.created_orders() | {fuzzed.seeded_order}
+    assert listed == fuzzed.runs[1].created_orders() | theirs | {fuzzed.seeded_order}
 
 
 def test_the_audit_is_clean_after_fuzzing(system: RunningApi, fuzzed: Fuzzed) -> None:
