@@ -184,7 +184,9 @@ def _up(args: argparse.Namespace) -> int:
     print(f"backbone: serving http://{host}:{port}  (OpenAPI: /schema/openapi.json)", file=sys.stderr)
     print("backbone: a token for requests: backbone token --role seller --sub alice", file=sys.stderr)
     projections = BackgroundProjections(part_dsn(settings, dsn, "projector"))
-    messaging = Messaging(settings, dsn, transport_for(settings), relay=True, workers=1, results=True)
+    messaging = Messaging(
+        settings, dsn, transport_for(settings, wait_for_broker=True), relay=True, workers=1, results=True
+    )
     app = command_api(settings, dsn, with_reads=True)
     app.on_startup += [projections.start, messaging.start]
     app.on_shutdown[:0] = [messaging.stop, projections.close]
@@ -287,7 +289,12 @@ def _messaging(relay: bool = False, workers: int = 0, results: bool = False) -> 
     dsn = database_dsn(settings)
     serve_metrics(settings)
     messaging = Messaging(
-        settings, dsn, transport_for(settings), relay=relay, workers=workers, results=results
+        settings,
+        dsn,
+        transport_for(settings, wait_for_broker=True),
+        relay=relay,
+        workers=workers,
+        results=results,
     )
     asyncio.run(_run_until_signalled(messaging))
     return 0
@@ -298,10 +305,21 @@ async def _run_until_signalled(messaging: Messaging) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await messaging.start()
+    # A signal while start() still waits for the broker stops the wait, not only what follows it.
+    starting = asyncio.create_task(messaging.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        stopping.cancel()
+        await messaging.transport.close()
+        return
+    starting.result()  # a start that failed is a fault: raise it
     try:
         await stop.wait()
     finally:
+        stopping.cancel()
         await messaging.stop()
 
 

@@ -45,6 +45,9 @@ log = structlog.get_logger("transport")
 FAILURES_HEADER = "x-failed-attempts"
 """Failed attempts so far; an `x-` header, so handlers never see it nor copy it into what they publish."""
 
+RECONNECT_INTERVAL_S = 2.0
+"""Between attempts to reach the broker; a RabbitMQ restart takes about 5 s on this machine kind."""
+
 UPGRADE_HINT = (
     "RabbitMQ cannot change a queue's arguments in place. Stop what publishes to it (the relay for "
     "pricing.requests, the pricing workers for pricing.results), let its consumers empty it, stop them, "
@@ -123,8 +126,11 @@ def queue_arguments(queue: str) -> dict[str, object]:
 class AmqpTransport:
     """A robust connection to RabbitMQ (reconnects by itself) with the system's topology declared."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, wait_for_broker: bool = False) -> None:
         self.url = url
+        self.wait_for_broker = wait_for_broker
+        """Whether `connect` waits for a broker that is not up yet (long-running parts) rather than raise
+        (one-shot commands such as the audit)."""
         self.connection: AbstractRobustConnection | None = None
         self.channel: AbstractRobustChannel | None = None
         self.exchanges: dict[str, AbstractExchange] = {}
@@ -138,7 +144,14 @@ class AmqpTransport:
         """Handlers under way (aio-pika runs each delivery's callback as a task of its own)."""
 
     async def connect(self) -> None:
-        self.connection = await aio_pika.connect_robust(self.url)
+        """Connect and declare the topology; with `wait_for_broker`, wait for a broker that is not up yet."""
+        # aio-pika's fail_fast (its default) raises when the first attempt fails: a relay started while the
+        # broker restarted exited for good, and the orders it should have published waited for a human.
+        if self.wait_for_broker:
+            log.info("connecting to RabbitMQ, waiting for it if it is not up yet")
+        self.connection = await aio_pika.connect_robust(
+            self.url, fail_fast=not self.wait_for_broker, reconnect_interval=RECONNECT_INTERVAL_S
+        )
         # on_return_raises: aio-pika's default hands a returned mandatory message back as the publish's
         # result, so a publish no queue took would look confirmed.
         self.channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)

@@ -155,12 +155,13 @@ class BackgroundProjections:
             thread.join(5)
 
 
-def transport_for(settings: Settings) -> Transport:
-    """RabbitMQ when AMQP_URL is set, else the in-process broker."""
+def transport_for(settings: Settings, *, wait_for_broker: bool = False) -> Transport:
+    """RabbitMQ when AMQP_URL is set, else the in-process broker. A long-running part waits for a broker
+    that is away when it starts (`wait_for_broker`); a one-shot command does not."""
     if settings.amqp_url:
         from backbone.transport_amqp import AmqpTransport
 
-        return AmqpTransport(settings.amqp_url)
+        return AmqpTransport(settings.amqp_url, wait_for_broker=wait_for_broker)
     return MemoryTransport()
 
 

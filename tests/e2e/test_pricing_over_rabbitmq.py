@@ -5,6 +5,7 @@ but before saving its position, poison messages, and a broker restart under load
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import threading
@@ -19,13 +20,14 @@ import pytest
 import trimesh
 
 from backbone.database import eventsourcing_env
-from backbone.transport_amqp import AmqpTransport
+from backbone.transport_amqp import RECONNECT_INTERVAL_S, AmqpTransport
 from backbone.transport_memory import MemoryTransport
 from backbone.wiring import runner_for
 from orders_core.application import OrdersApplication
 from orders_core.contracts import DEAD_QUEUE, ORDERS_EXCHANGE, Delivery
 from orders_core.relay import BlockingPublisher, Outgoing, Relay
 from tests.conftest import (
+    BACKBONE,
     JWT_SECRET,
     PostgresServer,
     RabbitMQ,
@@ -238,6 +240,66 @@ def test_a_broker_restart_under_load_loses_no_order(
     for order_id in order_ids:
         assert answered(customer, order_id, 120)["status"] == "PRICE_CALCULATED"
         assert quote_events(customer, order_id) == ["PriceCalculated"]
+
+
+def wait_for_metrics(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until the part serves /metrics: it is running and about to connect to the broker."""
+    for _ in range(600):
+        assert process.poll() is None, f"the part exited with {process.returncode}"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the part never served /metrics")
+
+
+def test_parts_started_while_the_broker_is_down_wait_for_it(
+    topology: Topology, rabbitmq: RabbitMQ, customer: httpx.Client
+) -> None:
+    """A relay and a worker (re)started during a broker outage wait for it, then carry on: with aio-pika's
+    fail-fast first connection they exited, and the orders stayed SUBMITTED until a human came."""
+    for name in ("relay", "worker-a"):
+        stop_process(topology.parts.pop(name))
+    rabbitmq.stop()
+    try:
+        ports = {"relay": free_port(), "worker-a": free_port()}
+        for name, args in (("relay", ["relay"]), ("worker-a", ["worker", "pricing"])):
+            topology.env["METRICS_PORT"] = str(ports[name])
+            topology.start(name, *args)
+        for name, port in ports.items():
+            wait_for_metrics(port, topology.parts[name])
+        time.sleep(2 * RECONNECT_INTERVAL_S + 1)  # more than one failed attempt to reach the broker
+        assert all(topology.parts[n].poll() is None for n in ports), "a part gave up on the broker"
+    finally:
+        topology.env.pop("METRICS_PORT", None)
+        rabbitmq.start()
+    order_id = submit(customer, cube_stl(5.0))
+    assert answered(customer, order_id, 120)["status"] == "PRICE_CALCULATED"
+
+
+def test_a_part_waiting_for_the_broker_stops_on_sigterm(topology: Topology, rabbitmq: RabbitMQ) -> None:
+    rabbitmq.stop()
+    try:
+        waiting = subprocess.Popen(
+            [str(BACKBONE), "worker", "pricing"],
+            env={**os.environ, **topology.env},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert waiting.stderr is not None
+            for line in waiting.stderr:  # once it logs the wait, its signal handlers are in place
+                if "waiting for it if it is not up yet" in line:
+                    break
+            waiting.send_signal(signal.SIGTERM)
+            assert waiting.wait(30) == 0
+        finally:
+            waiting.kill()
+            waiting.wait()
+    finally:
+        rabbitmq.start()
 
 
 def test_the_memory_transport_is_what_runs_without_amqp_url() -> None:
