@@ -121,6 +121,24 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
+def parts_env(
+    postgres: PostgresServer, rabbitmq: RabbitMQ, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> dict[str, str]:
+    """The environment of parts run as their own processes on a fresh database and RabbitMQ vhost, models
+    kept in PostgreSQL (parts share no filesystem)."""
+    url = postgres.create_database(name)
+    migrate(url)
+    return {
+        "DATABASE_URL": url,
+        "AMQP_URL": rabbitmq.vhost(f"{name}-{uuid.uuid4().hex[:8]}"),
+        "BACKBONE_HOME": str(tmp_path_factory.mktemp(f"{name}-home")),
+        "JWT_SECRET": JWT_SECRET,
+        "POSTGRES_POOL_SIZE": "4",
+        "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
+        "BLOB_STORE": "postgres",
+    }
+
+
 def serve(
     postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, command: str
 ) -> Iterator[RunningApi]:

@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import psycopg
@@ -452,6 +453,11 @@ class ProjectorRunner:
         while not stop.is_set():
             try:
                 self._run_once(stop, standby_poll)
+            except LockLost as e:
+                log.error("projection stepped down", projection=self.projection.name, error=str(e))
+                metrics.ACTIVE.labels(self.schema).set(0)
+                self.projection.forget()
+                stop.wait(2.0)
             except Exception as e:
                 # The database went away (the lock and listening connections with it): say so, and try
                 # again from the last committed position, as active runner or standby.
@@ -466,7 +472,8 @@ class ProjectorRunner:
         # The lock connection names its process, so an operator (or a test) can see who is active.
         label = f"projection {self.projection.name} pid {os.getpid()}"
         with psycopg.connect(self.dsn, autocommit=True, application_name=label) as lock_conn:
-            if not _try_lock(lock_conn, lock_key(self.projection.name)):
+            lock = _try_lock(lock_conn, lock_key(self.projection.name))
+            if lock is None:
                 self._report()
                 stop.wait(standby_poll)
                 return
@@ -474,13 +481,11 @@ class ProjectorRunner:
             self.projection.forget()  # whoever ran before may have moved the view on
             metrics.ACTIVE.labels(self.schema).set(1)
             try:
-                self._follow(stop, lock_conn, f"{socket.gethostname()} pid {os.getpid()}")
+                self._follow(stop, lock, f"{socket.gethostname()} pid {os.getpid()}")
             finally:
                 metrics.ACTIVE.labels(self.schema).set(0)
 
-    def _follow(
-        self, stop: threading.Event, lock_conn: psycopg.Connection[tuple[object, ...]], me: str
-    ) -> None:
+    def _follow(self, stop: threading.Event, lock: SessionLock, me: str) -> None:
         channel = self.source.channel_name
         backoff = Backoff()
         with psycopg.connect(self.dsn, autocommit=True) as listen_conn:
@@ -498,7 +503,7 @@ class ProjectorRunner:
                     self._record_failure(me, e)
                     self._report()
                     stop.wait(backoff.next())
-                    lock_conn.execute("SELECT 1")
+                    lock.check()
                     continue
                 backoff.reset()
                 self._record_success(me)
@@ -507,7 +512,7 @@ class ProjectorRunner:
                 # connection go unnoticed, it is not how new events are found.
                 for _ in listen_conn.notifies(timeout=1.0, stop_after=1):
                     pass
-                lock_conn.execute("SELECT 1")
+                lock.check()
 
     def _record_success(self, me: str) -> None:
         """Note a clean catch-up in runner_state: at once after failures, else at most once a second."""
@@ -578,6 +583,41 @@ class Backoff:
         self.wait = self.first
 
 
-def _try_lock(conn: psycopg.Connection[tuple[object, ...]], key: int) -> bool:
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
-    return bool(row and row[0])
+class LockLost(RuntimeError):
+    """The session that took the projection's lock no longer holds it: another runner may be active."""
+
+
+@dataclass(frozen=True)
+class SessionLock:
+    """A projection's advisory lock, taken by the server session `pid` behind `conn`."""
+
+    conn: psycopg.Connection[tuple[object, ...]]
+    key: int
+    pid: int
+
+    def check(self) -> None:
+        """Raise LockLost unless the session that took the lock still serves `conn` and holds it.
+
+        Checked between batches, not merely pinged: behind a pooler in transaction mode (PgBouncer's
+        pool_mode=transaction) each statement may run on another server session, the lock stays on the
+        one that took it, and another runner whose statement lands there takes it again (advisory locks
+        are re-entrant per session): two active runners. The runner steps down instead (docs/scaling.md).
+        """
+        row = self.conn.execute(
+            "SELECT pg_backend_pid(), EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+            "AND granted AND pid = pg_backend_pid() AND classid::bigint = %s AND objid::bigint = %s "
+            "AND objsubid = 1)",
+            (self.key >> 32, self.key & 0xFFFFFFFF),
+        ).fetchone()
+        if row is None or row[0] != self.pid or not row[1]:
+            raise LockLost(
+                f"the database session that took the lock (pid {self.pid}) no longer serves this runner "
+                f"or holds the lock (now pid {row[0] if row else None}): projectors and the relay need a "
+                "session of their own, PostgreSQL directly or a session-mode pool, never a pooler in "
+                "transaction mode"
+            )
+
+
+def _try_lock(conn: psycopg.Connection[tuple[object, ...]], key: int) -> SessionLock | None:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s), pg_backend_pid()", (key,)).fetchone()
+    return SessionLock(conn, key, int(str(row[1]))) if row and row[0] else None

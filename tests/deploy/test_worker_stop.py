@@ -10,14 +10,12 @@ import re
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
-from backbone.migrate import migrate
 from backbone.settings import Settings
 from backbone.transport_amqp import AmqpTransport
 from backbone.wiring import drain_seconds
@@ -28,6 +26,7 @@ from tests.conftest import (
     RabbitMQ,
     RunningApi,
     free_port,
+    parts_env,
     start_process,
     stop_process,
     wait_for_health,
@@ -55,18 +54,8 @@ class Parts:
 def parts(
     postgres: PostgresServer, rabbitmq: RabbitMQ, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Parts]:
-    url = postgres.create_database("sigterm")
-    migrate(url)
-    amqp = rabbitmq.vhost(f"sigterm-{uuid.uuid4().hex[:8]}")
-    env = {
-        "DATABASE_URL": url,
-        "AMQP_URL": amqp,
-        "BACKBONE_HOME": str(tmp_path_factory.mktemp("sigterm-home")),
-        "JWT_SECRET": JWT_SECRET,
-        "POSTGRES_POOL_SIZE": "4",
-        "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
-        "BLOB_STORE": "postgres",
-    }
+    env = parts_env(postgres, rabbitmq, tmp_path_factory, "sigterm")
+    url, amqp = env["DATABASE_URL"], env["AMQP_URL"]
     port = free_port()
     api_process = start_process(["api"], env, port)
     base = f"http://127.0.0.1:{port}"

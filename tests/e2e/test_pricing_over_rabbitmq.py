@@ -10,7 +10,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +27,11 @@ from orders_core.contracts import DEAD_QUEUE, ORDERS_EXCHANGE, Delivery
 from orders_core.relay import BlockingPublisher, Outgoing, Relay
 from tests.conftest import (
     BACKBONE,
-    JWT_SECRET,
     PostgresServer,
     RabbitMQ,
     RunningApi,
     free_port,
+    parts_env,
     start_process,
     stop_process,
 )
@@ -67,21 +66,8 @@ class Topology:
 def topology(
     postgres: PostgresServer, rabbitmq: RabbitMQ, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Topology]:
-    from backbone.migrate import migrate
-
-    url = postgres.create_database("scaled")
-    migrate(url)
-    home = tmp_path_factory.mktemp("scaled-home")
-    amqp = rabbitmq.vhost(f"scaled-{uuid.uuid4().hex[:8]}")
-    env = {
-        "DATABASE_URL": url,
-        "AMQP_URL": amqp,
-        "BACKBONE_HOME": str(home),
-        "JWT_SECRET": JWT_SECRET,
-        "POSTGRES_POOL_SIZE": "4",
-        "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
-        "BLOB_STORE": "postgres",
-    }
+    env = parts_env(postgres, rabbitmq, tmp_path_factory, "scaled")
+    url, amqp, home = env["DATABASE_URL"], env["AMQP_URL"], env["BACKBONE_HOME"]
     port = free_port()
     api_process = start_process(["api"], env, port)
     base = f"http://127.0.0.1:{port}"
