@@ -399,6 +399,9 @@ def test_an_order_the_view_could_not_update_wears_a_stale_badge(
     """A change the MES projector cannot apply (a constraint it breaks, as a bad migration would) parks the
     order: the operator sees it marked stale, with why and since when, while other orders keep coming."""
     order = approved(customer, seller, store, item_title=unique("Stale ring"))
+    # The page shows the row before it is parked: the mark changes no version, yet the row must show it.
+    page = open_console("operator", "olga")
+    expect(row(page, order["number"])).to_be_visible()
     with psycopg.connect(system.database_url, autocommit=True) as conn:
         conn.execute(
             "ALTER TABLE mes.orders ADD CONSTRAINT stale_test "
@@ -407,7 +410,6 @@ def test_an_order_the_view_could_not_update_wears_a_stale_badge(
     try:
         store.execute(order["order_id"], StartManufacturing(), Actor(Role.OPERATOR, "stale-op"))
         later = approved(customer, seller, store)  # applies after it: the view itself is sound
-        page = open_console("operator", "olga")
         expect(row(page, later["number"])).to_be_visible()
         badge = row(page, order["number"]).get_by_test_id("parked")
         expect(badge).to_be_visible()

@@ -423,11 +423,15 @@
     let at = tbody.firstChild;
     for (const item of state.rows) {
       const old = state.rowEls.get(item.order_id);
+      // A row is kept only if nothing it shows changed: not only the version, as a parked mark, and the
+      // overdue and stuck flags that time sets, change no version.
+      const shown = JSON.stringify(item);
       let tr;
-      if (old && Number(old.dataset.version) === item.version) {
+      if (old && old.dataset.shown === shown) {
         tr = old;
       } else {
         tr = rowFor(item);
+        tr.dataset.shown = shown;
         if (highlight) flash(tr);
         if (old) {
           if (old === at) at = at.nextSibling;
