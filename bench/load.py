@@ -126,7 +126,14 @@ def audit(dsn: str, amqp: str | None) -> tuple[int, str]:
 
 
 def run_setup(
-    setup: str, server_dsn: str, amqp: str | None, users: int, seconds: float, seed: int, via_gateway: bool
+    setup: str,
+    server_dsn: str,
+    amqp: str | None,
+    users: int,
+    seconds: float,
+    seed: int,
+    via_gateway: bool,
+    servers: dict[str, list[int]],
 ) -> float:
     """Load one setup; prints its figures and returns its orders per second."""
     dsn = new_database(server_dsn, f"load_{setup}_{uuid.uuid4().hex[:6]}")
@@ -141,7 +148,8 @@ def run_setup(
             )
         workload = Workload(target, SECRET, seed, concurrency=users, read_every=2)
         meter = CpuMeter({"system": proc.pid}, own="load generator")
-        parts = CpuMeter(parts_of(proc), own="-")
+        # The servers too: the database server's CPU per order is where the single primary's limit shows.
+        parts = CpuMeter({**parts_of(proc), **servers}, own="-")
         meter.start()
         parts.start()
         began = time.monotonic()
@@ -188,12 +196,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"other processes on the machine: {background_cpu():.0%} of a core; {os.cpu_count()} cores")
     rates: dict[str, float] = {}
-    with embedded_postgres() as (server_dsn, _pgdata):
+    with embedded_postgres() as (server_dsn, pgdata):
         rabbit = None
+        servers = {"PostgreSQL": [int((pgdata / "postmaster.pid").read_text().split()[0])]}
         try:
             if "scaled" in args.setups:
                 rabbit = RabbitMQ(Path(tempfile.mkdtemp(prefix="backbone-load-rabbit-")), free_port(), "load")
                 rabbit.start()
+                if rabbit.process is not None:
+                    servers["RabbitMQ"] = [rabbit.process.pid]
             for setup in args.setups:
                 rates[setup] = run_setup(
                     setup,
@@ -203,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.seconds,
                     args.seed,
                     args.via_gateway,
+                    servers,
                 )
         finally:
             if rabbit is not None:
