@@ -76,7 +76,6 @@ def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[int, subpro
     if setup == "scaled":
         assert amqp is not None
         env["AMQP_URL"] = amqp
-        env.setdefault("POSTGRES_POOL_SIZE", "4")
         args.append("--scaled")
     proc = subprocess.Popen([sys.executable, "-m", "backbone.cli", *args], env=env, start_new_session=True)
     try:

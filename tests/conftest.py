@@ -133,7 +133,6 @@ def parts_env(
         "AMQP_URL": rabbitmq.vhost(f"{name}-{uuid.uuid4().hex[:8]}"),
         "BACKBONE_HOME": str(tmp_path_factory.mktemp(f"{name}-home")),
         "JWT_SECRET": JWT_SECRET,
-        "POSTGRES_POOL_SIZE": "4",
         "MAX_UPLOAD_BYTES": str(64 * 1024 * 1024),
         "BLOB_STORE": "postgres",
     }

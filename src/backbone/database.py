@@ -108,8 +108,12 @@ def eventsourcing_env(dsn: str, *, pool_size: int = 10, create_table: bool = Fal
         # The DSN's other parameters (the part's role in `options`, sslmode, ...), which the library's
         # settings have no names for: PartPostgresFactory hands them to its connection pool.
         "POSTGRES_CONNINFO": make_conninfo("", **{k: v for k, v in params.items() if k not in _NAMED}),
-        "POSTGRES_POOL_SIZE": str(pool_size),
-        "POSTGRES_MAX_OVERFLOW": str(pool_size),
+        # At most `pool_size` connections, one kept open: a standby's pools (a projector or relay waiting
+        # for the lock) then hold one connection each, not `pool_size`. With both at pool_size (and
+        # POSTGRES_POOL_SIZE applied to every pool of a process), `up --scaled` under bench/load.py opened
+        # more than PostgreSQL's 100 connections and every part failed with "too many clients".
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": str(pool_size - 1),
         "POSTGRES_CONNECT_TIMEOUT": "10",
         "CREATE_TABLE": "y" if create_table else "n",
         # Appends in one round trip, under the table lock that keeps notification ids committing in order
@@ -122,7 +126,6 @@ def eventsourcing_env(dsn: str, *, pool_size: int = 10, create_table: bool = Fal
         # is safe.)
         "AGGREGATE_CACHE_MAXSIZE": "10000",
     }
-    for key in ("POSTGRES_POOL_SIZE", "POSTGRES_MAX_OVERFLOW", "POSTGRES_LOCK_TIMEOUT"):
-        if key in os.environ:
-            env[key] = os.environ[key]
+    if "POSTGRES_LOCK_TIMEOUT" in os.environ:
+        env["POSTGRES_LOCK_TIMEOUT"] = os.environ["POSTGRES_LOCK_TIMEOUT"]
     return env

@@ -51,6 +51,10 @@ class Settings:
     rate_limited_roles: tuple[str, ...]
     """RATE_LIMITED_ROLES: the roles the limit applies to, comma-separated (default `partner`; `customer`
     may be added; staff and service roles never are)."""
+    postgres_pool_size: int
+    """POSTGRES_POOL_SIZE: the most event-store connections the command API and the results consumer open
+    (default 10; one stays open, the rest come with load and go after 10 idle minutes). The other parts'
+    pools are fixed and small: docs/scaling.md counts a deployment's connections."""
     host: str
     port: int
     metrics_port: int | None
@@ -92,6 +96,9 @@ class Settings:
             rate_limit_per_minute=int(env.get("RATE_LIMIT_PER_MINUTE", "600")),
             rate_limited_roles=tuple(
                 r.strip() for r in env.get("RATE_LIMITED_ROLES", "partner").split(",") if r.strip()
+            ),
+            postgres_pool_size=int(
+                _positive(float(env.get("POSTGRES_POOL_SIZE", "10")), "POSTGRES_POOL_SIZE")
             ),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),

@@ -59,7 +59,9 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
     """The CRM command API (role crm) on the database at `dsn`; with the read API (role read) too if
     `with_reads`."""
     crm, reads = part_dsn(settings, dsn, "crm"), part_dsn(settings, dsn, "read")
-    orders = orders_application(crm, idempotency_window=settings.idempotency_window)
+    orders = orders_application(
+        crm, pool_size=settings.postgres_pool_size, idempotency_window=settings.idempotency_window
+    )
     pool = read_pool(reads) if with_reads else None
     app = create_app(
         CommandApiSettings(
@@ -187,7 +189,9 @@ class Messaging:
         """Connect, then start every part this process runs."""
         await self.transport.connect()
         if self.results:
-            self.orders = orders_application(part_dsn(self.settings, self.dsn, "crm"))
+            self.orders = orders_application(
+                part_dsn(self.settings, self.dsn, "crm"), pool_size=self.settings.postgres_pool_size
+            )
         for _ in range(self.workers):
             blobs = blob_store(self.settings, part_dsn(self.settings, self.dsn, "pricing"))
             worker = PricingWorker(self.transport, blobs, pricing_limits(self.settings))

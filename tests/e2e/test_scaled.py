@@ -65,7 +65,6 @@ def scaled(
         "AMQP_URL": rabbitmq.vhost(f"up-{uuid.uuid4().hex[:8]}"),
         "BACKBONE_HOME": str(tmp_path_factory.mktemp("scaled-up")),
         "JWT_SECRET": JWT_SECRET,
-        "POSTGRES_POOL_SIZE": "2",
     }
     process = start_process(["up", "--scaled", "--port", str(port)], env, port)
     base = f"http://127.0.0.1:{port}"

@@ -108,7 +108,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "AMQP_URL": rabbit.url,
         "BACKBONE_HOME": str(tmp_path_factory.mktemp("chaos-home")),
         "JWT_SECRET": JWT_SECRET,
-        "POSTGRES_POOL_SIZE": "2",
     }
     process = start_process(["up", "--scaled", "--port", str(port)], env, port)
     replicas = [f"http://127.0.0.1:{port + replica}" for replica in range(1, 5)]

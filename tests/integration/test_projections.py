@@ -325,7 +325,7 @@ def test_a_load_fills_only_an_empty_schema(app: OrdersApplication, database: str
 
 
 def start_projector(database: str, name: str, batch_size: int = 1000) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DATABASE_URL": database, "POSTGRES_POOL_SIZE": "2"}
+    env = {**os.environ, "DATABASE_URL": database}
     args = [str(BACKBONE), "projector", name, "--batch-size", str(batch_size)]
     return subprocess.Popen(args, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
 
