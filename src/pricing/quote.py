@@ -20,7 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
 from orders_core.contracts import LabourRate, LabourUnit, Material, MeshFigures, Quote, QuoteLine
-from pricing.geometry import defective_edges, figures_of
+from pricing.geometry import DefectiveEdges, defective_edges, figures_of
 from pricing.limits import DEFAULT_LIMITS, Deadline, Limits
 from pricing.meshes import load_triangles
 from pricing.rejections import Reason, Rejection
@@ -60,7 +60,7 @@ def quote_for(
     if deadline.passed():
         return _too_slow(limits)
     defects = defective_edges(triangles)
-    if defects:
+    if defects.count:
         return _not_watertight(defects)
     rejection = _not_solid(figures, limits)
     if rejection is not None:
@@ -155,13 +155,20 @@ def _too_large(figures: MeshFigures, limits: Limits) -> Rejection | None:
     )
 
 
-def _not_watertight(defects: int) -> Rejection:
+def _not_watertight(defects: DefectiveEdges) -> Rejection:
+    where = ""
+    if defects.low is not None and defects.high is not None:
+        span = ", ".join(
+            f"{axis} {low:.2f} to {high:.2f}"
+            for axis, low, high in zip("xyz", defects.low, defects.high, strict=True)
+        )
+        where = f" They lie within {span} mm (the model's own coordinates)."
     return Rejection(
         reason=Reason.NOT_WATERTIGHT,
-        detail=f"the model is not a closed solid: {defects:,} of its edges border a hole, are shared by more "
-        "than two faces, or join faces that disagree about which side is outside. Close the holes and make "
-        "the normals consistent (the 'repair' or 'make manifold' command of most modelling tools), then "
-        "upload it again",
+        detail=f"the model is not a closed solid: {defects.count:,} of its edges border a hole, are shared "
+        "by more than two faces, or join faces that disagree about which side is outside (corners closer "
+        f"than {defects.tolerance_mm:.4f} mm count as one).{where} Close the holes and make the normals "
+        "consistent (the 'repair' or 'make manifold' command of most modelling tools), then upload it again",
     )
 
 

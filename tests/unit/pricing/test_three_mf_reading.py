@@ -17,7 +17,7 @@ TORUS = torus(12.0, 3.0, 40, 16)
 def figures(data: bytes) -> tuple[float, float, tuple[float, float, float]]:
     triangles = load_triangles(data, "3mf", Limits())
     assert isinstance(triangles, np.ndarray), triangles
-    assert defective_edges(triangles) == 0
+    assert defective_edges(triangles).count == 0
     result = figures_of(triangles, 1.0)
     return result.volume_mm3, result.area_mm2, result.bbox_mm
 
