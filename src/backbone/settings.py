@@ -51,6 +51,10 @@ class Settings:
     rate_limited_roles: tuple[str, ...]
     """RATE_LIMITED_ROLES: the roles the limit applies to, comma-separated (default `partner`; `customer`
     may be added; staff and service roles never are)."""
+    webhook_allow_private: bool
+    """WEBHOOK_ALLOW_PRIVATE: `1` lets webhook endpoints be on loopback, private and link-local addresses
+    (and on plain http on loopback), for tests and local trials only; unset or `0` (the default) refuses
+    them (orders_core/webhook_urls.py)."""
     host: str
     port: int
     metrics_port: int | None
@@ -93,10 +97,18 @@ class Settings:
             rate_limited_roles=tuple(
                 r.strip() for r in env.get("RATE_LIMITED_ROLES", "partner").split(",") if r.strip()
             ),
+            webhook_allow_private=_flag(env.get("WEBHOOK_ALLOW_PRIVATE", ""), "WEBHOOK_ALLOW_PRIVATE"),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
         )
+
+
+def _flag(value: str, name: str) -> bool:
+    # Strict: a setting that loosens a security check must not turn on by a typo, nor off by one silently.
+    if value.strip() not in ("", "0", "1"):
+        raise ValueError(f"{name} must be 1 or 0, not {value!r}")
+    return value.strip() == "1"
 
 
 def _positive(value: float, name: str) -> float:
