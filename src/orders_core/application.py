@@ -312,6 +312,7 @@ class OrdersApplication(Application[UUID]):
         change: Callable[[PartnerWebhooks], Refusal | None],
         actor: Actor,
         meta: dict[str, str] | None = None,
+        endpoint_id: UUID | None = None,
     ) -> Accepted[PartnerWebhooks] | Refusal:
         """Apply `change` (a PartnerWebhooks method bound to its arguments: `command`, named for the log) to
         the partner's endpoints and store what it decided; on a concurrent change, decide again on the new
@@ -328,7 +329,7 @@ class OrdersApplication(Application[UUID]):
                 except IntegrityError:
                     metrics.CONFLICTS.inc()
                     continue
-            _log_webhooks_command(command, partner_id, actor, started, result, meta)
+            _log_webhooks_command(command, partner_id, endpoint_id, actor, started, result, meta)
             return result
         raise RuntimeError(f"the webhook endpoints of {partner_id} kept changing")
 
@@ -428,6 +429,7 @@ def _record(
 def _log_webhooks_command(
     command: str,
     partner_id: str,
+    endpoint_id: UUID | None,
     actor: Actor,
     started: float,
     result: Accepted[PartnerWebhooks] | Refusal,
@@ -439,6 +441,7 @@ def _log_webhooks_command(
         "webhooks command",
         command=command,
         partner_id=partner_id,
+        endpoint_id=str(endpoint_id) if endpoint_id is not None else None,
         outcome="accepted" if isinstance(result, Accepted) else result.code.value,
         reason=result.reason if isinstance(result, Refusal) else None,
         position=result.position if isinstance(result, Accepted) else None,

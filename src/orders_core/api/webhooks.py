@@ -110,11 +110,12 @@ async def _change(
     partner_id: str,
     change: Change,
     actor: Actor,
+    endpoint_id: UUID,
 ) -> Accepted[PartnerWebhooks]:
     orders = provide_orders(request.app.state)
     meta = request_meta(request)
     result = await anyio.to_thread.run_sync(
-        lambda: orders.change_webhooks(command, partner_id, change, actor, meta)
+        lambda: orders.change_webhooks(command, partner_id, change, actor, meta, endpoint_id)
     )
     return _decided(result)
 
@@ -142,6 +143,7 @@ async def register_endpoint(
         partner_id,
         lambda w: w.register(endpoint_id, settings, secret, actor),
         actor,
+        endpoint_id,
     )
     body = webhook_endpoint_with_secret(partner_id, _endpoint_of(result, endpoint_id))
     return Response(body, status_code=201, headers={POSITION: str(result.position)})
@@ -206,7 +208,7 @@ async def _endpoint_command(
     change: Change,
 ) -> Response[WebhookEndpointView]:
     partner = _endpoint_partner(actor, partner_id, endpoint_id)
-    result = await _change(request, command, partner, change, actor)
+    result = await _change(request, command, partner, change, actor, endpoint_id)
     body = webhook_endpoint_view(partner, _endpoint_of(result, endpoint_id))
     return Response(body, headers={POSITION: str(result.position)})
 
@@ -306,6 +308,7 @@ async def rotate_secret(
         partner,
         lambda w: w.rotate_secret(endpoint_id, secret, overlap, actor),
         actor,
+        endpoint_id,
     )
     body = webhook_endpoint_with_secret(partner, _endpoint_of(result, endpoint_id))
     return Response(body, headers={POSITION: str(result.position)})
@@ -326,7 +329,7 @@ async def remove_endpoint(
     """Remove the endpoint and its secrets for good."""
     partner = _endpoint_partner(actor, partner_id, endpoint_id)
     result = await _change(
-        request, "RemoveWebhookEndpoint", partner, lambda w: w.delete(endpoint_id, actor), actor
+        request, "RemoveWebhookEndpoint", partner, lambda w: w.delete(endpoint_id, actor), actor, endpoint_id
     )
     return Response(None, status_code=204, headers={POSITION: str(result.position)})
 
