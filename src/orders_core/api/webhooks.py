@@ -13,6 +13,7 @@ orders_core/webhook_urls.py.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID, uuid4
@@ -22,6 +23,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
+from litestar.openapi.spec import OpenAPIResponse, Operation
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from http_edge.errors import error_body
@@ -314,9 +316,21 @@ async def rotate_secret(
     return Response(body, headers={POSITION: str(result.position)})
 
 
+@dataclass
+class NoContentOperation(Operation):
+    """An operation whose 204 has no body: Litestar documents `Response[None]` as a JSON `null`, which a
+    client would then try to parse."""
+
+    def __post_init__(self) -> None:
+        answer = (self.responses or {}).get("204")
+        if isinstance(answer, OpenAPIResponse):
+            answer.content = None
+
+
 @delete(
     "/{endpoint_id:uuid}",
     status_code=204,
+    operation_class=NoContentOperation,
     operation_id="RemoveWebhookEndpoint",
     summary="RemoveWebhookEndpoint",
 )
