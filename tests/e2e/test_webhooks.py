@@ -547,6 +547,7 @@ def test_every_webhook_operation_is_tagged_named_and_documents_its_errors(api: R
     assert set(doc["components"]["schemas"]["WebhookEventType"]["enum"]) == set(ALL_TYPES)
     assert "secret" not in doc["components"]["schemas"]["WebhookEndpointView"]["properties"]
     assert "content" not in doc["paths"]["/webhooks/{endpoint_id}"]["delete"]["responses"]["204"]
+    assert "public addresses only" in doc["info"]["description"]
 
 
 def test_no_secret_is_in_the_document_or_any_log_line(servers: Servers) -> None:

@@ -92,7 +92,8 @@ def create_app(settings: CommandApiSettings, *beside: InitPlugin) -> Litestar:
     edge = EdgeConfig(
         title="Alexandrite order backbone API",
         jwt_secret=settings.jwt_secret,
-        description=_limits(settings.orders.idempotency_window, settings.max_upload_bytes, settings.limiter),
+        description=_limits(settings.orders.idempotency_window, settings.max_upload_bytes, settings.limiter)
+        + _webhook_urls(settings.allow_private_webhooks),
         tracing=settings.tracing,
         limiter=settings.limiter,
     )
@@ -108,3 +109,13 @@ def _limits(idempotency_window: timedelta, max_upload_bytes: int, limiter: RateL
         f" Request bodies: at most {JSON_BODY_LIMIT} bytes; model uploads at most {max_upload_bytes} bytes"
         f" (413 beyond). {limit_description(limiter)}"
     )
+
+
+def _webhook_urls(allow_private: bool) -> str:
+    """Where this deployment lets webhooks go, for the OpenAPI description."""
+    if allow_private:
+        return (
+            " Webhook URLs: https, or http to loopback; hosts may resolve to loopback, private and link-local"
+            " addresses (WEBHOOK_ALLOW_PRIVATE=1: a test or trial deployment)."
+        )
+    return " Webhook URLs: https, to hosts that resolve to public addresses only."
