@@ -55,6 +55,10 @@ class Settings:
     """POSTGRES_POOL_SIZE: the most event-store connections the command API and the results consumer open
     (default 10; one stays open, the rest come with load and go after 10 idle minutes). The other parts'
     pools are fixed and small: docs/scaling.md counts a deployment's connections."""
+    webhook_allow_private: bool
+    """WEBHOOK_ALLOW_PRIVATE: `1` lets webhook endpoints be on loopback, private and link-local addresses
+    (and on plain http on loopback), for tests and local trials only; unset or `0` (the default) refuses
+    them (orders_core/webhook_urls.py)."""
     host: str
     port: int
     metrics_port: int | None
@@ -100,10 +104,18 @@ class Settings:
             postgres_pool_size=int(
                 _positive(float(env.get("POSTGRES_POOL_SIZE", "10")), "POSTGRES_POOL_SIZE")
             ),
+            webhook_allow_private=_flag(env.get("WEBHOOK_ALLOW_PRIVATE", ""), "WEBHOOK_ALLOW_PRIVATE"),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,
         )
+
+
+def _flag(value: str, name: str) -> bool:
+    # Strict: a setting that loosens a security check must not turn on by a typo, nor off by one silently.
+    if value.strip() not in ("", "0", "1"):
+        raise ValueError(f"{name} must be 1 or 0, not {value!r}")
+    return value.strip() == "1"
 
 
 def _positive(value: float, name: str) -> float:

@@ -31,6 +31,7 @@ from orders_core.contracts import BINDINGS, PRICING_REQUESTS, RESULTS_QUEUE, Tra
 from orders_core.idempotency import IDEMPOTENCY_WINDOW
 from orders_core.metrics import QUEUE_DEPTH
 from orders_core.relay import BlockingPublisher, Relay
+from orders_core.resolver import system_resolve
 from orders_core.results import ResultsConsumer
 from pricing.limits import Limits
 from pricing.worker import PricingWorker
@@ -70,6 +71,8 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
             jwt_secret=settings.jwt_secret,
             max_upload_bytes=settings.max_upload_bytes,
             max_unzipped_bytes=settings.max_unzipped_bytes,
+            resolve_webhook_host=system_resolve,
+            allow_private_webhooks=settings.webhook_allow_private,
             tracing=tracing_middleware(),
             limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),
         ),

@@ -37,6 +37,7 @@ from orders_core.lifecycle import Role
 from orders_core.numbers import OrderNumbers, local_blocks, sequence_blocks
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
+from orders_core.webhooks import PartnerWebhooks, partner_webhooks_id
 
 SYSTEM = Actor(Role.ADMIN, "system")
 log = structlog.get_logger("commands")
@@ -45,7 +46,7 @@ CONFLICT_RETRIES = 8
 SAVED_ORDERS_REMEMBERED = 10_000
 """Orders this process saved last, kept to decide the next command on one without reading the store."""
 
-A = TypeVar("A", Order, Catalog)
+A = TypeVar("A", Order, Catalog, PartnerWebhooks)
 
 
 def utc_now() -> datetime:
@@ -298,6 +299,40 @@ class OrdersApplication(Application[UUID]):
                 continue
         raise RuntimeError("the catalog kept changing")
 
+    # --- webhook endpoints ------------------------------------------------------------------------------
+
+    def webhooks(self, partner_id: str) -> PartnerWebhooks | None:
+        """A partner's webhook endpoints as the event store holds them now, or None if it never had any."""
+        return self._get(partner_webhooks_id(partner_id), PartnerWebhooks)
+
+    def change_webhooks(
+        self,
+        command: str,
+        partner_id: str,
+        change: Callable[[PartnerWebhooks], Refusal | None],
+        actor: Actor,
+        meta: dict[str, str] | None = None,
+        endpoint_id: UUID | None = None,
+    ) -> Accepted[PartnerWebhooks] | Refusal:
+        """Apply `change` (a PartnerWebhooks method bound to its arguments: `command`, named for the log) to
+        the partner's endpoints and store what it decided; on a concurrent change, decide again on the new
+        state."""
+        started = time.perf_counter()
+        for _ in range(CONFLICT_RETRIES):
+            webhooks = self.webhooks(partner_id) or PartnerWebhooks.start(partner_id, actor)
+            result: Accepted[PartnerWebhooks] | Refusal | None = change(webhooks)
+            if result is None:
+                try:
+                    # A change that changed nothing (disabling a disabled endpoint) stores nothing.
+                    stored = self._append(webhooks) if webhooks.pending_events else self.position()
+                    result = Accepted(webhooks, stored)
+                except IntegrityError:
+                    metrics.CONFLICTS.inc()
+                    continue
+            _log_webhooks_command(command, partner_id, endpoint_id, actor, started, result, meta)
+            return result
+        raise RuntimeError(f"the webhook endpoints of {partner_id} kept changing")
+
     # --- store ------------------------------------------------------------------------------------------
 
     def position(self) -> int:
@@ -308,7 +343,7 @@ class OrdersApplication(Application[UUID]):
         self._grouped_saves.close()
         super().close()
 
-    def _append(self, aggregate: Order | Catalog) -> int:
+    def _append(self, aggregate: Order | Catalog | PartnerWebhooks) -> int:
         with metrics.APPEND_SECONDS.time():
             recordings = self._grouped_saves.save(aggregate.collect_events())
         position = self._remember(aggregate, recordings)
@@ -321,7 +356,9 @@ class OrdersApplication(Application[UUID]):
         position = self._remember(aggregate, recordings)
         return await asyncio.to_thread(self.position) if position is None else position
 
-    def _remember(self, aggregate: Order | Catalog, recordings: list[Recording[UUID]]) -> int | None:
+    def _remember(
+        self, aggregate: Order | Catalog | PartnerWebhooks, recordings: list[Recording[UUID]]
+    ) -> int | None:
         """Remember an order as saved; the position its events reached (None if there were none)."""
         if isinstance(aggregate, Order):
             # Kept as saved and only ever copied out: the caller gets it to read, not to change.
@@ -386,4 +423,30 @@ def _record(
         duration_ms=round(seconds * 1000, 2),
         correlation_id=(meta or {}).get("correlation_id"),
         trace_id=f"{span.trace_id:032x}" if span.is_valid else None,
+    )
+
+
+def _log_webhooks_command(
+    command: str,
+    partner_id: str,
+    endpoint_id: UUID | None,
+    actor: Actor,
+    started: float,
+    result: Accepted[PartnerWebhooks] | Refusal,
+    meta: dict[str, str] | None,
+) -> None:
+    """Who sent which command to a partner's webhook endpoints and how it ended; never the events' fields
+    (a registration's and a rotation's carry the new secret)."""
+    log.info(
+        "webhooks command",
+        command=command,
+        partner_id=partner_id,
+        endpoint_id=str(endpoint_id) if endpoint_id is not None else None,
+        outcome="accepted" if isinstance(result, Accepted) else result.code.value,
+        reason=result.reason if isinstance(result, Refusal) else None,
+        position=result.position if isinstance(result, Accepted) else None,
+        actor_role=actor.role.value,
+        actor_id=actor.subject,
+        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        correlation_id=(meta or {}).get("correlation_id"),
     )

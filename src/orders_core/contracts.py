@@ -77,6 +77,8 @@ __all__ = [
     "STATUS_LIMITS",
     "TERMINAL",
     "TRANSITIONS",
+    "UNPROJECTED_TOPICS",
+    "WEBHOOKS_TOPIC",
     "Actor",
     "Binding",
     "BlobReader",
@@ -121,6 +123,10 @@ MES_ANNOUNCED = ("order_id", "number", "status", "operator_id", "version")
 ORDER_TOPIC = "orders_core.order:Order"
 CATALOG_TOPIC = "orders_core.catalog:Catalog"
 """Stored events' topics are `<aggregate topic>.<EventName>`; projections select and decode by them."""
+WEBHOOKS_TOPIC = "orders_core.webhooks:PartnerWebhooks"
+UNPROJECTED_TOPICS: tuple[str, ...] = (WEBHOOKS_TOPIC + ".",)
+"""Topics of the write side that no view reads: known, so not counted as skipped. The webhook endpoints'
+events carry signing secrets, which no view may copy; the webhook sender will read the aggregate itself."""
 
 
 class StoredEvent(msgspec.Struct, frozen=True):

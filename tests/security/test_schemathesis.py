@@ -46,7 +46,7 @@ ORDER_ACTIONS = ("submit", "approve", "take", "complete", "package", "ship", "cl
 SEED = 20_260_701
 MIN_REQUESTS = 1000
 COMMAND_EXAMPLES = 50
-"""Examples per command API operation and generation mode (19 operations, 3 without any input)."""
+"""Examples per command API operation and generation mode (27 operations, 3 without any input)."""
 READ_EXAMPLES = 120
 """Per read API operation and mode: it has fewer operations (7 fuzzed, 3 without any input)."""
 
@@ -56,11 +56,18 @@ COMMAND_ROUTES = {
     "GET /orders/{order_id}/history",
     "PUT /orders/{order_id}/model",
     *(f"POST /orders/{{order_id}}/{action}" for action in ORDER_ACTIONS),
+    "POST /webhooks",
+    "GET /webhooks",
+    "GET /webhooks/{endpoint_id}",
+    "PATCH /webhooks/{endpoint_id}",
+    "DELETE /webhooks/{endpoint_id}",
+    *(f"POST /webhooks/{{endpoint_id}}/{action}" for action in ("disable", "enable", "rotate-secret")),
 }
 READ_ROUTES = {"GET /shop/catalog", "GET /shop/orders", "GET /shop/orders/{order_id}", "GET /mes/orders"}
 READ_ROUTES |= {"GET /mes/stats", "GET /mes/stream"}
 
 CUSTOMER, PARTNER = "fuzz-customer", "fuzz-partner"
+WEBHOOK_ENDPOINT = {"url": "https://1.1.1.1/fuzz", "event_types": ["order.shipped"]}
 CALLERS = (
     (Role.CUSTOMER, CUSTOMER),
     (Role.PARTNER, PARTNER),
@@ -97,11 +104,14 @@ class Seeded:
 
     order_ids: tuple[str, ...]
     position: int
+    endpoint_ids: tuple[str, ...] = ()
+    """Webhook endpoints of the fuzzing partner."""
 
 
 @pytest.fixture(scope="module")
 def seeded(system: RunningApi) -> Seeded:
-    """Orders of the fuzzing customer and partner: initiated, with a model, priced."""
+    """Orders of the fuzzing customer and partner: initiated, with a model, priced; the partner's webhook
+    endpoints."""
     ids: list[str] = []
     with system.client(Role.CUSTOMER, CUSTOMER) as customer, system.client(Role.PARTNER, PARTNER) as partner:
         for client in (customer, partner):
@@ -114,7 +124,9 @@ def seeded(system: RunningApi) -> Seeded:
             priced = submit(client, cube_stl())
             assert answered(client, priced)["status"] == "PRICE_CALCULATED"
             ids.append(priced)
-    return Seeded(tuple(ids), position(system))
+        endpoints = [partner.post("/webhooks", json=WEBHOOK_ENDPOINT) for _ in range(2)]
+        assert all(e.status_code == 201 for e in endpoints), [e.text for e in endpoints]
+    return Seeded(tuple(ids), position(system), tuple(e.json()["endpoint_id"] for e in endpoints))
 
 
 @pytest.fixture(scope="module")
@@ -165,12 +177,17 @@ def digest(case: schemathesis.Case) -> int:
 
 
 def aim(case: schemathesis.Case, seeded: Seeded) -> dict[str, str]:
-    """Point most cases at seeded orders, a known material and reachable positions; the headers of the
-    caller picked."""
+    """Point most cases at seeded orders and webhook endpoints, a known material and reachable positions; the
+    headers of the caller picked."""
     number = digest(case)
     order_id = (case.path_parameters or {}).get("order_id")
     if isinstance(order_id, str) and len(order_id) == 36 and number % 4:
         case.path_parameters["order_id"] = seeded.order_ids[number % len(seeded.order_ids)]
+    endpoint_id = (case.path_parameters or {}).get("endpoint_id")
+    if isinstance(endpoint_id, str) and len(endpoint_id) == 36 and number % 4:
+        case.path_parameters["endpoint_id"] = seeded.endpoint_ids[number % len(seeded.endpoint_ids)]
+    if isinstance(case.query, dict) and isinstance(case.query.get("partner_id"), str) and number % 3 == 0:
+        case.query["partner_id"] = PARTNER  # an admin's view of the fuzzing partner's endpoints
     if isinstance(case.body, dict) and isinstance(case.body.get("material_code"), str) and number % 4:
         # a known material, so that more of the generated orders and products get past the catalog
         case.body["material_code"] = "AU750"
@@ -220,8 +237,8 @@ def errors_have_the_system_shape(ctx: Any, response: schemathesis.Response, case
         assert isinstance(body.get("detail"), str) and body["detail"], f"no detail: {response.text[:200]}"
 
 
-DOCUMENTED_ERRORS = ("/orders", "/catalog", "/shop", "/mes")
-"""Where the OpenAPI documents say what each error answer looks like (orders_core/error_contract.py)."""
+DOCUMENTED_ERRORS = ("/orders", "/catalog", "/webhooks", "/shop", "/mes")
+"""Where the OpenAPI documents say what each error answer looks like (http_edge/error_contract.py)."""
 
 
 def responses_conform(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:

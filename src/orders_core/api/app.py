@@ -18,8 +18,10 @@ from http_edge.plugin import JSON_BODY_LIMIT, EdgeConfig, edge_application
 from http_edge.rate_limit import RateLimiter, limit_description
 from orders_core.api.catalog import catalog_router
 from orders_core.api.orders import orders_router, provide_orders
+from orders_core.api.webhooks import webhooks_router
 from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore
+from orders_core.resolver import Resolve
 
 COMMAND_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 
@@ -34,6 +36,10 @@ class CommandApiSettings:
     jwt_secret: str
     max_upload_bytes: int
     max_unzipped_bytes: int
+    resolve_webhook_host: Resolve
+    """Resolves a webhook URL's host, to check where it leads (orders_core/resolver.py)."""
+    allow_private_webhooks: bool = False
+    """WEBHOOK_ALLOW_PRIVATE: webhooks may go to loopback and private addresses (tests, local trials)."""
     tracing: type[OpenTelemetryInstrumentationMiddleware] | None = None
     """The middleware to trace requests with (None: no tracing)."""
     limiter: RateLimiter | None = None
@@ -41,7 +47,8 @@ class CommandApiSettings:
 
 
 class CommandApi(InitPlugin):
-    """The command API's routes (/orders, /catalog), their dependencies, and the event store's health."""
+    """The command API's routes (/orders, /catalog, /webhooks), their dependencies, and the event store's
+    health."""
 
     __slots__ = ("settings",)
 
@@ -51,13 +58,20 @@ class CommandApi(InitPlugin):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         settings = self.settings
-        app_config.route_handlers = [*app_config.route_handlers, orders_router, catalog_router]
+        app_config.route_handlers = [
+            *app_config.route_handlers,
+            orders_router,
+            catalog_router,
+            webhooks_router,
+        ]
         app_config.dependencies["orders"] = Provide(provide_orders, sync_to_thread=False)
         app_config.state.update(
             orders=settings.orders,
             blobs=settings.blobs,
             max_upload_bytes=settings.max_upload_bytes,
             max_unzipped_bytes=settings.max_unzipped_bytes,
+            resolve_webhook_host=settings.resolve_webhook_host,
+            allow_private_webhooks=settings.allow_private_webhooks,
         )
         orders = settings.orders
         add_probe(
@@ -69,7 +83,7 @@ class CommandApi(InitPlugin):
                 ready=orders.position,
             ),
         )
-        documents_errors(app_config, COMMAND_ERRORS, ("/orders", "/catalog"))
+        documents_errors(app_config, COMMAND_ERRORS, ("/orders", "/catalog", "/webhooks"))
         return app_config
 
 
@@ -78,7 +92,8 @@ def create_app(settings: CommandApiSettings, *beside: InitPlugin) -> Litestar:
     edge = EdgeConfig(
         title="Alexandrite order backbone API",
         jwt_secret=settings.jwt_secret,
-        description=_limits(settings.orders.idempotency_window, settings.max_upload_bytes, settings.limiter),
+        description=_limits(settings.orders.idempotency_window, settings.max_upload_bytes, settings.limiter)
+        + _webhook_urls(settings.allow_private_webhooks),
         tracing=settings.tracing,
         limiter=settings.limiter,
     )
@@ -94,3 +109,13 @@ def _limits(idempotency_window: timedelta, max_upload_bytes: int, limiter: RateL
         f" Request bodies: at most {JSON_BODY_LIMIT} bytes; model uploads at most {max_upload_bytes} bytes"
         f" (413 beyond). {limit_description(limiter)}"
     )
+
+
+def _webhook_urls(allow_private: bool) -> str:
+    """Where this deployment lets webhooks go, for the OpenAPI description."""
+    if allow_private:
+        return (
+            " Webhook URLs: https, or http to loopback; hosts may resolve to loopback, private and link-local"
+            " addresses (WEBHOOK_ALLOW_PRIVATE=1: a test or trial deployment)."
+        )
+    return " Webhook URLs: https, to hosts that resolve to public addresses only."

@@ -13,6 +13,14 @@ from orders_core.actors import Actor
 from orders_core.catalog import Catalog
 from orders_core.contracts import LabourRate, LabourUnit, Material, ModelFile, Product, Quote, Status
 from orders_core.order import Order
+from orders_core.webhook_urls import MAX_URL_LENGTH
+from orders_core.webhooks import (
+    DEFAULT_OVERLAP,
+    MAX_DESCRIPTION,
+    MAX_OVERLAP,
+    WebhookEndpoint,
+    WebhookEventType,
+)
 
 # No NUL anywhere: PostgreSQL text cannot hold one, so an accepted NUL would halt every projection at its
 # event. SOME_TEXT also needs a character that is not blank; written so that matching stays linear.
@@ -76,6 +84,70 @@ class ProductRequest(Strict):
     material_code: Code
     price_minor: Annotated[int, msgspec.Meta(ge=0, le=10**11)]
     description: Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)] = ""
+
+
+WebhookUrl = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        description="https://, to a host that resolves to public addresses only",
+    ),
+]
+EventTypes = Annotated[
+    list[WebhookEventType],
+    msgspec.Meta(min_length=1, max_length=len(WebhookEventType), description="the event types to send"),
+]
+Description = Annotated[str, msgspec.Meta(max_length=MAX_DESCRIPTION, pattern=NO_NUL)]
+
+
+class NewWebhookEndpoint(Strict):
+    """What `RegisterWebhookEndpoint` takes: where to send which order events."""
+
+    url: WebhookUrl
+    event_types: EventTypes
+    description: Description = ""
+    partner_id: Subject | None = None
+    """An admin names the partner the endpoint is for; a partner registers its own."""
+
+
+class WebhookEndpointChanges(Strict):
+    """What `UpdateWebhookEndpoint` changes: the fields given (null or absent: unchanged)."""
+
+    url: WebhookUrl | None = None
+    event_types: EventTypes | None = None
+    description: Description | None = None
+
+
+class SecretRotation(Strict):
+    """How long the replaced secret goes on signing beside the new one (0: not at all, for a leaked one)."""
+
+    overlap_seconds: Annotated[int, msgspec.Meta(ge=0, le=int(MAX_OVERLAP.total_seconds()))] = int(
+        DEFAULT_OVERLAP.total_seconds()
+    )
+
+
+class WebhookEndpointView(msgspec.Struct, kw_only=True):
+    """A webhook endpoint as the write side holds it, without its signing secrets."""
+
+    endpoint_id: UUID
+    partner_id: str
+    url: str
+    event_types: list[WebhookEventType]
+    description: str
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    previous_secret_valid_until: datetime | None
+    """After a rotation with an overlap: until when the replaced secret signs beside the new one (once past,
+    it signs no more); null if no rotation left one signing."""
+
+
+class WebhookEndpointWithSecret(WebhookEndpointView, kw_only=True):
+    """The answer to a registration or a rotation: the endpoint and its new signing secret, shown this
+    once (`whsec_` and base64, as Standard Webhooks libraries take it)."""
+
+    secret: str
 
 
 class OrderView(msgspec.Struct, kw_only=True):
@@ -183,3 +255,25 @@ def catalog_view(catalog: Catalog) -> CatalogView:
         labour_rates=sorted(catalog.labour_rates.values(), key=lambda r: r.code),
         products=sorted(catalog.products.values(), key=lambda p: p.sku),
     )
+
+
+def webhook_endpoint_view(partner_id: str, endpoint: WebhookEndpoint) -> WebhookEndpointView:
+    """An endpoint as a response body: everything but its secrets."""
+    previous = endpoint.previous_secret
+    return WebhookEndpointView(
+        endpoint_id=endpoint.endpoint_id,
+        partner_id=partner_id,
+        url=endpoint.url,
+        event_types=sorted(endpoint.event_types),
+        description=endpoint.description,
+        enabled=endpoint.enabled,
+        created_at=endpoint.created_at,
+        updated_at=endpoint.updated_at,
+        previous_secret_valid_until=previous.valid_until if previous is not None else None,
+    )
+
+
+def webhook_endpoint_with_secret(partner_id: str, endpoint: WebhookEndpoint) -> WebhookEndpointWithSecret:
+    """An endpoint and its current secret, for the one answer that shows it."""
+    view = webhook_endpoint_view(partner_id, endpoint)
+    return WebhookEndpointWithSecret(**msgspec.structs.asdict(view), secret=endpoint.secret.value)

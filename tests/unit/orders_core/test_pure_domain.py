@@ -20,6 +20,8 @@ DOMAIN = (
     "orders_core.numbers",
     "orders_core.order",
     "orders_core.catalog",
+    "orders_core.webhooks",
+    "orders_core.webhook_urls",
     "orders_core.audit",
     "orders_core.contracts",
     "pricing.quote",
