@@ -156,8 +156,9 @@ def _points(corners: npt.NDArray[np.floating[Any]], ids: npt.NDArray[np.int64], 
 def _merged_within(
     corners: npt.NDArray[np.floating[Any]], tolerance: float
 ) -> tuple[npt.NDArray[np.int64], int]:
-    """Corner ids with corners closer than `tolerance` (on every axis) merged, transitively; corners more
-    than twice `tolerance` apart on some axis never merge.
+    """Corner ids with corners closer than `tolerance` (on every axis) merged, transitively: corners more
+    than twice `tolerance` apart on some axis merge only through a chain of corners between them, which
+    MERGE_EDGE_SHARE keeps a mesh's own corners from forming.
 
     Corners are bucketed on a grid of cells 2 x `tolerance` wide: one sort, which merges nearly all the
     copies of a noisy corner. Copies that a cell boundary separates are on edges still defective, so
