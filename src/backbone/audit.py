@@ -124,6 +124,7 @@ def _audit_once(
         relayed = _tracking(conn, "relay")
         if relayed < head:
             found.append(Discrepancy(Problem.RELAY_BEHIND, "relay", None, f"at {relayed}, store at {head}"))
+        found.extend(_webhooks(conn, head, grace_s))
     found.extend(compare_pricing(truths.values(), datetime.now(UTC), grace_s))
     queues = "in-process broker: checked by its effects only (AMQP_URL unset)"
     if broker is not None:
@@ -137,6 +138,34 @@ def _audit_once(
                 found.append(Discrepancy(Problem.UNCONSUMED, queue, None, f"{depth} message(s) waiting"))
     waiting = sum(1 for t in truths.values() if t.waiting_since is not None)
     return AuditReport(head, len(truths), waiting, queues, found)
+
+
+def _webhooks(conn: psycopg.Connection[tuple[object, ...]], head: int, grace_s: float) -> list[Discrepancy]:
+    """The webhook outbox behind the store, and every message that never got through: given up, or
+    pending for longer than `grace_s`. A system that never ran the sender (no position) has no outbox."""
+    found: list[Discrepancy] = []
+    started = conn.execute(
+        "SELECT notification_id FROM webhooks.tracking WHERE application_name = %s", (OrdersApplication.name,)
+    ).fetchone()
+    if started is None:
+        return found
+    position = int(str(started[0]))
+    if position < head:
+        behind = f"at {position}, store at {head}"
+        found.append(Discrepancy(Problem.WEBHOOKS_BEHIND, "webhooks", None, behind))
+    rows = conn.execute(
+        "SELECT order_id::text, message_id, endpoint_id::text, event_type, status, attempts, last_error "
+        "FROM webhooks.messages WHERE status = 'failed' OR (status = 'pending' "
+        "AND occurred_at < now() - make_interval(secs => %s)) ORDER BY occurred_at",
+        (grace_s,),
+    ).fetchall()
+    for order_id, message_id, endpoint_id, event_type, status, attempts, error in rows:
+        state = "given up" if status == "failed" else "still waiting"
+        detail = f"{message_id} ({event_type}) to endpoint {endpoint_id}: {state} after {attempts} attempt(s)"
+        found.append(
+            Discrepancy(Problem.UNDELIVERED_WEBHOOK, "webhooks", str(order_id), f"{detail}: {error}"[:500])
+        )
+    return found
 
 
 def _parked(conn: psycopg.Connection[tuple[object, ...]], view: str) -> dict[str, Discrepancy]:

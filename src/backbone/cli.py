@@ -37,6 +37,7 @@ from backbone.wiring import (
     projection_runner,
     read_api,
     transport_for,
+    webhook_sender,
 )
 from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
@@ -94,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("kind", choices=["pricing"])
     worker.add_argument("--concurrency", type=int, default=1, help="quotes at once in this process")
     worker.set_defaults(command="worker", run=lambda args: _messaging(workers=args.concurrency))
+
+    webhooks = sub.add_parser(
+        "webhooks",
+        help="send partners' order events to their webhook endpoints (a second copy waits as a standby)",
+    )
+    webhooks.set_defaults(command="webhooks", run=_webhooks)
 
     results = sub.add_parser("results", help="turn pricing results into RecordQuote / RejectModel")
     results.set_defaults(command="results", run=lambda args: _messaging(results=True))
@@ -187,9 +194,10 @@ def _up(args: argparse.Namespace) -> int:
     messaging = Messaging(
         settings, dsn, transport_for(settings, wait_for_broker=True), relay=True, workers=1, results=True
     )
+    webhooks = webhook_sender(settings, dsn)
     app = command_api(settings, dsn, with_reads=True)
-    app.on_startup += [projections.start, messaging.start]
-    app.on_shutdown[:0] = [messaging.stop, projections.close]
+    app.on_startup += [projections.start, messaging.start, webhooks.start]
+    app.on_shutdown[:0] = [webhooks.stop, messaging.stop, projections.close]
     _serve(app, host, port)
     return 0
 
@@ -323,6 +331,27 @@ async def _run_until_signalled(messaging: Messaging) -> None:
         await messaging.stop()
 
 
+def _webhooks(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    sender = webhook_sender(settings, database_dsn(settings))
+    serve_metrics(settings)
+    print("webhooks: waiting to become the active sender (one sends, others stand by)", file=sys.stderr)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await sender.start()
+        try:
+            await stop.wait()
+        finally:
+            await sender.stop()
+
+    asyncio.run(run())
+    return 0
+
+
 def serve_metrics(settings: Settings) -> None:
     """Serve /metrics on METRICS_PORT for a part that has no HTTP API of its own."""
     if settings.metrics_port is not None:
@@ -364,9 +393,8 @@ def _projections_status(args: argparse.Namespace) -> int:
 def _projection_connection(name: str) -> psycopg.Connection[Any]:
     """A connection with the role of the part that writes projection `name`."""
     settings = Settings.from_env()
-    return psycopg.connect(
-        part_dsn(settings, database_dsn(settings), "relay" if name == "relay" else "projector")
-    )
+    part = name if name in ("relay", "webhooks") else "projector"
+    return psycopg.connect(part_dsn(settings, database_dsn(settings), part))
 
 
 def _aggregate_argument(value: str | None) -> str | None:

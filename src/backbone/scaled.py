@@ -39,7 +39,8 @@ class Part:
 
 def topology(port: int, metrics_from: int) -> list[Part]:
     """The parts of compose.yaml (docs/architecture.md, "Parts"): APIs x2, projectors and relay with
-    standbys, pricing workers x3, the results consumer and the periodic audit."""
+    standbys, the webhook sender with a standby, pricing workers x3, the results consumer and the periodic
+    audit."""
     parts: list[Part] = []
     metrics = itertools.count(metrics_from)
     for i in (1, 2):
@@ -49,6 +50,7 @@ def topology(port: int, metrics_from: int) -> list[Part]:
         ("projector-mes", ("projector", "mes"), 2),
         ("projector-shop", ("projector", "shop"), 2),
         ("relay", ("relay",), 2),
+        ("webhooks", ("webhooks",), 2),
         ("worker-pricing", ("worker", "pricing"), 3),
         ("results", ("results",), 1),
         ("audit", ("audit", "--every", "300"), 1),

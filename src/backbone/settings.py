@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from orders_core.webhook_messages import ATTEMPT_SECONDS, DISABLE_AFTER, RETRY_SCHEDULE, parse_schedule
+
 MIB = 1024 * 1024
-DATABASE_PARTS = ("crm", "read", "projector", "relay", "pricing")
+DATABASE_PARTS = ("crm", "read", "projector", "relay", "pricing", "webhooks")
 """The parts that connect to PostgreSQL, each with a role of its own (migrations/0006_roles.sql)."""
 
 
@@ -23,8 +25,8 @@ class Settings:
     database_url: str | None
     """DATABASE_URL: a PostgreSQL server; unset means the embedded one under `home`."""
     part_database_urls: dict[str, str]
-    """DATABASE_URL_<PART> (CRM, READ, PROJECTOR, RELAY, PRICING): a part's own DSN, as a user with that
-    part's role; a part without one uses DATABASE_URL under its role (backbone/database.py)."""
+    """DATABASE_URL_<PART> (CRM, READ, PROJECTOR, RELAY, PRICING, WEBHOOKS): a part's own DSN, as a user
+    with that part's role; a part without one uses DATABASE_URL under its role (backbone/database.py)."""
     amqp_url: str | None
     """AMQP_URL: a RabbitMQ broker; unset means the in-process transport."""
     jwt_secret: str
@@ -59,6 +61,17 @@ class Settings:
     """WEBHOOK_ALLOW_PRIVATE: `1` lets webhook endpoints be on loopback, private and link-local addresses
     (and on plain http on loopback), for tests and local trials only; unset or `0` (the default) refuses
     them (orders_core/webhook_urls.py)."""
+    webhook_attempt_seconds: float
+    """WEBHOOK_ATTEMPT_SECONDS: how long one delivery attempt may take, connecting and answering (default
+    10)."""
+    webhook_retry_schedule: tuple[timedelta, ...]
+    """WEBHOOK_RETRY_SCHEDULE: the waits after each failed attempt, in seconds, comma-separated (default
+    5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: orders_core/webhook_messages.py); shorter only for tests."""
+    webhook_disable_after: timedelta
+    """WEBHOOK_DISABLE_AFTER_HOURS: an endpoint whose every attempt has failed for this long is disabled
+    (default 120: five days)."""
+    webhook_concurrency: int
+    """WEBHOOK_CONCURRENCY: deliveries under way at once in the active sender (default 32)."""
     host: str
     port: int
     metrics_port: int | None
@@ -105,6 +118,23 @@ class Settings:
                 _positive(float(env.get("POSTGRES_POOL_SIZE", "10")), "POSTGRES_POOL_SIZE")
             ),
             webhook_allow_private=_flag(env.get("WEBHOOK_ALLOW_PRIVATE", ""), "WEBHOOK_ALLOW_PRIVATE"),
+            webhook_attempt_seconds=_positive(
+                float(env.get("WEBHOOK_ATTEMPT_SECONDS", str(ATTEMPT_SECONDS))), "WEBHOOK_ATTEMPT_SECONDS"
+            ),
+            webhook_retry_schedule=(
+                parse_schedule(env["WEBHOOK_RETRY_SCHEDULE"])
+                if env.get("WEBHOOK_RETRY_SCHEDULE")
+                else RETRY_SCHEDULE
+            ),
+            webhook_disable_after=timedelta(
+                hours=_positive(
+                    float(env.get("WEBHOOK_DISABLE_AFTER_HOURS", str(DISABLE_AFTER.total_seconds() / 3600))),
+                    "WEBHOOK_DISABLE_AFTER_HOURS",
+                )
+            ),
+            webhook_concurrency=int(
+                _positive(float(env.get("WEBHOOK_CONCURRENCY", "32")), "WEBHOOK_CONCURRENCY")
+            ),
             host=env.get("HOST", "127.0.0.1"),
             port=int(env.get("PORT", "8000")),
             metrics_port=int(env["METRICS_PORT"]) if env.get("METRICS_PORT") else None,

@@ -40,6 +40,10 @@ from projectors.runner import Projector, ProjectorRunner, ViewTrackingRecorder
 from projectors.shop import ShopProjector
 from read_models.api import ReadApi, ReadApiSettings, create_read_app
 from read_models.stream import ChangeFeed
+from webhook_sender.delivery import DeliveryConfig
+from webhook_sender.log import DeliveryLog
+from webhook_sender.outbox import WebhookOutbox
+from webhook_sender.part import WebhookSender
 
 log = structlog.get_logger("backbone")
 
@@ -64,6 +68,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
         crm, pool_size=settings.postgres_pool_size, idempotency_window=settings.idempotency_window
     )
     pool = read_pool(reads) if with_reads else None
+    delivery_log = DeliveryLog(read_pool(crm, size=2))
     app = create_app(
         CommandApiSettings(
             orders=orders,
@@ -73,12 +78,14 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
             max_unzipped_bytes=settings.max_unzipped_bytes,
             resolve_webhook_host=system_resolve,
             allow_private_webhooks=settings.webhook_allow_private,
+            webhook_log=delivery_log,
             tracing=tracing_middleware(),
             limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),
         ),
         *([ReadApi(pool, ChangeFeed(reads), required=False)] if pool else []),
     )
     app.on_shutdown.append(lambda: orders.close())
+    app.on_shutdown.append(lambda: delivery_log.pool.close())
     if pool is not None:
         app.on_shutdown.append(lambda: pool.close())
     return app
@@ -158,6 +165,22 @@ class BackgroundProjections:
         self.stop.set()
         for thread in self.threads:
             thread.join(5)
+
+
+def webhook_sender(settings: Settings, dsn: str) -> WebhookSender:
+    """The webhook sender: its outbox and delivery log with the webhooks role, the endpoints read (and
+    disabled, when the sender must) with the crm role."""
+    own = part_dsn(settings, dsn, "webhooks")
+    orders = orders_application(part_dsn(settings, dsn, "crm"), pool_size=4)
+    config = DeliveryConfig(
+        attempt_seconds=settings.webhook_attempt_seconds,
+        schedule=settings.webhook_retry_schedule,
+        disable_after=settings.webhook_disable_after,
+        concurrency=settings.webhook_concurrency,
+        allow_private=settings.webhook_allow_private,
+    )
+    runner = runner_for(WebhookOutbox(orders), own, "webhooks", batch_size=500)
+    return WebhookSender(orders, runner, own, config)
 
 
 def transport_for(settings: Settings, *, wait_for_broker: bool = False) -> Transport:

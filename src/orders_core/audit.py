@@ -44,6 +44,11 @@ class Problem(enum.StrEnum):
     """Messages still waiting in a queue."""
     DEAD_LETTERS = "dead_letters"
     """Messages in the dead-letter queue: nobody consumed them."""
+    WEBHOOKS_BEHIND = "webhooks_behind"
+    """Events the webhook sender's outbox has not turned into messages yet."""
+    UNDELIVERED_WEBHOOK = "undelivered_webhook"
+    """A webhook message that never got through: given up (retries spent, 410, endpoint off or deleted),
+    or still waiting past the grace period."""
     PARKED = "parked"
     """A projection holds the order's events back since one of them could not be applied (see `backbone
     projections parked`): the order is stale in that view or, for the relay, not published."""

@@ -122,6 +122,9 @@ class WebhookEndpoint:
     secret: SigningSecret
     previous_secret: SigningSecret | None = None
     """The secret the last rotation replaced, which signs beside `secret` until its `valid_until`."""
+    disabled_reason: str | None = None
+    """Why the sender disabled it (a 410 answer, or failing for days); None if it is on or its partner
+    turned it off."""
 
 
 def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> tuple[str, ...]:
@@ -232,12 +235,15 @@ class PartnerWebhooks(Aggregate):
             return {"url": self.url, "event_types": types, "description": self.description}
 
     class EndpointDisabled(EndpointChange):
+        reason: str = ""
+        """Why the sender disabled it; empty when its partner (or an admin) did."""
+
         def changes(self, endpoint: WebhookEndpoint) -> dict[str, Any]:
-            return {"enabled": False}
+            return {"enabled": False, "disabled_reason": self.reason or None}
 
     class EndpointEnabled(EndpointChange):
         def changes(self, endpoint: WebhookEndpoint) -> dict[str, Any]:
-            return {"enabled": True}
+            return {"enabled": True, "disabled_reason": None}
 
     class SecretRotated(EndpointChange):
         secret: str
@@ -333,13 +339,18 @@ class PartnerWebhooks(Aggregate):
             )
         return refusal
 
-    def disable(self, endpoint_id: UUID, actor: Actor) -> Refusal | None:
-        """Stop sending to the endpoint (its messages are not sent while it is off)."""
-        found = self.endpoint(endpoint_id, actor)
+    def disable(self, endpoint_id: UUID, actor: Actor, reason: str = "") -> Refusal | None:
+        """Stop sending to the endpoint (its messages are given up while it is off; a replay sends them
+        once it is on again). The webhook sender (a service) disables an endpoint that answered 410 or
+        failed for days, saying why in `reason`."""
+        sender = actor.role is Role.SERVICE
+        found = self.endpoints.get(endpoint_id) if sender else self.endpoint(endpoint_id, actor)
+        if found is None:
+            return Refusal(Refused.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
         if isinstance(found, Refusal):
             return found
         if found.enabled:
-            self._trigger(self.EndpointDisabled, actor, endpoint_id=endpoint_id)
+            self._trigger(self.EndpointDisabled, actor, endpoint_id=endpoint_id, reason=reason[:500])
         return None
 
     def enable(self, endpoint_id: UUID, actor: Actor) -> Refusal | None:

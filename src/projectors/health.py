@@ -15,7 +15,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.rows import tuple_row
 
-PROJECTION_SCHEMAS = ("mes", "shop", "relay")
+PROJECTION_SCHEMAS = ("mes", "shop", "relay", "webhooks")
 """Every projection that follows the event store, by the schema its tracking lives in."""
 
 BEHIND_SECONDS = 60.0

@@ -18,10 +18,12 @@ from http_edge.plugin import JSON_BODY_LIMIT, EdgeConfig, edge_application
 from http_edge.rate_limit import RateLimiter, limit_description
 from orders_core.api.catalog import catalog_router
 from orders_core.api.orders import orders_router, provide_orders
+from orders_core.api.webhook_log import webhook_log_router
 from orders_core.api.webhooks import webhooks_router
 from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore
 from orders_core.resolver import Resolve
+from webhook_sender.log import DeliveryLog
 
 COMMAND_ERRORS = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
 
@@ -40,6 +42,8 @@ class CommandApiSettings:
     """Resolves a webhook URL's host, to check where it leads (orders_core/resolver.py)."""
     allow_private_webhooks: bool = False
     """WEBHOOK_ALLOW_PRIVATE: webhooks may go to loopback and private addresses (tests, local trials)."""
+    webhook_log: DeliveryLog | None = None
+    """The webhook sender's delivery log, which partners read and replay (None: answered 503)."""
     tracing: type[OpenTelemetryInstrumentationMiddleware] | None = None
     """The middleware to trace requests with (None: no tracing)."""
     limiter: RateLimiter | None = None
@@ -63,6 +67,7 @@ class CommandApi(InitPlugin):
             orders_router,
             catalog_router,
             webhooks_router,
+            webhook_log_router,
         ]
         app_config.dependencies["orders"] = Provide(provide_orders, sync_to_thread=False)
         app_config.state.update(
@@ -72,6 +77,7 @@ class CommandApi(InitPlugin):
             max_unzipped_bytes=settings.max_unzipped_bytes,
             resolve_webhook_host=settings.resolve_webhook_host,
             allow_private_webhooks=settings.allow_private_webhooks,
+            webhook_log=settings.webhook_log,
         )
         orders = settings.orders
         add_probe(

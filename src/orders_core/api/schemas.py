@@ -136,6 +136,10 @@ class WebhookEndpointView(msgspec.Struct, kw_only=True):
     event_types: list[WebhookEventType]
     description: str
     enabled: bool
+    disabled_reason: str | None = None
+    """Why the sender turned the endpoint off (it answered 410 Gone, or every delivery failed for days):
+    enable it once it receives again, and replay what it missed. Null if it is on or was turned off by
+    hand."""
     created_at: datetime
     updated_at: datetime
     previous_secret_valid_until: datetime | None
@@ -148,6 +152,76 @@ class WebhookEndpointWithSecret(WebhookEndpointView, kw_only=True):
     once (`whsec_` and base64, as Standard Webhooks libraries take it)."""
 
     secret: str
+
+
+class WebhookAttemptView(msgspec.Struct, kw_only=True):
+    """One attempt to deliver a message: what the endpoint answered, how fast, and what comes next."""
+
+    attempt_id: int
+    message_id: str
+    """The message's `webhook-id`."""
+    order_id: UUID
+    event_type: WebhookEventType
+    attempted_at: datetime
+    status_code: int | None
+    """Null when there was no answer (timeout, no connection, or an address that is not allowed)."""
+    latency_ms: int
+    error: str | None
+    """Why it did not count as delivered; null on a 2xx."""
+    outcome: str
+    """`delivered`, `retry` (tried again at `next_attempt_at`) or `failed` (given up)."""
+    next_attempt_at: datetime | None
+
+
+class WebhookAttemptPage(msgspec.Struct, kw_only=True):
+    """Attempts, newest first; `next_cursor` fetches the next page (null on the last)."""
+
+    items: list[WebhookAttemptView]
+    next_cursor: str | None
+
+
+class WebhookMessageView(msgspec.Struct, kw_only=True):
+    """One message to an endpoint and where it stands."""
+
+    message_id: str
+    """Its `webhook-id`: the same on every attempt and replay."""
+    order_id: UUID
+    order_version: int
+    event_type: WebhookEventType
+    status: str
+    """`pending` (on its way, or waiting for a retry), `delivered` or `failed` (given up)."""
+    attempts: int
+    """Attempts since it was created or last replayed."""
+    occurred_at: datetime
+    created_at: datetime
+    next_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    replayed_at: datetime | None
+
+
+class WebhookMessagePage(msgspec.Struct, kw_only=True):
+    """Messages, newest first; `next_cursor` fetches the next page (null on the last)."""
+
+    items: list[WebhookMessageView]
+    next_cursor: str | None
+
+
+class WebhookReplay(Strict):
+    """Which messages of an endpoint to send again."""
+
+    since: datetime
+    """Every message created at or after this time (with a time zone)."""
+    only_failed: bool = False
+    """Only those given up, not those delivered."""
+
+
+class WebhookReplayed(msgspec.Struct, kw_only=True):
+    """How many messages are on their way again."""
+
+    replayed: int
 
 
 class OrderView(msgspec.Struct, kw_only=True):
@@ -267,6 +341,7 @@ def webhook_endpoint_view(partner_id: str, endpoint: WebhookEndpoint) -> Webhook
         event_types=sorted(endpoint.event_types),
         description=endpoint.description,
         enabled=endpoint.enabled,
+        disabled_reason=endpoint.disabled_reason,
         created_at=endpoint.created_at,
         updated_at=endpoint.updated_at,
         previous_secret_valid_until=previous.valid_until if previous is not None else None,
