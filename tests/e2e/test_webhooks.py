@@ -536,13 +536,17 @@ def test_every_webhook_operation_is_tagged_named_and_documents_its_errors(api: R
         "EnableWebhookEndpoint",
         "RotateWebhookSecret",
         "RemoveWebhookEndpoint",
+        "ListWebhookAttempts",
+        "ListWebhookMessages",
+        "ReplayWebhookMessage",
+        "ReplayWebhookMessages",
     }
     error = {"$ref": "#/components/schemas/Error"}
     for op_id, op in operations.items():
         assert op["tags"] == ["webhooks"], op_id
         for status in ("400", "401", "403", "404"):
             assert op["responses"][status]["content"]["application/json"]["schema"] == error, op_id
-    for body in ("NewWebhookEndpoint", "WebhookEndpointChanges", "SecretRotation"):
+    for body in ("NewWebhookEndpoint", "WebhookEndpointChanges", "SecretRotation", "WebhookReplay"):
         assert doc["components"]["schemas"][body]["additionalProperties"] is False
     assert set(doc["components"]["schemas"]["WebhookEventType"]["enum"]) == set(ALL_TYPES)
     assert "secret" not in doc["components"]["schemas"]["WebhookEndpointView"]["properties"]

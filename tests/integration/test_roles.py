@@ -44,6 +44,7 @@ FORBIDDEN: dict[str, list[str]] = {
         "CREATE TABLE mes.intruder (id int)",
         "DROP TABLE shop.orders",
         "SELECT backbone.grant_privileges()",
+        "SELECT * FROM webhooks.messages",
     ],
     "projector": [
         f"INSERT INTO {EVENTS} (originator_id, originator_version, topic, state) "
@@ -73,12 +74,25 @@ FORBIDDEN: dict[str, list[str]] = {
         "SELECT content FROM blobs.models",
         "DELETE FROM relay.tracking",
     ],
+    "webhooks": [
+        f"INSERT INTO {EVENTS} (originator_id, originator_version, topic, state) "
+        "VALUES (gen_random_uuid(), 1, 'x', '')",
+        f"UPDATE {EVENTS} SET topic = 'x'",
+        "SELECT crm.es_insert_events_locked_uuid(ARRAY[]::crm.stored_event_uuid[])",
+        "SELECT * FROM mes.orders",
+        "SELECT * FROM shop.orders",
+        "SELECT * FROM relay.tracking",
+        "SELECT content FROM blobs.models",
+        "DROP TABLE webhooks.messages",
+        "CREATE TABLE webhooks.intruder (id int)",
+    ],
     "pricing": [
         f"SELECT * FROM {EVENTS}",
         "SELECT * FROM mes.orders",
         "SELECT * FROM shop.orders",
         "SELECT * FROM shop.materials",
         "SELECT * FROM relay.tracking",
+        "SELECT * FROM webhooks.messages",
         f"INSERT INTO blobs.models (sha256, size_bytes, content) VALUES ('{'cd' * 32}', 1, 'x')",
         "UPDATE blobs.models SET content = 'x'",
         "DELETE FROM blobs.models",
@@ -93,6 +107,11 @@ FORBIDDEN: dict[str, list[str]] = {
         f"TRUNCATE {EVENTS}",
         "SELECT content FROM blobs.models",
         "DELETE FROM blobs.models",
+        "DELETE FROM webhooks.messages",
+        "UPDATE webhooks.messages SET body = 'x'",
+        "INSERT INTO webhooks.orders VALUES (gen_random_uuid(), 'intruder')",
+        "DELETE FROM webhooks.attempts",
+        "UPDATE webhooks.tracking SET notification_id = 0",
         "SELECT backbone.grant_privileges()",
     ],
 }
