@@ -37,8 +37,9 @@ RETRY_SCHEDULE: tuple[timedelta, ...] = (
 )
 """The wait after each failed attempt (the first attempt is at once): Standard Webhooks' and Svix's schedule.
 Eight attempts over about 27.6 hours, so a receiver that is down for a day still gets every message.
-Each wait is drawn within JITTER of its value, so the retries of one outage do not arrive as one wave."""
-JITTER = 0.2
+Each wait is drawn within JITTER (a tenth) of its value, so the retries of one outage do not arrive as one
+wave, and the eight attempts still span more than a day."""
+JITTER = 0.1
 DISABLE_AFTER = timedelta(days=5)
 """An endpoint whose attempts have all failed for this long (none answered 2xx since) is disabled."""
 ATTEMPT_SECONDS = 10.0

@@ -339,16 +339,27 @@ class PartnerWebhooks(Aggregate):
             )
         return refusal
 
-    def disable(self, endpoint_id: UUID, actor: Actor, reason: str = "") -> Refusal | None:
+    def disable(self, endpoint_id: UUID, actor: Actor) -> Refusal | None:
         """Stop sending to the endpoint (its messages are given up while it is off; a replay sends them
-        once it is on again). The webhook sender (a service) disables an endpoint that answered 410 or
-        failed for days, saying why in `reason`."""
-        sender = actor.role is Role.SERVICE
-        found = self.endpoints.get(endpoint_id) if sender else self.endpoint(endpoint_id, actor)
-        if found is None:
-            return Refusal(Refused.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
+        once it is on again)."""
+        found = self.endpoint(endpoint_id, actor)
         if isinstance(found, Refusal):
             return found
+        if found.enabled:
+            self._trigger(self.EndpointDisabled, actor, endpoint_id=endpoint_id)
+        return None
+
+    def disable_undeliverable(self, endpoint_id: UUID, reason: str, actor: Actor) -> Refusal | None:
+        """The webhook sender (a service) turns off an endpoint that answered 410 Gone or failed for days,
+        saying why; its partner reads the reason on the endpoint, enables it once it receives again, and
+        replays what it missed."""
+        if actor.role is not Role.SERVICE:
+            return Refusal(Refused.FORBIDDEN, "only the webhook sender disables an endpoint as undeliverable")
+        if not reason:
+            return Refusal(Refused.INVALID, "an endpoint is disabled as undeliverable with a reason")
+        found = self.endpoints.get(endpoint_id)
+        if found is None:
+            return Refusal(Refused.NOT_FOUND, f"no webhook endpoint {endpoint_id}")
         if found.enabled:
             self._trigger(self.EndpointDisabled, actor, endpoint_id=endpoint_id, reason=reason[:500])
         return None

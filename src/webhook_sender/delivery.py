@@ -402,7 +402,7 @@ class Sender:
             result = self.orders.change_webhooks(
                 "DisableWebhookEndpoint",
                 due.partner_id,
-                lambda w: w.disable(due.endpoint_id, SENDER, reason),
+                lambda w: w.disable_undeliverable(due.endpoint_id, reason, SENDER),
                 SENDER,
                 endpoint_id=due.endpoint_id,
             )

@@ -22,6 +22,7 @@ DOMAIN = (
     "orders_core.catalog",
     "orders_core.webhooks",
     "orders_core.webhook_urls",
+    "orders_core.webhook_messages",
     "orders_core.audit",
     "orders_core.contracts",
     "pricing.quote",
