@@ -38,11 +38,13 @@ from backbone.rabbitmq import RABBITMQCTL, RabbitMQ, free_port
 from backbone.wiring import projection_runner
 from http_edge.identity import mint_token
 from orders_core.contracts import DELIVERY_LIMIT, PRICING_REQUESTS, Role
+from orders_core.webhooks import WebhookEventType, webhook_event_type
 from projectors.replay import prepare_schema
 from tests.conftest import BACKBONE, JWT_SECRET, start_process, wait_for_health
 from tests.e2e.test_scaled import free_block
 from tests.journeys import answered, submit
 from tests.meshes import binary_stl
+from tests.webhook_receivers import Receiver, start_receiver
 
 ORDERS = int(os.environ.get("CHAOS_ORDERS", "2000"))
 SEED = int(os.environ.get("CHAOS_SEED", str(random.SystemRandom().randrange(10**9))))
@@ -52,6 +54,7 @@ VICTIMS = {
     "projector": ("projector",),
     "pricing worker": ("worker", "pricing"),
     "results consumer": ("results",),
+    "webhook sender": ("webhooks",),
 }
 """Kinds of part the driver kills, by the arguments of their `backbone` process."""
 HUNTED_KILLS = DELIVERY_LIMIT + 3
@@ -108,6 +111,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "AMQP_URL": rabbit.url,
         "BACKBONE_HOME": str(tmp_path_factory.mktemp("chaos-home")),
         "JWT_SECRET": JWT_SECRET,
+        # Partners' webhooks go to a receiver on loopback; retries come within seconds, so what a fault
+        # cut short is delivered before the audit looks.
+        "WEBHOOK_ALLOW_PRIVATE": "1",
+        "WEBHOOK_RETRY_SCHEDULE": "0.5,1,2,2,2,2,2,2,2,2",
     }
     process = start_process(["up", "--scaled", "--port", str(port)], env, port)
     replicas = [f"http://127.0.0.1:{port + replica}" for replica in range(1, 5)]
@@ -125,6 +132,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         rabbit.stop()
         rabbit.stop_epmd()
         stop_postgres(pgdata)
+
+
+def subscribe(base_url: str, partner: str, receiver: Receiver) -> None:
+    """An endpoint of `partner` for every event type, at `receiver`, which learns its secret."""
+    headers = {"Authorization": f"Bearer {mint_token(JWT_SECRET, Role.PARTNER, partner)}"}
+    body = {"url": receiver.url, "event_types": [t.value for t in WebhookEventType]}
+    answer = httpx.post(f"{base_url}/webhooks", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 201, answer.text
+    receiver.secrets.append(answer.json()["secret"])
 
 
 def stop_postgres(pgdata: Path) -> None:
@@ -341,7 +357,11 @@ def differences_from_replay(dsn: str, name: str) -> dict[str, int]:
 def test_no_order_is_lost_or_doubled_under_faults(world: World) -> None:
     print(f"\nchaos seed {SEED} (CHAOS_SEED={SEED} replays it), {ORDERS} orders", flush=True)
     rng = random.Random(SEED)
+    receiver = start_receiver()
     workload = Workload(world.base_url, JWT_SECRET, seed=rng.randrange(10**9), concurrency=16)
+    for role, partner in workload.users.owners:
+        if role is Role.PARTNER:
+            subscribe(world.base_url, partner, receiver)
     chaos = Chaos(world, random.Random(rng.randrange(10**9)), workload.journeys, ORDERS)
     driver = threading.Thread(target=chaos.run, name="chaos", daemon=True)
     began = time.monotonic()
@@ -407,3 +427,22 @@ def test_no_order_is_lost_or_doubled_under_faults(world: World) -> None:
         differences = differences_from_replay(world.dsn, name)
         print(f"{name}: rows differing from a fresh replay {differences}")
         assert not any(differences.values()), differences
+
+    # Partners heard of every announced event of their orders, each message at least once, in order.
+    partners = {j.order_id for j in journeys if j.owner[0] is Role.PARTNER}
+    announced = sum(n for o in partners for event, n in stored[str(o)].items() if webhook_event_type(event))
+    arrived = receiver.delivered()
+    receiver.server.stop()
+    with psycopg.connect(world.dsn) as conn:
+        outbox = {str(row[0]) for row in conn.execute("SELECT message_id FROM webhooks.messages")}
+    received = {a.message_id for a in arrived}
+    print(
+        f"webhooks: {announced} events announced to partners, {len(outbox)} messages, {len(received)} "
+        f"received ({len(arrived) - len(received)} sent again after a fault)"
+    )
+    assert len(outbox) == announced and received == outbox
+    assert all(len(a.verified_with) == 1 for a in arrived), "each message verifies with its partner's secret"
+    for order_id in partners:
+        versions = [a.body["data"]["version"] for a in arrived if a.body["data"]["order_id"] == order_id]
+        first_seen = list(dict.fromkeys(versions))
+        assert first_seen == sorted(first_seen), f"messages of {order_id} arrived out of order: {versions}"
