@@ -27,6 +27,12 @@ from webhook_sender.outbox import CHANNEL
 MAX_PAGE = 100
 
 
+AttemptKey = tuple[int]
+"""Where a page of attempts ends: the last attempt's id."""
+MessageKey = tuple[datetime, str]
+"""Where a page of messages ends: the last message's creation time and id."""
+
+
 class BadCursor(ValueError):
     """A cursor this log did not hand out."""
 
@@ -43,14 +49,15 @@ def _cursor(*key: Any) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(key)).decode().rstrip("=")
 
 
-def _read_cursor(cursor: str, length: int) -> list[Any]:
+MALFORMED = "malformed cursor: pass back the next_cursor of a previous page"
+
+
+def _read_cursor(cursor: str, kind: Any) -> Any:
+    """The key a cursor holds, of the tuple type `kind`; BadCursor for anything this log did not hand out."""
     try:
-        key = msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, msgspec.DecodeError, ValueError) as e:
-        raise BadCursor("malformed cursor: pass back the next_cursor of a previous page") from e
-    if not isinstance(key, list) or len(key) != length:
-        raise BadCursor("malformed cursor: pass back the next_cursor of a previous page")
-    return key
+        return msgspec.json.decode(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), type=kind)
+    except (binascii.Error, msgspec.DecodeError, msgspec.ValidationError, ValueError) as e:
+        raise BadCursor(MALFORMED) from e
 
 
 class DeliveryLog:
@@ -61,7 +68,9 @@ class DeliveryLog:
 
     def attempts(self, endpoint_id: UUID, limit: int, cursor: str | None = None) -> Page:
         """The endpoint's attempts, newest first, each with its message's order and event type."""
-        after = int(_read_cursor(cursor, 1)[0]) if cursor else None
+        after: int | None = _read_cursor(cursor, AttemptKey)[0] if cursor else None
+        if after is not None and not 0 < after < 2**63:
+            raise BadCursor(MALFORMED)
         query = sql.SQL(
             "SELECT a.attempt_id, a.message_id, m.order_id, m.event_type, a.attempted_at, a.status_code, "
             "a.latency_ms, a.error, a.outcome, a.next_attempt_at FROM {attempts} AS a "
@@ -78,12 +87,9 @@ class DeliveryLog:
         self, endpoint_id: UUID, limit: int, status: str | None = None, cursor: str | None = None
     ) -> Page:
         """The endpoint's messages, newest first, with where each stands."""
-        after: list[Any] = _read_cursor(cursor, 2) if cursor else [None, None]
-        if after[0] is not None:
-            try:
-                datetime.fromisoformat(str(after[0]))
-            except ValueError as e:
-                raise BadCursor("malformed cursor: pass back the next_cursor of a previous page") from e
+        after: tuple[datetime | None, str | None] = (None, None)
+        if cursor:
+            after = _read_cursor(cursor, MessageKey)
         query = sql.SQL(
             "SELECT message_id, order_id, order_version, event_type, status, attempts, occurred_at, "
             "created_at, next_attempt_at, last_attempt_at, last_status_code, last_error, delivered_at, "
