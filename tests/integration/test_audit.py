@@ -14,11 +14,16 @@ from prometheus_client import REGISTRY
 
 from backbone.audit import audit, print_report
 from backbone.database import eventsourcing_env
-from backbone.wiring import projection_runner
+from backbone.wiring import projection_runner, runner_for
+from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.audit import Problem
+from orders_core.lifecycle import Role
+from orders_core.outcomes import Accepted
+from orders_core.webhooks import EndpointSettings, WebhookEventType, new_signing_secret
 from tests.conftest import BACKBONE, RabbitMQ
 from tests.orders import EVERYONE, OWNER, accepted, initiate_command, valid_command
+from webhook_sender.outbox import WebhookOutbox
 
 
 @pytest.fixture
@@ -145,3 +150,39 @@ def test_waiting_for_lag_checks_the_broker_each_round(
     assert len(connected) >= 3  # a fresh connection per round: one is bound to its round's event loop
     assert report.broker.startswith("rabbitmq: pricing.requests 0")
     assert {d.problem for d in report.discrepancies} == {Problem.VIEW_BEHIND, Problem.RELAY_BEHIND}
+
+
+def test_webhooks_behind_and_messages_that_never_got_through_are_named(
+    app: OrdersApplication, database: str
+) -> None:
+    partner = Actor(Role.PARTNER, "acme")
+    endpoint = uuid.uuid4()
+    settings = EndpointSettings("https://1.1.1.1/hook", frozenset({WebhookEventType.ORDER_CREATED}))
+    secret = new_signing_secret()
+    registered = app.change_webhooks(
+        "r", "acme", lambda w: w.register(endpoint, settings, secret, partner), partner
+    )
+    assert isinstance(registered, Accepted)
+    orders = [accepted(app.initiate(initiate_command(partner), partner)) for _ in range(3)]
+    catch_up_everything(app, database)
+    assert audit(database, grace_s=3600, settle_s=0).ok, "a sender that never ran has no outbox to audit"
+    outbox = runner_for(WebhookOutbox(app), database, "webhooks")
+    outbox.catch_up()
+    outbox.close()
+    assert audit(database, grace_s=3600, settle_s=0).ok, "messages waiting within the grace period are fine"
+    with psycopg.connect(database) as conn:
+        conn.execute(
+            "UPDATE webhooks.messages SET status = 'failed', last_error = 'answered 500' WHERE order_id = %s",
+            (orders[0].id,),
+        )
+        conn.execute("UPDATE webhooks.messages SET status = 'delivered' WHERE order_id = %s", (orders[1].id,))
+    accepted(app.initiate(initiate_command(partner), partner))  # not yet in the outbox
+    catch_up_everything(app, database)
+    report = audit(database, grace_s=0, settle_s=0)
+    found = {(d.problem, d.order_id) for d in report.discrepancies}
+    assert (Problem.UNDELIVERED_WEBHOOK, str(orders[0].id)) in found
+    assert (Problem.UNDELIVERED_WEBHOOK, str(orders[2].id)) in found, "waiting past the grace period"
+    assert (Problem.UNDELIVERED_WEBHOOK, str(orders[1].id)) not in found
+    assert report.counts()[Problem.WEBHOOKS_BEHIND] == 1
+    given_up = next(d for d in report.discrepancies if d.order_id == str(orders[0].id))
+    assert "given up" in given_up.detail and "answered 500" in given_up.detail
