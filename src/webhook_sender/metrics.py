@@ -38,3 +38,12 @@ DISABLED = Counter(
     "Endpoints the sender disabled (410 Gone, or failing for days)",
     ["reason"],
 )
+
+# Every label value exported from the start, at 0: a series that first appears at 1 shows no increase, so
+# increase() and rate() (and the alerts on them, deploy/prometheus/alerts.yml) would miss the first one.
+for _outcome in ("delivered", "failed"):
+    DELIVERIES.labels(_outcome)
+for _result in ("2xx", "3xx", "4xx", "5xx", "timeout", "connection", "refused"):
+    ATTEMPTS.labels(_result)
+for _reason in ("gone", "failing"):
+    DISABLED.labels(_reason)

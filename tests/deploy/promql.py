@@ -17,13 +17,14 @@ import backbone.audit
 import orders_core.metrics
 import pricing.metrics
 import projectors.metrics
+import webhook_sender.metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 
 # Importing the metric modules registers their families; these are the names they expose.
-_MODULES = (orders_core.metrics, pricing.metrics, projectors.metrics, backbone.audit)
+_MODULES = (orders_core.metrics, pricing.metrics, projectors.metrics, backbone.audit, webhook_sender.metrics)
 
 SCRAPE_TIME = {"backbone_orders", "backbone_orders_stuck", "backbone_orders_overdue"}
 """Gauges the read API computes when scraped (read_models/metrics.py), so not in the registry up front."""

@@ -165,6 +165,7 @@ def test_the_topology(services: Services) -> None:
         "projector mes": 2,
         "projector shop": 2,
         "relay": 2,
+        "webhooks": 2,
         "worker pricing": 3,
         "results": 1,
         "audit": 1,
@@ -193,9 +194,11 @@ def test_every_long_running_part_scales_by_its_service_name(services: Services) 
         assert replicas(service) >= 1, name
 
 
-def test_projectors_and_the_relay_run_an_active_copy_and_a_standby(services: Services) -> None:
+def test_projectors_the_relay_and_the_webhook_sender_run_an_active_copy_and_a_standby(
+    services: Services,
+) -> None:
     for name, service in backbone_services(services).items():
-        if subcommand(service) in {"projector", "relay"}:
+        if subcommand(service) in {"projector", "relay", "webhooks"}:
             assert replicas(service) == 2, f"{name}: the advisory lock picks one of two"
 
 

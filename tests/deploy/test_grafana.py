@@ -116,6 +116,9 @@ def test_the_dashboard_shows_what_on_call_needs() -> None:
         "pg_stat_database_xact_commit",
         "pg_locks_count",
         "pg_table_total_size_bytes",
+        "sum by (outcome) (rate(backbone_webhook_deliveries_total",
+        "sum by (result) (rate(backbone_webhook_attempts_total",
+        "max by (endpoint_id, partner_id) (backbone_webhook_oldest_undelivered_seconds",
     ]
     missing = [w for w in wanted if w not in text]
     assert not missing

@@ -36,13 +36,14 @@ PARTS = {
     "projector-mes": "backbone-projector",
     "projector-shop": "backbone-projector",
     "relay": "backbone-relay",
+    "webhooks": "backbone-webhooks",
     "worker-pricing": "backbone-pricing",
     "results": "backbone-results",
     "audit": "backbone-audit",
 }
 """Every long-running part, with the Prometheus job compose's prometheus.yml scrapes it as."""
 HTTP_PARTS = {"api", "read-api"}
-ONE_ACTIVE = {"projector-mes", "projector-shop", "relay"}
+ONE_ACTIVE = {"projector-mes", "projector-shop", "relay", "webhooks"}
 OPERATOR_SECRETS = {"backbone-rabbitmq-default-user"}
 """Made by the RabbitMQ cluster operator for the RabbitmqCluster."""
 OUT_OF_BAND_SECRETS = {"backbone-postgres", "backbone-jwt"}

@@ -52,6 +52,12 @@ def test_the_required_alerts_exist() -> None:
         "BackboneApiErrorRate",
         "BackboneProjectionNoActiveRunner",
         "BackbonePricingSlow",
+        "WebhookSenderDown",
+        "WebhookDeliveryStuck",
+        "WebhookOutboxBehind",
+        "WebhookEndpointDisabled",
+        "WebhookFailureRate",
+        "WebhookAuditUndelivered",
     } <= names
 
 
