@@ -141,10 +141,14 @@ class Sender:
     async def _run_once(self, stop: asyncio.Event, standby_poll: float) -> None:
         label = f"webhook sender pid {os.getpid()}"
         async with await AsyncConnection.connect(self.dsn, autocommit=True, application_name=label) as lock:
-            row = await (await lock.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,))).fetchone()
-            if not row or not row[0]:
+            # A standby keeps its connection and asks again on it, rather than connecting twice a second.
+            while True:
+                row = await (await lock.execute("SELECT pg_try_advisory_lock(%s)", (LOCK,))).fetchone()
+                if row and row[0]:
+                    break
                 await _wait(stop, standby_poll)
-                return
+                if stop.is_set():
+                    return
             log.info("webhook sender active", host=socket.gethostname(), pid=os.getpid())
             metrics.ACTIVE.set(1)
             try:
