@@ -113,7 +113,8 @@ def test_a_parked_order_is_shown_stale_and_unparked_by_a_retry_after_the_fix(
     ("args", "says"),
     [
         (("projections", "parked", "orders"), "invalid choice: 'orders'"),
-        (("projections", "retry", "webhooks"), "invalid choice: 'webhooks'"),
+        (("projections", "retry", "outbox"), "invalid choice: 'outbox'"),
+        (("projections", "replay", "webhooks"), "invalid choice: 'webhooks'"),
         (("projections", "retry", "mes", "--aggregate", "not-an-id"), "is not an aggregate id"),
         (("projections", "retry", "shop", "--aggregate", str(uuid.uuid4())), "is not parked in shop"),
     ],

@@ -294,3 +294,22 @@ def test_bad_log_queries_are_400s_with_a_reason(system: RunningApi, receiver: Re
                 answer.url
             ), answer.text
             assert answer.json().get("detail"), answer.text
+
+
+def test_deliveries_show_in_the_metrics_and_health(system: RunningApi, receiver: Receiver) -> None:
+    with system.client("partner", f"jeweller-{uuid4().hex[:6]}") as partner:
+        register(partner, receiver, ["order.created"])
+        created(partner)
+        receiver.wait_for(1)
+    metrics = httpx.get(f"{system.base_url}/metrics").text
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("backbone_webhook")
+    }
+    assert values['backbone_webhook_deliveries_total{outcome="delivered"}'] >= 1
+    assert values['backbone_webhook_attempts_total{result="2xx"}'] >= 1
+    assert values["backbone_webhook_sender_active"] == 1
+    assert values["backbone_webhook_delivery_seconds_count"] >= 1
+    health = httpx.get(f"{system.base_url}/health").json()
+    assert health["projections"]["webhooks"]["state"] in ("ok", "parked")

@@ -180,6 +180,17 @@ class WebhookAttemptPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None
 
 
+class WebhookMessageStatus(enum.StrEnum):
+    """Where a webhook message stands."""
+
+    PENDING = "pending"
+    """On its way, or waiting for its next attempt."""
+    DELIVERED = "delivered"
+    """An attempt was answered 2xx."""
+    FAILED = "failed"
+    """Given up: retries spent, the endpoint answered 410, or it was disabled or removed."""
+
+
 class WebhookMessageView(msgspec.Struct, kw_only=True):
     """One message to an endpoint and where it stands."""
 
@@ -188,8 +199,7 @@ class WebhookMessageView(msgspec.Struct, kw_only=True):
     order_id: UUID
     order_version: int
     event_type: WebhookEventType
-    status: str
-    """`pending` (on its way, or waiting for a retry), `delivered` or `failed` (given up)."""
+    status: WebhookMessageStatus
     attempts: int
     """Attempts since it was created or last replayed."""
     occurred_at: datetime

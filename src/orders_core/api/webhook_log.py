@@ -7,7 +7,7 @@ endpoint is looked up in the partner's aggregate first, so another partner's end
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 import anyio.to_thread
@@ -23,6 +23,7 @@ from orders_core.api.orders import ErrorAnswer, provide_orders, refused, send_er
 from orders_core.api.schemas import (
     WebhookAttemptPage,
     WebhookMessagePage,
+    WebhookMessageStatus,
     WebhookReplay,
     WebhookReplayed,
 )
@@ -83,13 +84,13 @@ def list_messages(
     actor: NamedDependency[Actor],
     state: State,
     partner_id: PartnerParam = None,
-    status: Literal["pending", "delivered", "failed"] | None = None,
+    status: WebhookMessageStatus | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> WebhookMessagePage:
     """The messages for the endpoint, newest first, with where each stands."""
     _visible_endpoint(provide_orders(state), endpoint_id, actor, partner_id)
-    page = _page_of(lambda: _log(state).messages(endpoint_id, limit, status, cursor))
+    page = _page_of(lambda: _log(state).messages(endpoint_id, limit, status and status.value, cursor))
     return msgspec.convert({"items": page.rows, "next_cursor": page.next_cursor}, WebhookMessagePage)
 
 
