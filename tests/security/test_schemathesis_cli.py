@@ -55,6 +55,9 @@ SELLER = (Role.SELLER, "cli-seller")
 CUSTOMER = (Role.CUSTOMER, "cli-customer")
 CUSTOMER_OPERATIONS = r"^/(orders|catalog$|shop/)"
 """What a customer may use: the MES and the catalog's changes would only answer 403."""
+PARTNER = (Role.PARTNER, "cli-partner")
+PARTNER_OPERATIONS = r"^/(orders|catalog$|webhooks)"
+"""What a partner's engineer points the fuzzer at: its orders, and its webhook endpoints and their log."""
 ORDER_COMMAND = re.compile(r"/orders/([0-9a-f-]{36})/(\w+)$")
 
 
@@ -144,6 +147,9 @@ class Fuzzed:
 
     runs: tuple[Run, ...]
     seeded_order: str
+    partner: Run
+    """The partner's run, over its orders and its webhook endpoints (no links lead into webhooks, so it is
+    not among the runs whose stateful phase is checked)."""
 
 
 @pytest.fixture(scope="module")
@@ -155,13 +161,14 @@ def fuzzed(system: RunningApi, tmp_path_factory: pytest.TempPathFactory) -> Iter
     workdir = tmp_path_factory.mktemp("schemathesis")
     seller = fuzz(system, SELLER, workdir, 60)
     own = fuzz(system, CUSTOMER, workdir, 30, "--include-path-regex", CUSTOMER_OPERATIONS)
-    yield Fuzzed((seller, own), seeded)
+    partner = fuzz(system, PARTNER, workdir, 45, "--include-path-regex", PARTNER_OPERATIONS)
+    yield Fuzzed((seller, own), seeded, partner)
 
 
 def test_a_stock_fuzzer_finds_no_failure(fuzzed: Fuzzed, capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
-        print("", *(run.summary() for run in fuzzed.runs), sep="\n")
-    for run in fuzzed.runs:
+        print("", *(run.summary() for run in (*fuzzed.runs, fuzzed.partner)), sep="\n")
+    for run in (*fuzzed.runs, fuzzed.partner):
         assert run.returncode == 0, f"{run.summary()}\n{run.output[-20_000:]}"
 
 
@@ -184,7 +191,7 @@ def test_every_view_reaches_the_head_and_shows_what_the_fuzzer_did(
         cancelled = operator.get(
             "/mes/orders", params={"status": "CANCELLED", "sort": "created", "limit": 200}
         )
-    fuzzed_orders = set().union(*(run.created_orders() for run in fuzzed.runs))
+    fuzzed_orders = set().union(*(run.created_orders() for run in (*fuzzed.runs, fuzzed.partner)))
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["items"], "no order the fuzzer cancelled reached the MES view"
     assert {i["order_id"] for i in cancelled.json()["items"]} <= fuzzed_orders

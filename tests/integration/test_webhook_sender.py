@@ -1,0 +1,104 @@
+"""The delivery loop's memory of an endpoint, on a real PostgreSQL and a real receiver: since when it has
+been failing (cleared by a 2xx), and the endpoint disabled, saying why, once it has failed for longer than
+the limit (here seconds, in production days)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from uuid import UUID, uuid4
+
+import psycopg
+
+from backbone.database import eventsourcing_env
+from backbone.migrate import migrate
+from backbone.wiring import runner_for
+from orders_core.actors import Actor
+from orders_core.application import OrdersApplication
+from orders_core.lifecycle import Role
+from orders_core.outcomes import Accepted
+from orders_core.webhooks import EndpointSettings, WebhookEventType, new_signing_secret
+from tests.conftest import PostgresServer
+from tests.orders import initiate_command
+from tests.webhook_receivers import start_receiver
+from webhook_sender.delivery import DeliveryConfig, Sender
+from webhook_sender.outbox import WebhookOutbox
+
+
+def health(url: str, endpoint: UUID) -> tuple[object, object, object]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT failing_since, last_success_at, disabled_reason FROM webhooks.endpoints "
+            "WHERE endpoint_id = %s",
+            (endpoint,),
+        ).fetchone()
+    return (row[0], row[1], row[2]) if row else (None, None, None)
+
+
+def test_an_endpoint_failing_past_the_limit_is_disabled_and_a_2xx_clears_failing(
+    postgres: PostgresServer,
+) -> None:
+    url = postgres.create_database("webhook_sender")
+    migrate(url)
+    app = OrdersApplication(env=eventsourcing_env(url, pool_size=2))
+    failing = [True]
+    receiver = start_receiver(answer=lambda n: 500 if failing[0] else 200)
+    partner = Actor(Role.PARTNER, "acme")
+    endpoint = uuid4()
+    settings = EndpointSettings(receiver.url, frozenset({WebhookEventType.ORDER_CREATED}))
+    secret = new_signing_secret()
+    receiver.secrets.append(secret)
+    registered = app.change_webhooks(
+        "r", "acme", lambda w: w.register(endpoint, settings, secret, partner), partner
+    )
+    assert isinstance(registered, Accepted)
+    runner = runner_for(WebhookOutbox(app), url, "webhooks")
+    config = DeliveryConfig(
+        schedule=(timedelta(seconds=0.2),) * 50, disable_after=timedelta(seconds=2), allow_private=True
+    )
+    sender = Sender(url, app, config)
+
+    def order() -> None:
+        assert isinstance(app.initiate(initiate_command(partner), partner), Accepted)
+        runner.catch_up()
+
+    async def run_until(done: Callable[[], bool], seconds: float = 30) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(sender.run(stop))
+        for _ in range(int(seconds / 0.05)):
+            if done():
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await task
+        assert done()
+
+    try:
+        order()
+        asyncio.run(run_until(lambda: len(receiver.arrivals) >= 2))
+        since, _, _ = health(url, endpoint)
+        assert since is not None, "a failed attempt marks the endpoint failing"
+        failing[0] = False
+        asyncio.run(run_until(lambda: len(receiver.delivered()) >= 1))
+        since, last_success, _ = health(url, endpoint)
+        assert since is None and last_success is not None, "a 2xx clears it"
+
+        failing[0] = True
+        order()
+        asyncio.run(run_until(lambda: not app.webhooks("acme").endpoints[endpoint].enabled))  # type: ignore[union-attr]
+        found = app.webhooks("acme").endpoints[endpoint]  # type: ignore[union-attr]
+        assert found.disabled_reason is not None and "every attempt has failed since" in found.disabled_reason
+        _, _, reason = health(url, endpoint)
+        assert reason == found.disabled_reason
+        with psycopg.connect(url) as conn:
+            statuses = {row[0] for row in conn.execute("SELECT status FROM webhooks.messages")}
+            last = conn.execute(
+                "SELECT outcome, error FROM webhooks.attempts ORDER BY attempt_id DESC LIMIT 1"
+            ).fetchone()
+        assert statuses == {"delivered", "failed"}
+        assert last is not None and last[0] == "failed" and "every attempt has failed" in str(last[1])
+    finally:
+        receiver.server.stop()
+        runner.close()
+        app.close()
