@@ -208,6 +208,8 @@ def part_env(dsn: str, home: str) -> dict[str, str]:
         "BACKBONE_HOME": home,
         "WEBHOOK_ALLOW_PRIVATE": "1",
         "RATE_LIMIT_PER_MINUTE": "0",  # one partner sends 100 commands/s here; the limiter is not measured
+        # A line per command and per attempt would bury the figures (and cost the parts CPU to write).
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
     }
 
 
