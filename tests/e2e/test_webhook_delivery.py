@@ -8,8 +8,11 @@ seconds; the schedule's shape is the production one's, tested in tests/unit/orde
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -19,10 +22,11 @@ import pytest
 from backbone.migrate import migrate
 from backbone.rabbitmq import free_port
 from tests.conftest import (
+    BACKBONE,
     JWT_SECRET,
+    ROOT,
     PostgresServer,
     RunningApi,
-    start_process,
     stop_process,
     wait_for_health,
 )
@@ -43,27 +47,45 @@ WALK = [
 RETRIES = "0.2,0.3,0.5,0.8,1,1,1,1,1,1"
 
 
+SECRETS_SHOWN: set[str] = set()
+"""Every secret the API showed this module's tests: none may be in any line the system logged."""
+
+
 @pytest.fixture(scope="module")
-def system(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+def log_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs") / "up.log"
+
+
+@pytest.fixture(scope="module")
+def system(
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, log_file: Path
+) -> Iterator[RunningApi]:
     url = postgres.create_database("webhook_delivery")
     migrate(url)
     home = tmp_path_factory.mktemp("home")
+    port = free_port()
     env = {
+        **os.environ,
         "DATABASE_URL": url,
         "BACKBONE_HOME": str(home),
         "JWT_SECRET": JWT_SECRET,
+        "PORT": str(port),
         "WEBHOOK_ALLOW_PRIVATE": "1",
         "WEBHOOK_RETRY_SCHEDULE": RETRIES,
         "WEBHOOK_ATTEMPT_SECONDS": "3",
+        "LOG_LEVEL": "DEBUG",  # everything the sender and the API say, secrets included if they said one
+        "LOG_FORMAT": "json",
     }
-    port = free_port()
-    process = start_process(["up"], env, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base, process, seconds=60)
-        yield RunningApi(base, url, home, process)
-    finally:
-        stop_process(process)
+    with log_file.open("wb") as output:
+        process = subprocess.Popen(
+            [str(BACKBONE), "up"], env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_health(base, process, seconds=60)
+            yield RunningApi(base, url, home, process)
+        finally:
+            stop_process(process)
 
 
 @pytest.fixture
@@ -80,6 +102,7 @@ def register(partner: httpx.Client, receiver: Receiver, types: list[str] | None 
     assert answer.status_code == 201, answer.text
     endpoint: dict[str, Any] = answer.json()
     receiver.secrets.append(endpoint["secret"])
+    SECRETS_SHOWN.add(endpoint["secret"])
     return endpoint
 
 
@@ -204,10 +227,12 @@ def test_during_a_rotation_both_secrets_verify_and_after_it_only_the_new(
         rotated = partner.post(path, json={"overlap_seconds": 3600})
         assert rotated.status_code == 200, rotated.text
         receiver.secrets.append(rotated.json()["secret"])
+        SECRETS_SHOWN.add(rotated.json()["secret"])
         created(partner)
         assert receiver.wait_for(1)[0].verified_with == (0, 1)
         leaked = partner.post(path, json={"overlap_seconds": 0})
         receiver.secrets.append(leaked.json()["secret"])
+        SECRETS_SHOWN.add(leaked.json()["secret"])
         created(partner)
         last = receiver.wait_for(2)[1]
         assert last.verified_with == (2,), "only the newest secret signs after an overlap of 0"
@@ -313,3 +338,14 @@ def test_deliveries_show_in_the_metrics_and_health(system: RunningApi, receiver:
     assert values["backbone_webhook_delivery_seconds_count"] >= 1
     health = httpx.get(f"{system.base_url}/health").json()
     assert health["projections"]["webhooks"]["state"] in ("ok", "parked")
+
+
+def test_no_secret_is_in_any_line_the_sender_or_the_api_logged(system: RunningApi, log_file: Path) -> None:
+    """Last in the module: the secrets of every endpoint above, looked for in everything `backbone up`
+    printed at DEBUG while it delivered their messages."""
+    assert len(SECRETS_SHOWN) >= 8
+    logged = log_file.read_text(errors="replace")
+    assert '"webhook attempt"' in logged, "the sender's lines are in the log"
+    for secret in SECRETS_SHOWN:
+        assert secret not in logged
+        assert secret.removeprefix("whsec_") not in logged
