@@ -92,6 +92,7 @@ WebhookUrl = Annotated[
         min_length=1,
         max_length=MAX_URL_LENGTH,
         description="https://, to a host that resolves to public addresses only",
+        examples=["https://1.1.1.1/hooks/alexandrite"],
     ),
 ]
 EventTypes = Annotated[

@@ -23,7 +23,7 @@ from litestar import Request, Response, Router, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException
-from litestar.openapi.spec import OpenAPIResponse, Operation
+from litestar.openapi.spec import Link, OpenAPIResponse, Operation
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from http_edge.errors import error_body
@@ -122,11 +122,33 @@ async def _change(
     return _decided(result)
 
 
+ON_ONE_ENDPOINT = (
+    "ReadWebhookEndpoint", "UpdateWebhookEndpoint", "DisableWebhookEndpoint", "EnableWebhookEndpoint",
+    "RotateWebhookSecret", "RemoveWebhookEndpoint", "ListWebhookAttempts", "ListWebhookMessages",
+    "ReplayWebhookMessages",
+)  # fmt: skip
+
+
+@dataclass
+class RegisterEndpointOperation(Operation):
+    """`POST /webhooks` in the OpenAPI document: its 201 links to every operation on the endpoint it made,
+    so a generated client, or a fuzzer's stateful phase, learns where `endpoint_id` goes."""
+
+    def __post_init__(self) -> None:
+        answer = (self.responses or {}).get("201")
+        if isinstance(answer, OpenAPIResponse):
+            answer.links = {
+                target: Link(operation_id=target, parameters={"endpoint_id": "$response.body#/endpoint_id"})
+                for target in ON_ONE_ENDPOINT
+            }
+
+
 @post(
     "/",
     status_code=201,
     operation_id="RegisterWebhookEndpoint",
     summary="RegisterWebhookEndpoint",
+    operation_class=RegisterEndpointOperation,
 )
 async def register_endpoint(
     data: JSONBody[NewWebhookEndpoint], actor: NamedDependency[Actor], request: Request[Any, Any, State]
