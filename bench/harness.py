@@ -152,3 +152,11 @@ def healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 120) ->
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not become healthy within {seconds:.0f} s")
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """The `p`-th percentile of `values` (nearest rank; NaN for none)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]

@@ -51,7 +51,7 @@ import psycopg
 from eventsourcing.persistence import StoredEvent
 
 from backbone.database import eventsourcing_env
-from harness import CpuMeter, embedded_postgres  # bench/ is on sys.path
+from harness import CpuMeter, embedded_postgres, percentile  # bench/ is on sys.path
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
 from orders_core.commands import (
@@ -249,13 +249,6 @@ class Listener:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(5)
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def ms(values: Sequence[float]) -> str:

@@ -45,7 +45,7 @@ from psycopg import Connection, sql
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool
 
-from harness import CpuMeter, cpu_text, embedded_postgres  # bench/ is on sys.path
+from harness import CpuMeter, cpu_text, embedded_postgres, percentile  # bench/ is on sys.path
 from orders_core.lifecycle import STATUS_LIMITS, Status
 from read_models.mes import MesFilters, MesOrderSort, find_orders, status_board
 
@@ -360,13 +360,6 @@ class Case:
     deep: list[str | None] = field(default_factory=list)
     """Per variant, the cursor of page `--deep` + 1 (None if the result has one page only)."""
     pages: list[int] = field(default_factory=list)
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def explain(conn: Connection[DictRow], query: Any, params: Any) -> str:

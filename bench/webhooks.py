@@ -63,7 +63,14 @@ import psycopg
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from backbone.rabbitmq import free_port
-from harness import CpuMeter, background_cpu, cpu_text, embedded_postgres, healthy  # bench/ is on sys.path
+from harness import (  # bench/ is on sys.path
+    CpuMeter,
+    background_cpu,
+    cpu_text,
+    embedded_postgres,
+    healthy,
+    percentile,
+)
 from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 
@@ -311,13 +318,6 @@ def histogram(before: dict[str, float], after: dict[str, float], name: str, labe
 
 
 # --- figures ------------------------------------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
 def ms(values: Sequence[float]) -> str:

@@ -8,6 +8,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,35 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def logged(
+    command: str, database_url: str, home: Path, log: Path, seconds: float = 30, **env: str
+) -> Iterator[RunningApi]:
+    """`backbone <command>` (an API, or `up`) on `database_url`, logging JSON at DEBUG to `log`, so a test
+    can read every line it wrote (for a secret, say)."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "BACKBONE_HOME": str(home),
+        "JWT_SECRET": JWT_SECRET,
+        "PORT": str(port),
+        "LOG_LEVEL": "DEBUG",
+        "LOG_FORMAT": "json",
+        **env,
+    }
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [str(BACKBONE), command], env=full_env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_health(base, process, seconds)
+            yield RunningApi(base, database_url, home, process)
+        finally:
+            stop_process(process)
 
 
 def parts_env(

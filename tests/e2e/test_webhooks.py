@@ -11,11 +11,8 @@ setting allows them.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,49 +23,14 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from backbone.migrate import migrate
-from backbone.rabbitmq import free_port
 from orders_core.lifecycle import Role
 from orders_core.webhooks import MAX_ENDPOINTS, WebhookEventType
-from tests.conftest import (
-    BACKBONE,
-    JWT_SECRET,
-    ROOT,
-    PostgresServer,
-    RunningApi,
-    stop_process,
-    wait_for_health,
-)
+from tests.conftest import PostgresServer, RunningApi, logged
 
 PUBLIC_URL = "https://1.1.1.1/hooks/alexandrite"
 """A public address written as one: accepted without DNS, which the test machines may not have."""
 NEW_ENDPOINT = {"url": PUBLIC_URL, "event_types": ["order.shipped", "order.price_calculated"]}
 ALL_TYPES = [t.value for t in WebhookEventType]
-
-
-@contextmanager
-def logged_api(database_url: str, home: Path, log: Path, **env: str) -> Iterator[RunningApi]:
-    """`backbone api` on `database_url`, everything it prints going to `log`."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "BACKBONE_HOME": str(home),
-        "JWT_SECRET": JWT_SECRET,
-        "PORT": str(port),
-        "LOG_LEVEL": "DEBUG",
-        "LOG_FORMAT": "json",
-        **env,
-    }
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [str(BACKBONE), "api"], env=full_env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_for_health(base, process)
-            yield RunningApi(base, database_url, home, process)
-        finally:
-            stop_process(process)
 
 
 class Servers:
@@ -84,8 +46,8 @@ def servers(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) 
     home = tmp_path_factory.mktemp("webhooks-home")
     logs = (home / "strict.log", home / "loose.log")
     with (
-        logged_api(url, home, logs[0], WEBHOOK_ALLOW_PRIVATE="0") as strict,
-        logged_api(url, home, logs[1], WEBHOOK_ALLOW_PRIVATE="1") as loose,
+        logged("api", url, home, logs[0], WEBHOOK_ALLOW_PRIVATE="0") as strict,
+        logged("api", url, home, logs[1], WEBHOOK_ALLOW_PRIVATE="1") as loose,
     ):
         yield Servers(strict, loose, logs)
 
