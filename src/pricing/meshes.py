@@ -168,13 +168,25 @@ def _vertex_numbers(text: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64] | No
     return _parse_decimals(text, starts[tokens], ends[tokens])
 
 
+_DIGIT, _DOT_CLASS, _E_CLASS, _MINUS_CLASS, _PLUS_CLASS, _PAD, _OTHER = range(7)
+_KINDS = np.full(256, _OTHER, np.uint8)
+_KINDS[_ZERO : _NINE + 1] = _DIGIT
+_KINDS[[_DOT, _E, _MINUS, _PLUS, 0]] = [_DOT_CLASS, _E_CLASS, _MINUS_CLASS, _PLUS_CLASS, _PAD]
+"""The kind of each byte of a number, looked up in one step."""
+
+
 def _parse_decimals(
     text: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
 ) -> npt.NDArray[np.float64] | None:
-    """Each token text[start:end] as a float: [+-]digits[.digits][e[+-]digits]. The mantissa is read as
-    an integer and scaled by one exact power of ten, so a number rounds once (to the nearest float64 for
-    mantissas of up to 15 digits and exponents within 22; beyond that within an ulp or two). None if a
-    token is anything else."""
+    """Each token text[start:end] as a float: [+-]digits[.digits][e[+-]digits]; None if a token is
+    anything else.
+
+    Tokens are grouped by their layout (where the sign, dot, e and digits stand), which an exporter
+    keeps nearly constant (%e gives four: the two signs of the number and of its exponent). Within a
+    layout every digit has a fixed column and weight, so a group is a few array operations whatever its
+    size. The mantissa is read as an integer and scaled by one exact power of ten: a number rounds once
+    (to the nearest float64 for mantissas of up to 15 digits and exponents within 22).
+    """
     if len(starts) == 0:
         return np.zeros(0)
     lengths = ends - starts
@@ -182,64 +194,84 @@ def _parse_decimals(
     if width > 40:
         return None
     columns = np.arange(width)
-    used = columns < lengths[:, None]
-    chars = np.where(used, text[np.minimum(starts[:, None] + columns, len(text) - 1)], 0)
-    signed = (chars[:, 0] == _MINUS) | (chars[:, 0] == _PLUS)
-    negative = chars[:, 0] == _MINUS
-    digit = (chars >= _ZERO) & (chars <= _NINE)
-    is_e = chars == _E
-    e_at = np.where(is_e.any(axis=1), is_e.argmax(axis=1), lengths)
-    in_mantissa = columns < e_at[:, None]
-    dots = (chars == _DOT) & in_mantissa
-    dot_at = np.where(dots.any(axis=1), dots.argmax(axis=1), e_at)
-    mantissa_digit = digit & in_mantissa
-    exponent_sign_at = e_at + 1
-    exponent_signed = np.zeros(len(chars), bool)
-    has_e = e_at < lengths
-    rows = np.flatnonzero(has_e & (exponent_sign_at < width))
-    exponent_signed[rows] = (chars[rows, exponent_sign_at[rows]] == _MINUS) | (
-        chars[rows, exponent_sign_at[rows]] == _PLUS
-    )
-    exponent_digit = digit & (columns > e_at[:, None] + exponent_signed[:, None]) & used
-    # every character is where it may be: a sign first, one dot, one e, digits elsewhere
-    allowed = mantissa_digit | exponent_digit | dots
-    allowed[:, 0] |= signed
-    allowed |= is_e & (columns == e_at[:, None])
-    allowed[rows, exponent_sign_at[rows]] |= exponent_signed[rows]
-    mantissa_count = mantissa_digit.sum(axis=1)
-    if not (
-        (allowed | ~used).all()
-        and (dots.sum(axis=1) <= 1).all()
-        and (mantissa_count >= 1).all()
-        and (mantissa_count <= 18).all()
-        and (exponent_digit.any(axis=1) | ~has_e).all()
-        and (exponent_digit.sum(axis=1) <= 4).all()
-    ):
+    # each token's bytes as a row, copied straight from a sliding window over the text
+    padded = np.concatenate([text, np.zeros(width, np.uint8)])
+    chars = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
+    chars[columns >= lengths[:, None]] = 0
+    kinds = _KINDS[chars]
+    dot_at = np.where((kinds == _DOT_CLASS).any(axis=1), (kinds == _DOT_CLASS).argmax(axis=1), width)
+    e_at = np.where((kinds == _E_CLASS).any(axis=1), (kinds == _E_CLASS).argmax(axis=1), width)
+    after_e = kinds[np.arange(len(kinds)), np.minimum(e_at + 1, width - 1)]
+    layout = (((lengths * 8 + kinds[:, 0]) * 48 + dot_at) * 48 + e_at) * 8 + after_e
+    layouts, group = np.unique(layout, return_inverse=True)
+    order = np.argsort(group.reshape(-1), kind="stable")
+    bounds = np.searchsorted(group.reshape(-1)[order], np.arange(len(layouts) + 1))
+    values = np.empty(len(starts), np.float64)
+    for g in range(len(layouts)):
+        rows = order[bounds[g] : bounds[g + 1]]
+        pattern = kinds[rows[0]]
+        parts = _layout(pattern)
+        if parts is None or not (kinds[rows] == pattern).all():
+            return None
+        mantissa_columns, fraction, exponent_columns, negative, exponent_negative = parts
+        mantissa = _digits_value(chars, rows, mantissa_columns)
+        exponent = _digits_value(chars, rows, exponent_columns)
+        scale = (-exponent if exponent_negative else exponent) - fraction
+        value = mantissa.astype(np.float64)
+        power = _POW10[np.minimum(np.abs(scale), 22)]
+        value = np.where(scale >= 0, value * power, value / power)
+        far = np.abs(scale) > 22
+        if far.any():  # beyond one exact power of ten: rare in STL; scale in two steps
+            value[far] = mantissa[far] * np.power(10.0, scale[far].astype(np.float64))
+        values[rows] = -value if negative else value
+    return values
+
+
+def _digits_value(
+    chars: npt.NDArray[np.uint8], rows: npt.NDArray[np.intp], columns: npt.NDArray[np.intp]
+) -> npt.NDArray[np.int64]:
+    """The integer the digits in `columns` of `rows` spell."""
+    value = np.zeros(len(rows), np.int64)
+    for column in columns:
+        value *= 10
+        value += chars[rows, column]
+        value -= _ZERO
+    return value
+
+
+def _layout(
+    pattern: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.intp], int, npt.NDArray[np.intp], bool, bool] | None:
+    """Where a layout's mantissa and exponent digits stand, how many mantissa digits follow the dot,
+    and the two signs; None unless it is [+-]digits[.digits][e[+-]digits] with 1-18 mantissa digits."""
+    kinds = [int(k) for k in pattern if k != _PAD]
+    negative = kinds[:1] == [_MINUS_CLASS]
+    at = 1 if kinds[:1] in ([_MINUS_CLASS], [_PLUS_CLASS]) else 0
+    e = kinds.index(_E_CLASS) if _E_CLASS in kinds else len(kinds)
+    mantissa = kinds[at:e]
+    if mantissa.count(_DOT_CLASS) > 1 or any(k not in (_DIGIT, _DOT_CLASS) for k in mantissa):
         return None
-    after: npt.NDArray[np.int64] = (
-        np.cumsum(mantissa_digit[:, ::-1], axis=1)[:, ::-1] - mantissa_digit
-    )  # digits to the right
-    mantissa = np.where(
-        mantissa_digit, (chars - _ZERO).astype(np.int64) * 10 ** np.minimum(after, 18), 0
-    ).sum(axis=1)
-    fraction = (mantissa_digit & (columns > dot_at[:, None])).sum(axis=1)
-    exponent_after: npt.NDArray[np.int64] = (
-        np.cumsum(exponent_digit[:, ::-1], axis=1)[:, ::-1] - exponent_digit
+    digits = [at + i for i, k in enumerate(mantissa) if k == _DIGIT]
+    if not 1 <= len(digits) <= 18:
+        return None
+    dot = at + mantissa.index(_DOT_CLASS) if _DOT_CLASS in mantissa else e
+    fraction = sum(1 for i in digits if i > dot)
+    exponent_negative = False
+    exponent_digits: list[int] = []
+    if e < len(kinds):
+        rest = kinds[e + 1 :]
+        exponent_negative = rest[:1] == [_MINUS_CLASS]
+        skip = 1 if rest[:1] in ([_MINUS_CLASS], [_PLUS_CLASS]) else 0
+        exponent_digits = [e + 1 + skip + i for i in range(len(rest) - skip)]
+        if not 1 <= len(exponent_digits) <= 4 or any(k != _DIGIT for k in rest[skip:]):
+            return None
+    return (
+        np.array(digits, np.intp),
+        fraction,
+        np.array(exponent_digits, np.intp),
+        negative,
+        exponent_negative,
     )
-    exponent = np.where(exponent_digit, (chars - _ZERO).astype(np.int64) * 10**exponent_after, 0).sum(axis=1)
-    exponent_negative = np.zeros(len(chars), bool)
-    exponent_negative[rows] = chars[rows, exponent_sign_at[rows]] == _MINUS
-    scale = np.where(exponent_negative, -exponent, exponent) - fraction
-    value = mantissa.astype(np.float64)
-    small = np.abs(scale) <= 22
-    power = _POW10[np.minimum(np.abs(scale), 22)]
-    value = np.where(small & (scale >= 0), value * power, value)
-    value = np.where(small & (scale < 0), value / power, value)
-    if not small.all():  # beyond one exact power of ten: rare in STL; scale in two steps
-        big = ~small
-        value[big] = mantissa[big] * np.power(10.0, scale[big].astype(np.float64))
-    parsed: npt.NDArray[np.float64] = np.where(negative, -value, value)
-    return parsed
 
 
 def _three_mf(data: bytes, limits: Limits) -> Triangles | Rejection:
