@@ -9,6 +9,7 @@ and PLY carry none and are millimetres; 3MF declares one on its `<model>`; glTF 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -81,13 +82,7 @@ def _stl(source: Path | bytes, size: int, limits: Limits) -> Triangles | Rejecti
                 return _too_many(count, limits)
             return _binary_stl(source, count)
     if head.lstrip()[:5].lower() == b"solid":
-        data = source.read_bytes() if isinstance(source, Path) else source
-        estimate = data.count(b"endloop") or data.count(b"ENDLOOP")
-        if estimate > limits.max_triangles:
-            return _too_many(estimate, limits)
-        parsed = _ascii_stl(data)
-        # what the plain reader cannot follow (comments, odd layouts) trimesh may still read
-        return parsed if parsed is not None else _with_trimesh(data, "stl", limits)
+        return _ascii_stl(source.read_bytes() if isinstance(source, Path) else source, limits)
     if size >= STL_HEADER_BYTES:
         return _unreadable(
             f"the STL file is truncated or corrupt: its header names {count} triangles, which take "
@@ -113,165 +108,330 @@ def _binary_stl(source: Path | bytes, count: int) -> Triangles:
 
 
 ASCII_CHUNK = 1 << 24
-"""Bytes of ASCII STL parsed at a time (cut after an `endfacet`), so parsing holds little besides the
-text."""
-_VERTEX = np.frombuffer(b"vertex", np.uint8)
-_ZERO, _NINE, _DOT, _E, _PLUS, _MINUS = (ord(c) for c in "09.e+-")
+"""Bytes of ASCII STL parsed at a time (cut after an `endfacet`): parsing holds a few chunks' worth of
+arrays besides the text and the triangles, whatever the file's size."""
+_FACET: tuple[bytes | None, ...] = (
+    b"facet",
+    b"normal",
+    *(None,) * 3,
+    b"outer",
+    b"loop",
+    *(b"vertex", None, None, None) * 3,
+    b"endloop",
+    b"endfacet",
+)
+"""A facet's 21 words; None stands for a number."""
+_WORD_SLOTS = [i for i, word in enumerate(_FACET) if word is not None]
+_NORMAL_SLOTS = [2, 3, 4]
+_CORNER_SLOTS = [i for i in range(8, 19) if _FACET[i] is None]
+_WORDS = np.array([int.from_bytes(word.ljust(8, b"\0"), "little") for word in _FACET if word], np.uint64)
+_WORD_LENGTHS = np.array([len(word) for word in _FACET if word is not None])
+_SPELT = np.array([(1 << 8 * min(n, 8)) - 1 for n in _WORD_LENGTHS], np.uint64)
+"""The keywords' first eight bytes as little-endian integers, and masks of the bytes they spell."""
+_FACET_START = re.compile(rb"facet\s+normal", re.IGNORECASE)
+_MARGIN = 64
+"""Zero bytes around a chunk's text, so a fixed-width window at either end stays inside the array."""
+_WIDEST = 40
+"""Longest number the vectorised layouts take (what is longer goes to Python's parser)."""
 _POW10 = 10.0 ** np.arange(23)
 """Powers of ten that float64 holds exactly: a mantissa times or over one of them rounds once."""
+_ZERO, _NINE, _DOT, _E, _PLUS, _MINUS = (ord(c) for c in "09.e+-")
+_DIGIT, _DOT_KIND, _E_KIND, _SIGN_KIND, _PAD, _OTHER = range(6)
+_KINDS = np.full(256, _OTHER, np.uint8)
+_KINDS[_ZERO : _NINE + 1] = _DIGIT
+_KINDS[[_DOT, _E, _MINUS, _PLUS, 0]] = [_DOT_KIND, _E_KIND, _SIGN_KIND, _SIGN_KIND, _PAD]
+"""The kind of each byte of a number, looked up in one step."""
+_NUMBER_START = np.zeros(256, bool)
+_NUMBER_START[list(b"0123456789.+-ni")] = True
+"""Bytes a number can start with (n and i for nan and inf, which exporters write for a degenerate
+facet's normal)."""
 
 
-def _ascii_stl(data: bytes) -> Triangles | None:
-    """ASCII STL in vectorised code: the three numbers after each `vertex` are found and parsed by numpy
-    over the bytes, a chunk at a time; normals, names and the other keywords are skipped. None when the
-    text is not plain facets with plain decimal numbers (the caller hands it to trimesh).
-
-    trimesh's parser took about 5 s and 1.5 GB for a million triangles (bench/quote.py measures both).
+def _ascii_stl(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Triangles | Rejection:
+    """ASCII STL in vectorised code, a chunk at a time: the words of each facet are found and checked
+    with numpy over the bytes and its nine corner numbers parsed by column arithmetic; normals are
+    skipped. A file that is not `facet normal`, three numbers, `outer loop`, three `vertex` lines of
+    three numbers, `endloop`, `endfacet` (in any case and spacing, between `solid` and `endsolid` lines)
+    is refused with the facet and the word that broke it.
     """
     parts: list[Triangles] = []
+    facets = 0
     start = 0
     while start < len(data):
         cut = data.find(b"endfacet", start + ASCII_CHUNK)
         cut = data.find(b"ENDFACET", start + ASCII_CHUNK) if cut < 0 else cut
         end = len(data) if cut < 0 else cut + len(b"endfacet")
-        chunk = data[start:end].lower()
-        corners = _vertex_numbers(np.frombuffer(chunk, np.uint8))
-        if corners is None or len(corners) != 9 * chunk.count(b"endloop"):
-            return None
-        parts.append(corners.reshape(-1, 3, 3).astype(np.float32))
+        corners = _corners(data[start:end], facets)
+        if isinstance(corners, Rejection):
+            return corners
+        facets += len(corners)
+        if facets > limits.max_triangles:
+            return _too_many(max(facets, data.count(b"endfacet") + data.count(b"ENDFACET")), limits)
+        parts.append(corners)
         start = end
     triangles = np.concatenate(parts) if len(parts) != 1 else parts[0]
     triangles += 0.0  # -0.0 and 0.0 are one corner, as in binary STL
     return triangles
 
 
-def _vertex_numbers(text: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64] | None:
-    """The three tokens after each `vertex` in `text` (lower case), parsed; None if one is not a plain
-    decimal number of at most 18 significant digits."""
-    n = len(text) - len(_VERTEX)
-    if n <= 0:
-        return np.zeros(0)
-    hit = text[:n] == _VERTEX[0]
-    for i in range(1, len(_VERTEX)):
-        hit &= text[i : n + i] == _VERTEX[i]
-    hit[: n - 1] &= text[len(_VERTEX) : n - 1 + len(_VERTEX)] <= 32  # the whole word, not a prefix
-    at = np.flatnonzero(hit)
-    blank = text <= 32  # space, tab, CR, LF
-    inside = ~blank
-    starts = np.flatnonzero(inside & np.concatenate(([True], blank[:-1])))
-    ends = np.flatnonzero(inside & np.concatenate((blank[1:], [True]))) + 1
-    del blank, inside, hit
-    word = np.searchsorted(starts, at)
-    if len(word) and (word.max() + 3 >= len(starts) or not np.array_equal(starts[word], at)):
-        return None  # "vertex" inside another word, or the text ends too soon
-    tokens = (word[:, None] + np.arange(1, 4)).reshape(-1)
-    return _parse_decimals(text, starts[tokens], ends[tokens])
+def _corners(text: bytes, before: int) -> Triangles | Rejection:
+    """The corners of the facets in `text` (whole facets and solid lines), or why it is not that;
+    `before` counts the facets of the earlier chunks, for the message."""
+    chars = np.empty(len(text) + 2 * _MARGIN, np.uint8)
+    chars[:_MARGIN] = chars[-_MARGIN:] = 0
+    chars[_MARGIN:-_MARGIN] = np.frombuffer(text, np.uint8)
+    blank = chars <= 32  # space, tab, CR, LF (and the margins)
+    # Lower case in one pass: OR 0x20 maps A-Z onto a-z and no other byte above 32 onto a letter, digit,
+    # dot or sign (bytes.lower() and its copy took 7x as long). Blanks turn into other bytes, but only the
+    # blank mask says where words are.
+    chars |= 0x20
+    solids = _solid_lines(text, chars, blank)
+    if isinstance(solids, Rejection):
+        return solids
+    # the words are the runs of non-blank bytes: they start and end where blank flips
+    flips = np.flatnonzero(blank[1:] != blank[:-1]) + 1
+    del blank
+    count = len(flips) // (2 * len(_FACET))
+    starts, ends = flips[0::2], flips[1::2]
+    whole = count * len(_FACET)
+    fits = _facets_fit(
+        chars, starts[:whole].reshape(count, len(_FACET)), ends[:whole].reshape(count, len(_FACET))
+    )
+    if whole != len(starts) or not fits.all():
+        return _misshapen(chars, starts, ends, int(np.argmin(fits)) if not fits.all() else count, before)
+    starts = starts.reshape(count, len(_FACET))[:, _CORNER_SLOTS].reshape(-1)
+    ends = ends.reshape(count, len(_FACET))[:, _CORNER_SLOTS].reshape(-1)
+    values = _decimals(chars, starts, ends)
+    if isinstance(values, int):
+        word = chars[starts[values] : ends[values]].tobytes().decode(errors="replace")[:40]
+        facet = before + values // 9 + 1
+        return _unreadable(f"the ASCII STL has {word!r} where a coordinate should be (facet {facet:,})")
+    return values.reshape(count, 3, 3).astype(np.float32)
 
 
-_DIGIT, _DOT_CLASS, _E_CLASS, _MINUS_CLASS, _PLUS_CLASS, _PAD, _OTHER = range(7)
-_KINDS = np.full(256, _OTHER, np.uint8)
-_KINDS[_ZERO : _NINE + 1] = _DIGIT
-_KINDS[[_DOT, _E, _MINUS, _PLUS, 0]] = [_DOT_CLASS, _E_CLASS, _MINUS_CLASS, _PLUS_CLASS, _PAD]
-"""The kind of each byte of a number, looked up in one step."""
+def _solid_lines(text: bytes, chars: npt.NDArray[np.uint8], blank: npt.NDArray[np.bool_]) -> Rejection | None:
+    """Blank out the `solid name` and `endsolid name` lines in `blank`: a name may hold any word. Each
+    `s` of `chars` (lower case) is looked at: no other keyword, nor a number, has one."""
+    covered = 0
+    for at in np.flatnonzero(chars == ord("s")).tolist():
+        keyword = at if blank[at - 1] else at - 3  # solid or endsolid
+        if at < covered or chars[keyword:at].tobytes() not in (b"", b"end"):
+            continue  # a name's, or a stray word that the facets' check refuses
+        if chars[at : at + 5].tobytes() != b"solid" or not blank[keyword - 1]:
+            continue
+        before = keyword - 1
+        while before >= _MARGIN and blank[before] and before >= covered:
+            before -= 1
+        if before >= max(covered, _MARGIN) and chars[before - 7 : before + 1].tobytes() != b"endfacet":
+            first = before
+            while not blank[first - 1]:
+                first -= 1
+            word = chars[max(first, before - 39) : before + 1].tobytes().decode(errors="replace")
+            return _unreadable(
+                f"the ASCII STL has a `solid` or `endsolid` line after {word!r}, not after an `endfacet`"
+            )
+        ends = [i for i in (text.find(b"\n", at - _MARGIN), text.find(b"\r", at - _MARGIN)) if i >= 0]
+        stop = min(ends, default=len(text)) + _MARGIN
+        # a file on one line: the name ends at the first facet (the raw text: the fold changed blanks)
+        one_line = _FACET_START.search(text, at - _MARGIN, stop - _MARGIN + 16)
+        if one_line and one_line.start() + _MARGIN < stop:
+            stop = one_line.start() + _MARGIN
+        blank[keyword:stop] = True
+        covered = stop
+    return None
 
 
-def _parse_decimals(
-    text: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
-) -> npt.NDArray[np.float64] | None:
-    """Each token text[start:end] as a float: [+-]digits[.digits][e[+-]digits]; None if a token is
-    anything else.
+def _facets_fit(
+    chars: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
+) -> npt.NDArray[np.bool_]:
+    """For each row of 21 words, whether it is a facet: the keywords spelt out where they belong and
+    the normal's three words starting like numbers (the corners' are checked as they are parsed)."""
+    words = starts[:, _WORD_SLOTS]
+    # the eight bytes at each keyword as one integer, read from an unaligned view of the text: 10x
+    # faster than comparing (words, 8) bytes
+    eights = np.ndarray((len(chars) - 7,), "<u8", chars, 0, (1,))[words]
+    fits = (eights & _SPELT == _WORDS).all(axis=1)
+    fits &= (ends[:, _WORD_SLOTS] - words == _WORD_LENGTHS).all(axis=1)
+    fits &= _NUMBER_START[chars[starts[:, _NORMAL_SLOTS]]].all(axis=1)
+    return np.asarray(fits)
 
-    Tokens are grouped by their layout (where the sign, dot, e and digits stand), which an exporter
-    keeps nearly constant (%e gives four: the two signs of the number and of its exponent). Within a
-    layout every digit has a fixed column and weight, so a group is a few array operations whatever its
-    size. The mantissa is read as an integer and scaled by one exact power of ten: a number rounds once
-    (to the nearest float64 for mantissas of up to 15 digits and exponents within 22).
-    """
+
+def _misshapen(
+    chars: npt.NDArray[np.uint8],
+    starts: npt.NDArray[np.intp],
+    ends: npt.NDArray[np.intp],
+    bad: int,
+    before: int,
+) -> Rejection:
+    """Why facet `bad` is not a facet: the first word out of place, or the end of the file."""
+    facet = before + bad + 1
+    for slot, expected in enumerate(_FACET):
+        k = bad * len(_FACET) + slot
+        if k >= len(starts):
+            return _unreadable(f"the ASCII STL ends inside facet {facet:,}; the file may be truncated")
+        word = chars[starts[k] : ends[k]].tobytes()
+        if not (bool(_NUMBER_START[word[0]]) if expected is None else word == expected):
+            wanted = "a number" if expected is None else repr(expected.decode())
+            return _unreadable(
+                f"the ASCII STL has {word.decode(errors='replace')[:40]!r} where {wanted} should be "
+                f"(facet {facet:,}); a facet is `facet normal` and three numbers, `outer loop`, three "
+                "`vertex` lines of three numbers each, `endloop` and `endfacet`"
+            )
+    return _unreadable(f"the ASCII STL has unexpected text in facet {facet:,}")
+
+
+def _decimals(
+    chars: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64] | int:
+    """Each word chars[start:end] as a number, or the index of a word that is not one."""
     if len(starts) == 0:
         return np.zeros(0)
     lengths = ends - starts
-    width = int(lengths.max())
-    if width > 40:
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    if longest - shortest <= 1 and longest <= _WIDEST:
+        values = _one_layout(chars, ends, lengths, shortest, longest)
+        if values is not None:
+            return values
+    return _layouts(chars, starts, ends)
+
+
+def _one_layout(
+    chars: npt.NDArray[np.uint8],
+    ends: npt.NDArray[np.intp],
+    lengths: npt.NDArray[np.intp],
+    shortest: int,
+    longest: int,
+) -> npt.NDArray[np.float64] | None:
+    """The words as numbers if all share one layout but for a leading sign, as printf's %e gives (and
+    %.Nf for numbers of one magnitude); None if they do not.
+
+    Aligned at their ends, every digit of such words stands in one column, so parsing is a few
+    operations per column over all words at once (a million triangles' corners in ~0.3 s).
+    """
+    window = np.lib.stride_tricks.sliding_window_view(chars, longest)[ends - longest]
+    head = longest - shortest  # the column of the optional sign, if lengths differ
+    pattern = _KINDS[window[0, head:]]
+    signed = int(pattern[0] == _SIGN_KIND)
+    shape = _shape(pattern[signed:])
+    if shape is None or (head and signed):
         return None
+    for column in range(head, longest):
+        kind, values = pattern[column - head], window[:, column]
+        if kind == _DIGIT:
+            fits = values - _ZERO <= 9  # uint8 arithmetic wraps the bytes below '0' past 9
+        elif kind == _SIGN_KIND:
+            fits = (values == _PLUS) | (values == _MINUS)
+        else:
+            fits = values == window[0, column]
+        if not fits.all():
+            return None
+    if head:  # the longer words start with a sign; the shorter ones have a blank there
+        sign = window[:, 0]
+        if not ((lengths == shortest) | (sign == _PLUS) | (sign == _MINUS)).all():
+            return None
+    # the byte before a shorter word is a blank, which the case fold may have turned into a '-' (CR)
+    negative = (window[:, 0] == _MINUS) & (lengths == longest) if head or signed else None
+    return _scaled(window[:, head + signed :], shape, negative)
+
+
+def _layouts(
+    chars: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
+) -> npt.NDArray[np.float64] | int:
+    """Words of any layouts as numbers, or the index of one that is not a number: grouped by layout (an
+    exporter's %g gives a handful), each group parsed by column; what fits no plain decimal layout
+    (over 18 digits, nan, inf) goes to Python's own parser."""
+    lengths = ends - starts
+    width = min(int(lengths.max()), _WIDEST)
     columns = np.arange(width)
-    # each token's bytes as a row, copied straight from a sliding window over the text
-    padded = np.concatenate([text, np.zeros(width, np.uint8)])
-    chars = np.lib.stride_tricks.sliding_window_view(padded, width)[starts]
-    chars[columns >= lengths[:, None]] = 0
-    kinds = _KINDS[chars]
-    dot_at = np.where((kinds == _DOT_CLASS).any(axis=1), (kinds == _DOT_CLASS).argmax(axis=1), width)
-    e_at = np.where((kinds == _E_CLASS).any(axis=1), (kinds == _E_CLASS).argmax(axis=1), width)
+    window = np.lib.stride_tricks.sliding_window_view(chars, width)[starts]
+    window[columns >= lengths[:, None]] = 0
+    kinds = _KINDS[window]
+    dot_at = np.where((kinds == _DOT_KIND).any(axis=1), (kinds == _DOT_KIND).argmax(axis=1), width)
+    e_at = np.where((kinds == _E_KIND).any(axis=1), (kinds == _E_KIND).argmax(axis=1), width)
     after_e = kinds[np.arange(len(kinds)), np.minimum(e_at + 1, width - 1)]
-    layout = (((lengths * 8 + kinds[:, 0]) * 48 + dot_at) * 48 + e_at) * 8 + after_e
-    layouts, group = np.unique(layout, return_inverse=True)
-    order = np.argsort(group.reshape(-1), kind="stable")
-    bounds = np.searchsorted(group.reshape(-1)[order], np.arange(len(layouts) + 1))
-    values = np.empty(len(starts), np.float64)
+    key = (((lengths * 8 + kinds[:, 0]) * 64 + dot_at) * 64 + e_at) * 8 + after_e
+    key[lengths > width] = -1
+    layouts, group = np.unique(key, return_inverse=True)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(layouts) + 1))
+    values = np.empty(len(starts))
+    bad: list[int] = []
     for g in range(len(layouts)):
         rows = order[bounds[g] : bounds[g + 1]]
-        pattern = kinds[rows[0]]
-        parts = _layout(pattern)
-        if parts is None or not (kinds[rows] == pattern).all():
+        pattern = kinds[rows[0], : lengths[rows[0]]]
+        signed = int(pattern[0] == _SIGN_KIND)
+        shape = _shape(pattern[signed:]) if layouts[g] >= 0 else None
+        if shape is not None and (kinds[rows] == kinds[rows[0]]).all():
+            negative = window[rows, 0] == _MINUS if signed else None
+            values[rows] = _scaled(window[rows, signed:], shape, negative)
+            continue
+        for row in rows.tolist():
+            try:
+                values[row] = float(chars[starts[row] : ends[row]].tobytes())
+            except ValueError:
+                bad.append(row)
+    return min(bad) if bad else values
+
+
+def _shape(kinds: npt.NDArray[np.uint8]) -> tuple[list[int], int, int | None, list[int]] | None:
+    """Where an unsigned number's mantissa digits stand, how many follow the dot, and where its
+    exponent's sign and digits stand; None unless it is digits[.digits][e[+-]digits] with 1 to 18
+    mantissa digits (what int64 holds) and 1 to 4 exponent digits."""
+    kinds_ = [int(k) for k in kinds]
+    e = kinds_.index(_E_KIND) if _E_KIND in kinds_ else len(kinds_)
+    mantissa = kinds_[:e]
+    if mantissa.count(_DOT_KIND) > 1 or any(k not in (_DIGIT, _DOT_KIND) for k in mantissa):
+        return None
+    digits = [i for i, k in enumerate(mantissa) if k == _DIGIT]
+    if not 1 <= len(digits) <= 18:
+        return None
+    dot = mantissa.index(_DOT_KIND) if _DOT_KIND in mantissa else e
+    fraction = sum(1 for i in digits if i > dot)
+    sign, exponent = None, []
+    if e < len(kinds_):
+        sign = e + 1 if kinds_[e + 1 : e + 2] == [_SIGN_KIND] else None
+        exponent = list(range(e + 1 + (sign is not None), len(kinds_)))
+        if not 1 <= len(exponent) <= 4 or any(kinds_[i] != _DIGIT for i in exponent):
             return None
-        mantissa_columns, fraction, exponent_columns, negative, exponent_negative = parts
-        mantissa = _digits_value(chars, rows, mantissa_columns)
-        exponent = _digits_value(chars, rows, exponent_columns)
-        scale = (-exponent if exponent_negative else exponent) - fraction
-        value = mantissa.astype(np.float64)
-        power = _POW10[np.minimum(np.abs(scale), 22)]
-        value = np.where(scale >= 0, value * power, value / power)
+    return digits, fraction, sign, exponent
+
+
+def _scaled(
+    window: npt.NDArray[np.uint8],
+    shape: tuple[list[int], int, int | None, list[int]],
+    negative: npt.NDArray[np.bool_] | None,
+) -> npt.NDArray[np.float64]:
+    """The numbers whose columns `shape` locates in `window`: the mantissa read as an integer and scaled
+    by one exact power of ten, so a number rounds once (to the nearest float64, for mantissas of up to
+    15 digits and exponents within 22, which covers what exporters write)."""
+    digits, fraction, sign, exponent = shape
+    value = _integer(window, digits).astype(np.float64)
+    if exponent:
+        power = _integer(window, exponent)
+        if sign is not None:
+            np.negative(power, out=power, where=window[:, sign] == _MINUS)
+        scale = power - fraction
+        exact = _POW10[np.minimum(np.abs(scale), 22)]
+        value = np.where(scale >= 0, value * exact, value / exact)
         far = np.abs(scale) > 22
         if far.any():  # beyond one exact power of ten: rare in STL; scale in two steps
-            value[far] = mantissa[far] * np.power(10.0, scale[far].astype(np.float64))
-        values[rows] = -value if negative else value
-    return values
-
-
-def _digits_value(
-    chars: npt.NDArray[np.uint8], rows: npt.NDArray[np.intp], columns: npt.NDArray[np.intp]
-) -> npt.NDArray[np.int64]:
-    """The integer the digits in `columns` of `rows` spell."""
-    value = np.zeros(len(rows), np.int64)
-    for column in columns:
-        value *= 10
-        value += chars[rows, column]
-        value -= _ZERO
+            value[far] = _integer(window[far], digits) * np.power(10.0, scale[far].astype(np.float64))
+    elif fraction:
+        value /= _POW10[fraction]
+    if negative is not None:
+        np.negative(value, out=value, where=negative)
     return value
 
 
-def _layout(
-    pattern: npt.NDArray[np.uint8],
-) -> tuple[npt.NDArray[np.intp], int, npt.NDArray[np.intp], bool, bool] | None:
-    """Where a layout's mantissa and exponent digits stand, how many mantissa digits follow the dot,
-    and the two signs; None unless it is [+-]digits[.digits][e[+-]digits] with 1-18 mantissa digits."""
-    kinds = [int(k) for k in pattern if k != _PAD]
-    negative = kinds[:1] == [_MINUS_CLASS]
-    at = 1 if kinds[:1] in ([_MINUS_CLASS], [_PLUS_CLASS]) else 0
-    e = kinds.index(_E_CLASS) if _E_CLASS in kinds else len(kinds)
-    mantissa = kinds[at:e]
-    if mantissa.count(_DOT_CLASS) > 1 or any(k not in (_DIGIT, _DOT_CLASS) for k in mantissa):
-        return None
-    digits = [at + i for i, k in enumerate(mantissa) if k == _DIGIT]
-    if not 1 <= len(digits) <= 18:
-        return None
-    dot = at + mantissa.index(_DOT_CLASS) if _DOT_CLASS in mantissa else e
-    fraction = sum(1 for i in digits if i > dot)
-    exponent_negative = False
-    exponent_digits: list[int] = []
-    if e < len(kinds):
-        rest = kinds[e + 1 :]
-        exponent_negative = rest[:1] == [_MINUS_CLASS]
-        skip = 1 if rest[:1] in ([_MINUS_CLASS], [_PLUS_CLASS]) else 0
-        exponent_digits = [e + 1 + skip + i for i in range(len(rest) - skip)]
-        if not 1 <= len(exponent_digits) <= 4 or any(k != _DIGIT for k in rest[skip:]):
-            return None
-    return (
-        np.array(digits, np.intp),
-        fraction,
-        np.array(exponent_digits, np.intp),
-        negative,
-        exponent_negative,
-    )
+def _integer(window: npt.NDArray[np.uint8], columns: list[int]) -> npt.NDArray[np.int64]:
+    """The integer that the digits in `columns` of each row of `window` spell."""
+    value = np.zeros(len(window), np.int64)
+    for column in columns:
+        value *= 10
+        value += window[:, column]
+    # the ASCII '0' of every digit, taken off at once (18 digits of at most '9' stay below 2**63)
+    value -= _ZERO * sum(10**i for i in range(len(columns)))
+    return value
 
 
 def _three_mf(data: bytes, limits: Limits) -> Triangles | Rejection:
