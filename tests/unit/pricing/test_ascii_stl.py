@@ -114,8 +114,8 @@ def test_a_torn_or_misshapen_facet_is_refused_with_where_and_why() -> None:
     assert "'hello' where a number should be (facet 1)" in refusal(
         CUBE.replace(b"facet normal", b"facet normal hello", 1)
     )
-    assert "'loops' where 'loop' should be (facet 1)" in refusal(
-        CUBE.replace(b"outer loop", b"outer loops", 1)
+    assert "'LOOPS' where 'loop' should be (facet 1)" in refusal(
+        CUBE.replace(b"outer loop", b"outer LOOPS", 1)
     )
     assert "`endsolid` line after 'extra'" in refusal(CUBE.replace(b"endsolid", b"extra\nendsolid"))
     assert "`endsolid` line after 'endloop'" in refusal(CUBE.replace(b"endloop", b"endloop solid", 1))
@@ -219,3 +219,39 @@ def test_numbers_read_as_python_reads_them(values: list[float], style: str) -> N
     assert isinstance(parsed, np.ndarray)
     expected = np.array([float(t) for t in texts], np.float64).astype(np.float32) + np.float32(0.0)
     np.testing.assert_array_equal(parsed.reshape(-1), expected)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        [
+            "1.",
+            ".5",
+            "+.5e+3",
+            "-0",
+            "1E5",
+            "-1.5E-3",
+            "007",
+            "0.1234567890123456789",
+            "12345678901234567890",
+        ],
+        ["1e-40", "3.4028234e38", "-1.17549435e-38", "1e+0010", "+1", "-.0", "5.e2", "123456789012.5", "0"],
+    ],
+)
+def test_odd_but_plain_numbers_read_as_python_reads_them(words: list[str]) -> None:
+    corners = "\n".join(f"vertex {' '.join(words[i : i + 3])}" for i in (0, 3, 6))
+    text = f"solid t\nfacet normal 0 0 1\nouter loop\n{corners}\nendloop\nendfacet\nendsolid t\n"
+    parsed = _ascii_stl(text.encode())
+    assert isinstance(parsed, np.ndarray), parsed
+    expected = np.array([float(w) for w in words], np.float64).astype(np.float32) + np.float32(0.0)
+    np.testing.assert_array_equal(parsed.reshape(-1), expected)
+
+
+@pytest.mark.parametrize(
+    "word", ["1_0", "1.2.3", "1e", "e5", "--1", "1e5.0", "0x10", "1d5", ".", "-", "+e1", "1,5"]
+)
+def test_words_that_are_not_plain_numbers_are_refused(word: str) -> None:
+    assert f"{word!r} where a coordinate should be (facet 1)" in refusal(
+        f"solid t\nfacet normal 0 0 1\nouter loop\nvertex 1 2 3\nvertex 1 {word} 3\nvertex 1 2 3\n"
+        "endloop\nendfacet\nendsolid t\n".encode()
+    )
