@@ -4,6 +4,8 @@ word that broke it, never read as other triangles."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -255,3 +257,23 @@ def test_words_that_are_not_plain_numbers_are_refused(word: str) -> None:
         f"solid t\nfacet normal 0 0 1\nouter loop\nvertex 1 2 3\nvertex 1 {word} 3\nvertex 1 2 3\n"
         "endloop\nendfacet\nendsolid t\n".encode()
     )
+
+
+def test_pieces_are_cut_after_an_endfacet_in_any_case_and_text_without_one_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pricing import meshes
+
+    monkeypatch.setattr(meshes, "ASCII_CHUNK", 100)  # a piece ends inside most facets
+    mixed = CUBE.replace(b"endfacet", b"EndFacet")
+    path = tmp_path / "cube.stl"
+    path.write_bytes(mixed)
+    for source in (mixed, path):
+        parsed = load_triangles(source, "stl")
+        assert isinstance(parsed, np.ndarray)
+        np.testing.assert_array_equal(parsed, box(1, 1, 1).astype(np.float32))
+    monkeypatch.setattr(meshes, "ASCII_REACH", 1000)
+    rambling = CUBE.replace(b"endsolid", b"x" * 5000 + b"\nendsolid")
+    assert "no `endfacet` in the 1,000 bytes before byte" in refusal(rambling)
+    too_many = load_triangles(path, "stl", meshes.Limits(max_triangles=5))
+    assert isinstance(too_many, Rejection) and "12 triangles" in too_many.detail
