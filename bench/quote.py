@@ -1,9 +1,15 @@
-"""Quote engine speed and memory against trimesh and a bare read, on generated tori of 10k to 4M triangles.
+"""Quote engine speed and memory against meshlib, trimesh and a bare read, on generated tori of 10k to 4M
+triangles, as binary STL, ASCII STL and 3MF.
 
-Run: `.venv/bin/python bench/quote.py [--sizes 10000,100000,1000000,4000000] [--repeat 3] [--no-3mf]`
+Run: `.venv/bin/python bench/quote.py [--sizes 10000,100000,1000000,4000000] [--repeat 3]
+[--formats stl,ascii,3mf] [--no-3mf] [--no-trimesh]`. `ascii` is ASCII STL as CAD tools write it (`%e`
+numbers). meshlib is a bench-only package: `.uv/bin/uv sync --frozen --group bench` installs it (a later
+plain `./backbone install` removes it again); without it its columns say nan. Its case is what a quote
+checks: load, volume and the count of holes.
 
-Every case runs in a fresh subprocess: wall time of the work alone (imports excluded), and peak memory as
-the rise of the process's peak resident set (ru_maxrss) over its resident set just before the work.
+Every case runs in a fresh subprocess: wall time and CPU time (all threads': meshlib's loader uses every
+core, the quote one) of the work alone (imports excluded), and peak memory as the rise of the process's
+peak resident set (VmHWM, reset just before the work) over its resident set then.
 A case is repeated and its fastest run kept, because on a VM the first touch of memory that no process has
 used lately is slow, and that penalises whichever case happens to run first. "warm" is a second quote in
 the same process, as a long-running worker sees it. Prints figures; asserts nothing.
@@ -179,13 +185,20 @@ def case_read(path: Path, fmt: str) -> dict[str, Any]:
 
 def measured(work: Any) -> tuple[float, Any, int, float]:
     """Wall time, result, rise of the peak resident set over the resident set before `work`, and the CPU
-    time of all the process's threads."""
+    time of all the process's threads.
+
+    The peak is reset first (5 to /proc/self/clear_refs): ru_maxrss also counts the imports' peak and,
+    through fork, the bench's own resident set, which made small cases look several times bigger.
+    """
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")
     with open("/proc/self/statm") as statm:
         before = int(statm.read().split()[1]) * resource.getpagesize()
     started, cpu = time.perf_counter(), time.process_time()
     result = work()
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
     return seconds, result, max(0, peak - before), cpu
 
 

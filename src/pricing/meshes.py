@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -418,8 +418,8 @@ def _any_layout(
     digits = window - _ZERO  # uint8: bytes below '0' wrap past 9
     plain &= _rows_without(inside & (digits > 9))
     digits *= inside
-    integer = _horner(digits, range(wide))
-    fraction = _horner(digits, range(wide + 1, wide + 1 + deep))
+    integer = _integer(digits, range(wide), zero=0)
+    fraction = _integer(digits, range(wide + 1, wide + 1 + deep), zero=0)
     # each word's own mantissa: its integer part, then its fraction's digits (the alignment padded them
     # with zeros to `deep`, which an exact division takes off)
     fraction //= _TENS[deep - np.minimum(fraction_digits, deep)]
@@ -462,7 +462,7 @@ def _exponents(
     digits = window - _ZERO
     fits &= _rows_without(inside & (digits > 9))
     digits *= inside
-    power = _horner(digits, range(4))
+    power = _integer(digits, range(4), zero=0)
     np.negative(power, out=power, where=sign == _MINUS)
     return power, np.asarray(fits)
 
@@ -473,15 +473,6 @@ def _rows_without(flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     if not flags.any():
         return np.ones(len(flags), bool)
     return np.asarray(~flags.any(axis=1))
-
-
-def _horner(digits: npt.NDArray[np.uint8], columns: range) -> npt.NDArray[np.int64]:
-    """The integer that the digit values in `columns` of each row of `digits` spell."""
-    value = np.zeros(len(digits), np.int64)
-    for column in columns:
-        value *= 10
-        value += digits[:, column]
-    return value
 
 
 def _shape(kinds: npt.NDArray[np.uint8]) -> tuple[list[int], int, int | None, list[int]] | None:
@@ -539,14 +530,17 @@ def _times_ten_to(mantissa: npt.NDArray[np.int64], scale: npt.NDArray[np.int64])
     return value
 
 
-def _integer(window: npt.NDArray[np.uint8], columns: list[int]) -> npt.NDArray[np.int64]:
-    """The integer that the digits in `columns` of each row of `window` spell."""
+def _integer(
+    window: npt.NDArray[np.uint8], columns: Sequence[int], zero: int = _ZERO
+) -> npt.NDArray[np.int64]:
+    """The integer that the digits in `columns` of each row of `window` spell (bytes, or digit values
+    with `zero` 0)."""
     value = np.zeros(len(window), np.int64)
     for column in columns:
         value *= 10
         value += window[:, column]
     # the ASCII '0' of every digit, taken off at once (18 digits of at most '9' stay below 2**63)
-    value -= _ZERO * sum(10**i for i in range(len(columns)))
+    value -= zero * sum(10**i for i in range(len(columns)))
     return value
 
 
