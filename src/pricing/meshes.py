@@ -166,6 +166,10 @@ def _ascii_stl(source: bytes | Iterator[bytes], limits: Limits = DEFAULT_LIMITS)
 
     A file is read a chunk at a time, never whole: at a million triangles (254 MB) the quote's peak
     was 196 MB (0.8x the file), against 327 MB (1.3x) when the text was read first.
+
+    This takes ~0.8 s CPU for a million triangles of `%e` numbers. Removing the keywords with
+    bytes.replace and parsing the rest with np.fromstring(sep=" ") took 3.9 s (1.45 s the five
+    replaces, 2.4 s the parse), np.loadtxt 2.5 s for the parse alone, and checked no facet's shape.
     """
     _raise_malloc_thresholds()
     parts: list[Triangles] = []
