@@ -56,6 +56,8 @@ log = structlog.get_logger("webhooks")
 
 SENDER = Actor(Role.SERVICE, "webhook-sender")
 LOCK = lock_key("webhook-delivery")
+REST_SECONDS = 5.0
+"""How long a message whose delivery could not be recorded waits before it is claimed again."""
 POLL_SECONDS = 5.0
 """The longest the loop sleeps without a NOTIFY, a finished delivery or a retry falling due."""
 
@@ -121,6 +123,8 @@ class Sender:
         self.dsn, self.orders, self.config, self.resolve = dsn, orders, config, resolve
         self.schema = schema
         self._busy: dict[str, asyncio.Task[None]] = {}
+        self._resting: dict[str, float] = {}
+        """Messages whose last delivery was not recorded, and until when (monotonic) they are not claimed."""
         self._failing: set[UUID] = set()
         """Endpoints whose last recorded attempt failed (as this process saw them)."""
         self._success_noted: dict[UUID, float] = {}
@@ -215,7 +219,10 @@ class Sender:
     async def _claim(self, pool: AsyncConnectionPool[Any], limit: int) -> list[Due]:
         query = sql.SQL(CLAIM).format(messages=self.table("messages"))
         async with pool.connection() as conn:
-            cursor = await conn.execute(query, {"busy": list(self._busy), "limit": limit})
+            now = time.monotonic()
+            self._resting = {m: until for m, until in self._resting.items() if until > now}
+            skipped = [*self._busy, *self._resting]
+            cursor = await conn.execute(query, {"busy": skipped, "limit": limit})
             return [Due(**row) for row in await cursor.fetchall()]
 
     async def _next_due_in(self, pool: AsyncConnectionPool[Any]) -> float:
@@ -235,7 +242,10 @@ class Sender:
             if task.done():
                 del self._busy[message_id]
                 if not task.cancelled() and task.exception() is not None:
-                    # Not recorded (the database was away): the message is still pending, and is retried.
+                    # Not recorded (the database was away, or a fault): the message is still pending. It
+                    # waits a few seconds before it is claimed again, so a fault that repeats does not
+                    # spin the loop (and the receiver) on it.
+                    self._resting[message_id] = time.monotonic() + REST_SECONDS
                     error = repr(task.exception())
                     log.warning("webhook delivery not recorded", message_id=message_id, error=error)
 
