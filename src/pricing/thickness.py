@@ -9,8 +9,8 @@ through ctypes rather than through embreex's own Python classes. Measured on the
 (1,024,000-triangle ring, other sessions loading it): embreex's `TriangleMesh` copies the vertices into
 Embree one Python-level array index at a time, 2.6 s before a single ray, against 0.65 s for Embree to
 take our float32 arrays as shared buffers and build its tree; its `run` then traces one ray at a time,
-0.65 s, against 0.33 s for 16-ray packets (`rtcIntersect16`) in two threads (ctypes releases the GIL).
-The issue's budget at 1M triangles is 2 s.
+0.65 s for 1M rays, against 0.33 s for 16-ray packets (`rtcIntersect16`) in two threads (ctypes
+releases the GIL). The whole analysis, both rays per triangle: bench/thickness.py and its README.
 
 Each triangle also casts a second ray outward, along its normal. On a clean closed solid the inward ray
 leaves the solid through a face whose outward normal runs with it (positive dot product), and the outward
@@ -110,7 +110,8 @@ def wall_thickness(triangles: Triangles, min_wall_mm: float, threads: int | None
     origins = a + b
     origins += c
     origins /= 3.0
-    directions = -normals
+    origins = origins.astype(np.float32)  # Embree's precision; halves what the rays carry around
+    directions = (-normals).astype(np.float32)
     if not all_cast:  # degenerate faces have no normal to cast along; they have no area either
         origins, directions = origins[cast], directions[cast]
     # float32 corners as Embree reads them, with room for the 16-byte read of the last vertex
@@ -119,29 +120,22 @@ def wall_thickness(triangles: Triangles, min_wall_mm: float, threads: int | None
     for k, corner in enumerate((a, b, c)):
         soup[:, k] = corner
     del a, b, c
-    count = len(origins)
     # each triangle casts twice: inward for the wall, and outward to check it is on the outer skin
-    distance, prim = _first_hits(
+    (distance, prim), (_, prim_out) = _first_hits(
         vertices,
-        np.concatenate([origins, origins]),
-        np.concatenate([directions, -directions]),
+        origins,
+        directions,
         START_RELATIVE * float(np.linalg.norm(high - low)),
         threads or min(4, os.cpu_count() or 1),
     )
     del vertices, soup, origins
-    faced = np.full(len(prim), np.nan)
-    hit = prim != _INVALID
-    # the cosine between the ray and the outward normal of the face it hit; nan for a miss
-    faced[hit] = np.einsum(
-        "ij,ij->i", normals[prim[hit].astype(np.int64)], np.concatenate([directions, -directions])[hit]
-    )
-    # Inward, a proper exit meets a face whose outward normal runs with the ray. Outward, the ray leaves
-    # into open space: it meets nothing, or a face turned towards it (another part of the model). A
-    # face inside another shell (self-intersection, overlapping parts) fails the outward test even when
-    # its inward ray looks plausible.
-    exits = (faced[:count] > 0) & ~(faced[count:] > 0)
-    distance = distance[:count]
-    rays = len(prim)
+    # Inward, a proper exit meets a face whose outward normal runs with the ray (positive dot product).
+    # Outward, the ray leaves into open space: it meets nothing, or a face turned towards it (another
+    # part of the model). A face inside another shell (self-intersection, overlapping parts) fails the
+    # outward test even when its inward ray reads a plausible wall.
+    exits = _facing(normals, prim, directions) > 0
+    exits &= ~(_facing(normals, prim_out, directions) < 0)
+    rays = 2 * len(prim)
     cast_area = area[cast]
     total = float(area.sum())
     measured = cast_area[exits]
@@ -173,6 +167,17 @@ def wall_thickness(triangles: Triangles, min_wall_mm: float, threads: int | None
     )
 
 
+def _facing(
+    normals: npt.NDArray[np.float64], prim: npt.NDArray[np.uint32], directions: npt.NDArray[np.float32]
+) -> npt.NDArray[np.float64]:
+    """Per ray, the cosine between `directions` (the inward rays') and the hit face's outward normal;
+    nan for a miss."""
+    faced = np.full(len(prim), np.nan)
+    hit = prim != _INVALID
+    faced[hit] = np.einsum("ij,ij->i", normals[prim[hit].astype(np.int64)], directions[hit])
+    return faced
+
+
 def _cross(u: npt.NDArray[np.float64], v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     # by columns: np.cross on (N, 3) takes about twice as long (0.21 s at 1M)
     n = np.empty_like(u)
@@ -188,38 +193,44 @@ def _point(p: npt.NDArray[np.float64]) -> tuple[float, float, float]:
 
 def _first_hits(
     vertices: npt.NDArray[np.float32],
-    origins: npt.NDArray[np.float64],
-    directions: npt.NDArray[np.float64],
+    origins: npt.NDArray[np.float32],
+    directions: npt.NDArray[np.float32],
     tnear: float,
     threads: int,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint32]]:
-    """The distance to and triangle index of each ray's first hit (index _INVALID for a miss) in the soup
-    `vertices`: flat float32 corners, three a triangle, and one float of padding."""
+) -> list[tuple[npt.NDArray[np.float32], npt.NDArray[np.uint32]]]:
+    """For the rays along `directions` and then the reversed ones: the distance to and triangle index of
+    each ray's first hit (index _INVALID for a miss) in the soup `vertices` (flat float32 corners, three
+    a triangle, and one float of padding)."""
     count = len(origins)
-    distance = np.full(count, np.inf, np.float32)
-    prim = np.full(count, _INVALID, np.uint32)
+    results = [(np.full(count, np.inf, np.float32), np.full(count, _INVALID, np.uint32)) for _ in range(2)]
     if count == 0:
-        return distance, prim
+        return results
     embree = _embree()
     indices = np.arange((vertices.size - 1) // 3, dtype=np.uint32)
     scene = embree.scene(vertices, indices, len(indices) // 3)
     try:
-        starts = range(0, count, CHUNK)
+        tasks = [(way, start) for way in range(2) for start in range(0, count, CHUNK)]
+
+        def run(task: tuple[int, int]) -> None:
+            way, start = task
+            end = min(start + CHUNK, count)
+            distance, prim = results[way]
+            embree.trace(
+                scene,
+                origins[start:end],
+                directions[start:end],
+                1.0 - 2.0 * way,
+                tnear,
+                distance[start:end],
+                prim[start:end],
+            )
+
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            for start, (d, p) in zip(
-                starts,
-                pool.map(
-                    lambda s: embree.trace(scene, origins[s : s + CHUNK], directions[s : s + CHUNK], tnear),
-                    starts,
-                ),
-                strict=True,
-            ):
-                distance[start : start + len(d)] = d
-                prim[start : start + len(p)] = p
+            list(pool.map(run, tasks))
     finally:
         embree.release(scene)
     del indices  # shared with Embree, like `vertices`: alive until the scene is released
-    return distance, prim
+    return results
 
 
 class _Embree:
@@ -279,11 +290,15 @@ class _Embree:
     def trace(
         self,
         scene: int,
-        origins: npt.NDArray[np.float64],
-        directions: npt.NDArray[np.float64],
+        origins: npt.NDArray[np.float32],
+        directions: npt.NDArray[np.float32],
+        sign: float,
         tnear: float,
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint32]]:
-        """Each ray's first hit: distance (inf on a miss) and triangle index (_INVALID on a miss)."""
+        distance: npt.NDArray[np.float32],
+        prim: npt.NDArray[np.uint32],
+    ) -> None:
+        """Into `distance` and `prim`, each ray's first hit along `sign` x `directions`: its distance
+        and triangle index (left as they are on a miss)."""
         count = len(origins)
         packets = -(-count // _LANES)
         words = packets * _RAY_FIELDS * _LANES
@@ -294,14 +309,14 @@ class _Embree:
         valid_at = offset + words * 4
         valid = raw[valid_at : valid_at + packets * _LANES * 4].view(np.int32)
         as_uint = records.view(np.uint32)
-        padded = np.zeros((packets * _LANES, 3), np.float32)
-        padded[:count] = origins
         for axis in range(3):
-            records[:, axis, :] = padded[:, axis].reshape(packets, _LANES)
-        padded[:count] = directions
-        padded[count:] = (1.0, 0.0, 0.0)  # padding lanes are masked off, but keep their rays well-formed
-        for axis in range(3):
-            records[:, 4 + axis, :] = padded[:, axis].reshape(packets, _LANES)
+            # padding lanes are masked off, but keep their rays well-formed: from 0 along +x
+            column = np.zeros(packets * _LANES, np.float32)
+            column[:count] = origins[:, axis]
+            records[:, axis, :] = column.reshape(packets, _LANES)
+            column[:count] = directions[:, axis] * sign
+            column[count:] = 1.0 if axis == 0 else 0.0
+            records[:, 4 + axis, :] = column.reshape(packets, _LANES)
         records[:, _TNEAR, :] = tnear
         records[:, _TIME, :] = 0.0
         records[:, _TFAR, :] = np.inf
@@ -318,9 +333,8 @@ class _Embree:
         for packet in range(packets):
             intersect(mask_base + packet * 64, scene, base + packet * stride, None)
         hit = as_uint[:, _GEOM, :].reshape(-1)[:count] != _INVALID
-        distance = np.where(hit, records[:, _TFAR, :].reshape(-1)[:count], np.float32(np.inf))
-        prim = np.where(hit, as_uint[:, _PRIM, :].reshape(-1)[:count], np.uint32(_INVALID))
-        return distance.astype(np.float32), prim.astype(np.uint32)
+        distance[hit] = records[:, _TFAR, :].reshape(-1)[:count][hit]
+        prim[hit] = as_uint[:, _PRIM, :].reshape(-1)[:count][hit]
 
 
 _lock = threading.Lock()
