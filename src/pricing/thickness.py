@@ -107,10 +107,11 @@ def wall_thickness(triangles: Triangles, min_wall_mm: float, threads: int | None
     cast = double_area > 0
     all_cast = bool(cast.all())
     normals /= np.where(cast, double_area, 1.0)[:, None]
-    origins = a + b
-    origins += c
-    origins /= 3.0
-    origins = origins.astype(np.float32)  # Embree's precision; halves what the rays carry around
+    centroids = a + b
+    centroids += c
+    centroids /= 3.0
+    origins = centroids.astype(np.float32)  # Embree's precision; halves what the rays carry around
+    del centroids
     directions = (-normals).astype(np.float32)
     if not all_cast:  # degenerate faces have no normal to cast along; they have no area either
         origins, directions = origins[cast], directions[cast]
