@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pricing.thickness import UNRELIABLE_SHARE, describe_box, wall_thickness
+from tests.unit.pricing.solids import ring
 
 Array = npt.NDArray[np.float64]
 
@@ -49,18 +50,6 @@ def rotation(q: tuple[float, float, float, float]) -> Array:
             [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
         ]
     )
-
-
-def ring(band: float, prong: float) -> Array:
-    """A band of rectangular section (radial wall `band`, 3 mm tall, 18 mm inside) and a round prong of
-    diameter `prong` standing out 5 mm along +x, half a millimetre into the band, unioned into one solid."""
-    body = trimesh.creation.annulus(r_min=9.0, r_max=9.0 + band, height=3.0, sections=256)
-    claw = trimesh.creation.cylinder(radius=prong / 2, height=5.5, sections=64)
-    claw.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, (0, 1, 0)))
-    claw.apply_translation((9.0 + band + 2.25, 0.0, 0.0))
-    joined = trimesh.boolean.union([body, claw], engine="manifold")
-    assert joined.is_watertight and joined.volume > 0
-    return np.asarray(joined.triangles, np.float64)
 
 
 walls = st.floats(0.2, 3.0)
