@@ -52,6 +52,9 @@ START_RELATIVE = 1e-6
 coordinates, which are centred on the box first), and 1e-6 of a 30 mm ring is 0.03 um, far below any wall
 that matters."""
 
+GEOMETRY_CHUNK = 1 << 16
+"""Triangles whose normals, areas and centroids are worked out in float64 at a time."""
+
 CHUNK = 1 << 15
 """Rays per batch handed to one thread: 2,048 packets of 16, 2.7 MB of ray records, so a 5M-triangle model
 never holds every ray record at once."""
@@ -100,27 +103,29 @@ def wall_thickness(triangles: Triangles, min_wall_mm: float, threads: int | None
     high = np.array([corners[:, axis].max() for axis in range(3)], np.float64) if len(t) else np.zeros(3)
     # centred before float32, so a model placed far from the origin keeps its precision in Embree
     centre = (low + high) / 2
-    a, b, c = (t[:, k].astype(np.float64) - centre for k in range(3))
-    normals = _cross(b - a, c - a)
-    double_area = np.sqrt(np.einsum("ij,ij->i", normals, normals))
-    area = double_area / 2
-    cast = double_area > 0
-    all_cast = bool(cast.all())
-    normals /= np.where(cast, double_area, 1.0)[:, None]
-    centroids = a + b
-    centroids += c
-    centroids /= 3.0
-    origins = centroids.astype(np.float32)  # Embree's precision; halves what the rays carry around
-    del centroids
-    directions = (-normals).astype(np.float32)
-    if not all_cast:  # degenerate faces have no normal to cast along; they have no area either
-        origins, directions = origins[cast], directions[cast]
+    count = len(t)
     # float32 corners as Embree reads them, with room for the 16-byte read of the last vertex
-    vertices = np.zeros(len(t) * 9 + 1, np.float32)
+    vertices = np.zeros(count * 9 + 1, np.float32)
     soup = vertices[:-1].reshape(-1, 3, 3)
-    for k, corner in enumerate((a, b, c)):
-        soup[:, k] = corner
-    del a, b, c
+    normals = np.empty((count, 3), np.float32)
+    origins = np.empty((count, 3), np.float32)
+    area = np.empty(count, np.float64)
+    # in chunks, in float64: whole-array float64 corners and their temporaries were 130 MB at 1M
+    # triangles (bench/quote.py peak 345 MB against 209 MB without the analysis)
+    for start in range(0, count, GEOMETRY_CHUNK):
+        end = min(start + GEOMETRY_CHUNK, count)
+        part = t[start:end].astype(np.float64) - centre
+        a, b, c = part[:, 0], part[:, 1], part[:, 2]
+        cross = _cross(b - a, c - a)
+        double_area = np.sqrt(np.einsum("ij,ij->i", cross, cross))
+        area[start:end] = double_area / 2
+        normals[start:end] = cross / np.where(double_area > 0, double_area, 1.0)[:, None]
+        origins[start:end] = (a + b + c) / 3.0
+        soup[start:end] = part
+    cast = area > 0
+    directions = -normals
+    if not cast.all():  # degenerate faces have no normal to cast along; they have no area either
+        origins, directions = origins[cast], directions[cast]
     # each triangle casts twice: inward for the wall, and outward to check it is on the outer skin
     (distance, prim), (_, prim_out) = _first_hits(
         vertices,
@@ -169,7 +174,7 @@ def wall_thickness(triangles: Triangles, min_wall_mm: float, threads: int | None
 
 
 def _facing(
-    normals: npt.NDArray[np.float64], prim: npt.NDArray[np.uint32], directions: npt.NDArray[np.float32]
+    normals: npt.NDArray[np.float32], prim: npt.NDArray[np.uint32], directions: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float64]:
     """Per ray, the cosine between `directions` (the inward rays') and the hit face's outward normal;
     nan for a miss."""
