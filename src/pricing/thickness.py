@@ -342,6 +342,24 @@ class _Embree:
         distance[hit] = records[:, _TFAR, :].reshape(-1)[:count][hit]
         prim[hit] = as_uint[:, _PRIM, :].reshape(-1)[:count][hit]
 
+    def check(self) -> None:
+        """Trace 17 rays (two packets) at one triangle and raise unless all hit it at the right distance:
+        a library whose RTCRayHit16 differs from the layout above (a larger instance stack, say) would
+        spill the first packet's hits into the second's rays, which then miss."""
+        vertices = np.array([0, 0, 0, 1, 0, 0, 0, 1, 0, 0], np.float32)
+        scene = self.scene(vertices, np.arange(3, dtype=np.uint32), 1)
+        try:
+            rays = _LANES + 1
+            distance = np.full(rays, np.inf, np.float32)
+            prim = np.full(rays, _INVALID, np.uint32)
+            origins = np.tile(np.array([0.25, 0.25, 1.0], np.float32), (rays, 1))
+            down = np.tile(np.array([0.0, 0.0, -1.0], np.float32), (rays, 1))
+            self.trace(scene, origins, down, 1.0, 1e-6, distance, prim)
+        finally:
+            self.release(scene)
+        if not (np.allclose(distance, 1.0, atol=1e-6) and (prim == 0).all()):
+            raise RuntimeError(f"Embree's ray records are not laid out as this module expects: {distance}")
+
 
 _lock = threading.Lock()
 _loaded: _Embree | None = None
@@ -351,7 +369,9 @@ def _embree() -> _Embree:
     global _loaded
     with _lock:
         if _loaded is None:
-            _loaded = _Embree(ctypes.CDLL(str(_library_path())))
+            embree = _Embree(ctypes.CDLL(str(_library_path())))
+            embree.check()
+            _loaded = embree
         return _loaded
 
 
