@@ -95,7 +95,7 @@ class Catalog(Aggregate):
         )
 
     def set_material(self, material: Material, actor: Actor) -> Refusal | None:
-        """Add a material or change its density or price per gram."""
+        """Add a material or change its density, price per gram or minimum wall."""
         refusal = _staff_only(actor)
         if refusal is None and self.materials.get(material.code) != material:
             self._trigger(self.MaterialSet, actor, material=msgspec.to_builtins(material))

@@ -53,6 +53,7 @@ from orders_core.values import (
     Product,
     Quote,
     QuoteLine,
+    WallFigures,
 )
 
 __all__ = [
@@ -106,6 +107,7 @@ __all__ = [
     "Transition",
     "Transport",
     "Unroutable",
+    "WallFigures",
     "allowed_commands",
     "message_id_for",
     "queues_for",

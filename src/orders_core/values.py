@@ -38,6 +38,23 @@ class QuoteLine(msgspec.Struct, frozen=True, kw_only=True):
     amount_minor: int
 
 
+class WallFigures(msgspec.Struct, frozen=True, kw_only=True):
+    """The local wall thickness of a model (pricing.thickness), area-weighted over its surface."""
+
+    minimum_mm: float
+    p1_mm: float
+    """1% of the measured surface is thinner than this."""
+    min_wall_mm: float
+    """The material's minimum wall the area below was counted against."""
+    area_below_mm2: float
+    share_below: float
+    """`area_below_mm2` over the whole surface."""
+    unreliable_share: float
+    """The share of the surface whose rays did not behave as on a clean closed solid."""
+    reliable: bool
+    """False: the figures describe a faulty surface and decided nothing."""
+
+
 class MeshFigures(msgspec.Struct, frozen=True, kw_only=True):
     """The geometry a quote was computed from, in millimetres and grams."""
 
@@ -46,6 +63,8 @@ class MeshFigures(msgspec.Struct, frozen=True, kw_only=True):
     mass_g: float
     triangle_count: int
     bbox_mm: tuple[float, float, float]
+    wall: WallFigures | None = None
+    """None in quotes made before the wall-thickness analysis."""
 
 
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
@@ -77,14 +96,31 @@ class LabourUnit(enum.StrEnum):
     PER_ORDER = "per_order"
 
 
+MIN_WALL_BY_FAMILY = {"AU": 0.6, "AG": 0.8, "PT": 0.5, "PD": 0.6}
+"""The thinnest wall casting houses commonly take, by the metal family a material's code starts with:
+gold 0.6 mm, silver 0.8 mm (it flows less far before it freezes), platinum 0.5 mm. Palladium is not in
+the common tables; it gets gold's 0.6 mm until the casting house says otherwise."""
+MIN_WALL_OTHERWISE = 0.8
+"""For a code of no known family: the most cautious of the above."""
+
+
 class Material(msgspec.Struct, frozen=True, kw_only=True):
-    """A metal alloy: its density and what a gram costs today."""
+    """A metal alloy: its density, what a gram costs today, and the thinnest wall it casts."""
 
     code: Code
     name: Name
     density_g_cm3: Annotated[float, msgspec.Meta(gt=0, le=30)]
     price_per_gram_minor: MinorUnits
     casting_loss_permille: Annotated[int, msgspec.Meta(ge=0, le=500)] = 50
+    min_wall_mm: Annotated[float, msgspec.Meta(gt=0, le=10)] | None = None
+    """None (and in materials stored before it existed): the family's default, see `minimum_wall_mm`."""
+
+    @property
+    def minimum_wall_mm(self) -> float:
+        """The thinnest wall this material casts: its own setting, else its family's (MIN_WALL_BY_FAMILY)."""
+        if self.min_wall_mm is not None:
+            return self.min_wall_mm
+        return MIN_WALL_BY_FAMILY.get(self.code[:2], MIN_WALL_OTHERWISE)
 
 
 class LabourRate(msgspec.Struct, frozen=True, kw_only=True):

@@ -72,13 +72,14 @@ def put_material(
     actor: NamedDependency[Actor],
     orders: NamedDependency[OrdersApplication],
 ) -> CatalogResponse:
-    """Add a material or change its density or today's price per gram."""
+    """Add a material or change its density, today's price per gram, or the thinnest wall it casts."""
     material = Material(
         code=code.upper(),
         name=data.name.strip(),
         density_g_cm3=data.density_g_cm3,
         price_per_gram_minor=data.price_per_gram_minor,
         casting_loss_permille=data.casting_loss_permille,
+        min_wall_mm=data.min_wall_mm,
     )
     return _change(orders, lambda c: c.set_material(material, actor))
 

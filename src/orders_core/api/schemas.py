@@ -71,6 +71,8 @@ class MaterialRequest(Strict):
     density_g_cm3: Annotated[float, msgspec.Meta(gt=0, le=30)]
     price_per_gram_minor: Annotated[int, msgspec.Meta(ge=0, le=10**9)]
     casting_loss_permille: Annotated[int, msgspec.Meta(ge=0, le=500)] = 50
+    min_wall_mm: Annotated[float, msgspec.Meta(gt=0, le=10)] | None = None
+    """The thinnest wall this alloy casts; omitted: its family's (gold 0.6, silver 0.8, platinum 0.5 mm)."""
 
 
 class LabourRateRequest(Strict):

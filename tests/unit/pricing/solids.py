@@ -59,6 +59,19 @@ def torus(major: float, minor: float, around: int, across: int) -> Array:
     return np.asarray(points[faces], np.float64)
 
 
+def ring(band: float, prong: float) -> Array:
+    """A band of rectangular section (radial wall `band`, 3 mm tall, 18 mm inside) and a round prong of
+    diameter `prong` standing out 5 mm along +x from half a millimetre inside the band, unioned into one
+    closed solid (manifold3d)."""
+    body = trimesh.creation.annulus(r_min=9.0, r_max=9.0 + band, height=3.0, sections=256)
+    claw = trimesh.creation.cylinder(radius=prong / 2, height=5.5, sections=64)
+    claw.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, (0, 1, 0)))
+    claw.apply_translation((9.0 + band + 2.25, 0.0, 0.0))
+    joined = trimesh.boolean.union([body, claw], engine="manifold")
+    assert joined.is_watertight and joined.volume > 0
+    return np.asarray(joined.triangles, np.float64)
+
+
 def torus_volume(major: float, minor: float, around: int, across: int) -> float:
     """The exact volume of `torus(...)`: its profile is a regular polygon swept through a polygonal ring.
 

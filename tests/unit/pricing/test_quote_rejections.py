@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
-from orders_core.contracts import Quote
+from orders_core.contracts import Material, Quote
 from pricing.limits import Deadline, Limits
 from pricing.quote import quote_for
 from pricing.rejections import Reason, Rejection
@@ -12,12 +13,16 @@ from tests.unit.pricing.solids import GOLD, LABOUR, SHA, binary_stl, box, export
 
 
 def outcome(
-    data: bytes, fmt: str = "stl", limits: Limits | None = None, **kwargs: object
+    data: bytes,
+    fmt: str = "stl",
+    limits: Limits | None = None,
+    material: Material = GOLD,
+    **kwargs: object,
 ) -> Quote | Rejection:
     return quote_for(
         data,
         fmt,
-        material=GOLD,
+        material=material,
         labour_rates=LABOUR,
         quantity=1,
         currency="EUR",
@@ -79,8 +84,12 @@ def test_thin_sheet_is_too_thin() -> None:
 
 
 def test_sheet_at_the_minimum_wall_is_priced() -> None:
-    # 2 x volume / area of a 20 x 20 x 0.35 plate is 0.343 mm, above the 0.3 mm default
-    assert isinstance(outcome(binary_stl(box(20, 20, 0.35))), Quote)
+    # 2 x volume / area of a 20 x 20 x 0.35 plate is 0.343 mm, above the 0.3 mm default; the local
+    # analysis takes the material's own minimum, here as low as the mean rule's
+    thin_metal = msgspec.structs.replace(GOLD, min_wall_mm=0.3)
+    assert isinstance(outcome(binary_stl(box(20, 20, 0.35)), material=thin_metal), Quote)
+    # in gold's default 0.6 mm it is too thin locally, nearly all of it
+    assert reason(binary_stl(box(20, 20, 0.35))) is Reason.TOO_THIN
 
 
 def test_thin_wire_is_too_thin_and_a_thicker_one_is_not() -> None:
