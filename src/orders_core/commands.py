@@ -54,6 +54,11 @@ class RejectModel(Command):
 
 
 @dataclass(frozen=True)
+class RepriceOrder(Command):
+    """Price the order's model again at today's catalog: a new quote through the pricing service."""
+
+
+@dataclass(frozen=True)
 class ApproveManufacturing(Command):
     pass
 
@@ -96,6 +101,7 @@ ORDER_COMMANDS: dict[str, type[Command]] = {
         SubmitOrder,
         RecordQuote,
         RejectModel,
+        RepriceOrder,
         ApproveManufacturing,
         StartManufacturing,
         CompleteManufacturing,

@@ -90,6 +90,14 @@ TRANSITIONS: tuple[Transition, ...] = (
     _row("RecordQuote", "PriceCalculated", {S.SUBMITTED}, S.PRICE_CALCULATED, {Party.PRICING}, None),
     _row("RejectModel", "ModelRejected", {S.SUBMITTED}, S.REJECTED, {Party.PRICING}, None),
     _row(
+        "RepriceOrder",
+        "RepriceRequested",
+        {S.PRICE_CALCULATED},
+        S.SUBMITTED,
+        {Party.OWNER, Party.SELLER},
+        "reprice",
+    ),
+    _row(
         "ApproveManufacturing",
         "ManufacturingApproved",
         {S.PRICE_CALCULATED},

@@ -7,6 +7,7 @@ re-exports them as part of what crosses a process boundary.
 from __future__ import annotations
 
 import enum
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -67,8 +68,16 @@ class MeshFigures(msgspec.Struct, frozen=True, kw_only=True):
     """None in quotes made before the wall-thickness analysis."""
 
 
+QUOTE_VALIDITY = timedelta(hours=24)
+"""How long a quote holds by default (QUOTE_VALID_HOURS): metal prices move daily."""
+
+
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
-    """A price for one order's current model: breakdown lines that add up to the total."""
+    """A price for one order's current model: breakdown lines that add up to the total, and its terms.
+
+    The terms (the catalog version and metal price it used, until when it holds) are None in quotes
+    stored before quotes had terms; such a quote holds for QUOTE_VALIDITY after it was recorded.
+    """
 
     model_sha256: Sha256
     material_code: str
@@ -77,6 +86,16 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     lines: tuple[QuoteLine, ...]
     total_minor: int
     figures: MeshFigures
+    catalog_version: int | None = None
+    """The version of the catalog whose prices the quote used."""
+    metal_price_per_gram_minor: int | None = None
+    """What a gram of the material cost in that catalog, in minor units of `currency`."""
+    valid_until: datetime | None = None
+    """Until when the price holds: approving the order after it is refused (re-price it)."""
+
+    def holds_until(self, recorded_at: datetime) -> datetime:
+        """Until when the quote holds, had it been recorded at `recorded_at` (older quotes have no term)."""
+        return self.valid_until or recorded_at + QUOTE_VALIDITY
 
     @property
     def total(self) -> Money:

@@ -144,6 +144,7 @@ def price(
         lines=tuple(lines),
         total_minor=sum(line.amount_minor for line in lines),
         figures=figures,
+        metal_price_per_gram_minor=material.price_per_gram_minor,
     )
 
 

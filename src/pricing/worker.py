@@ -123,4 +123,5 @@ class PricingWorker:
             return msgspec.structs.replace(
                 result, rejection_code=outcome.reason.value, rejection_reason=outcome.detail
             )
-        return msgspec.structs.replace(result, quote=outcome)
+        quote = msgspec.structs.replace(outcome, catalog_version=request.catalog_version)
+        return msgspec.structs.replace(result, quote=quote)

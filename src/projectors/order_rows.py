@@ -15,7 +15,14 @@ from typing import Any
 
 import msgspec
 
-from orders_core.contracts import BY_EVENT, ORDER_TOPIC, PROMISE_SETTLED, STATUS_LIMITS, StoredEvent
+from orders_core.contracts import (
+    BY_EVENT,
+    ORDER_TOPIC,
+    PROMISE_SETTLED,
+    QUOTE_VALIDITY,
+    STATUS_LIMITS,
+    StoredEvent,
+)
 
 OrderRow = dict[str, Any]
 
@@ -24,7 +31,7 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "status", "version", "position", "created_at", "updated_at", "status_since", "stuck_at", "approved_at",
     "promised_date", "promise_open", "operator_id", "model_sha256", "model_filename", "model_format",
     "model_size_bytes", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
-    "tracking_number", "rejection_reason", "cancellation_reason", "status_times",
+    "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "quote_valid_until",
 )  # fmt: skip
 """Columns of a folded order row, in the order the MES table declares them."""
 
@@ -115,6 +122,7 @@ class ModelAttached(OrderEvent, kw_only=True):
             quote=None,
             quote_total_minor=None,
             currency=None,
+            quote_valid_until=None,
             rejection_reason=None,
         )
 
@@ -132,12 +140,22 @@ class PriceCalculated(OrderEvent, kw_only=True):
 
     def fields_into(self, row: OrderRow, stamp: str) -> None:
         quote = self.quote
+        if quote.get("valid_until") is None:  # recorded before quotes had terms: as the order reads it
+            valid_until = datetime.fromisoformat(stamp) + QUOTE_VALIDITY
+            quote = {**quote, "valid_until": valid_until.isoformat()}
         row.update(
             quote=quote,
             quote_total_minor=quote["total_minor"],
             currency=quote["currency"],
+            quote_valid_until=quote["valid_until"],
             triangle_count=quote["figures"]["triangle_count"],
         )
+
+
+class RepriceRequested(OrderEvent, kw_only=True):
+    def fields_into(self, row: OrderRow, stamp: str) -> None:
+        # Being priced again: the old price is no longer on offer (the order's history keeps it).
+        row.update(quote=None, quote_total_minor=None, currency=None, quote_valid_until=None)
 
 
 class ModelRejected(OrderEvent, kw_only=True):
@@ -182,6 +200,7 @@ _TYPES: dict[str, type[OrderEvent]] = {
         ModelAttached,
         OrderSubmitted,
         PriceCalculated,
+        RepriceRequested,
         ModelRejected,
         ManufacturingApproved,
         ManufacturingStarted,

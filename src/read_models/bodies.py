@@ -103,6 +103,8 @@ class MesOrder(msgspec.Struct, kw_only=True):
     operator_id: str | None
     quote_total_minor: int | None
     currency: str | None
+    quote_valid_until: datetime | None
+    """Until when the order's quote holds (None without a quote): approving after it is refused."""
     triangle_count: int | None
     version: int
     position: int

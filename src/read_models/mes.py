@@ -81,8 +81,8 @@ def parse_statuses(raw: str | None) -> tuple[Status, ...]:
 LIST_COLUMNS = (
     "order_id", "number", "status", "channel", "owner_id", "contact_name", "item_title", "material_code",
     "quantity", "created_at", "updated_at", "status_since", "approved_at", "promised_date", "operator_id",
-    "quote_total_minor", "currency", "triangle_count", "stuck_at", "version", "position", "parked_since",
-    "parked_reason",
+    "quote_total_minor", "currency", "quote_valid_until", "triangle_count", "stuck_at", "version",
+    "position", "parked_since", "parked_reason",
 )  # fmt: skip
 
 
