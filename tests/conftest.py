@@ -169,8 +169,9 @@ def parts_env(
 
 
 def serve(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, command: str
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, command: str, **settings: str
 ) -> Iterator[RunningApi]:
+    """`backbone <command>` on a fresh database; `settings` add to (or override) its environment."""
     url = postgres.create_database(command.replace("-", "_"))
     migrate(url)
     home = tmp_path_factory.mktemp("home")
@@ -181,6 +182,7 @@ def serve(
         "JWT_SECRET": JWT_SECRET,
         "MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "MAX_UNZIPPED_BYTES": str(4 * 1024 * 1024),
+        **settings,
     }
     process = start_process([command], env, port)
     base = f"http://127.0.0.1:{port}"
