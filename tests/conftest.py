@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -68,6 +68,8 @@ class RunningApi:
     database_url: str
     home: Path
     process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+    """The settings it was started with (what `serve` set), for parts started beside it."""
 
     def client(self, role: str | Role, sub: str, **kwargs: object) -> httpx.Client:
         token = mint_token(JWT_SECRET, Role(role), sub)
@@ -188,7 +190,7 @@ def serve(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base, process)
-        yield RunningApi(base, url, home, process)
+        yield RunningApi(base, url, home, process, env)
     finally:
         stop_process(process)
 
