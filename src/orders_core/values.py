@@ -54,6 +54,9 @@ class WallFigures(msgspec.Struct, frozen=True, kw_only=True):
     """The share of the surface whose rays did not behave as on a clean closed solid."""
     reliable: bool
     """False: the figures describe a faulty surface and decided nothing."""
+    measured_share: float = 1.0
+    """The share of the triangles measured: all of a model up to a million, a seeded sample beyond (the
+    other figures are then estimates over it: pricing.thickness.MAX_MEASURED)."""
 
 
 class MeshFigures(msgspec.Struct, frozen=True, kw_only=True):

@@ -238,6 +238,7 @@ def _wall_figures(thickness: Thickness) -> WallFigures:
         share_below=thickness.share_below,
         unreliable_share=thickness.unreliable_share,
         reliable=thickness.reliable,
+        measured_share=thickness.measured_share,
     )
 
 
