@@ -12,7 +12,7 @@ from orders_core.values import MIN_WALL_BY_FAMILY, MIN_WALL_OTHERWISE, QUOTE_VAL
 from pricing.geometry import MERGE_MAX_MM, MERGE_RELATIVE
 from pricing.limits import DEFAULT_LIMITS
 from pricing.quote import THIN_SHARE
-from pricing.thickness import UNRELIABLE_SHARE
+from pricing.thickness import MAX_MEASURED, UNRELIABLE_SHARE
 from tests.conftest import ROOT
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -75,3 +75,4 @@ def test_the_pricing_page_states_the_rules_the_code_applies() -> None:
     assert f"never more than {MERGE_MAX_MM:g} mm apart" in text
     assert f"mean wall (2 x volume / area) at least {DEFAULT_LIMITS.min_wall_mm:g} mm" in text
     assert f"`QUOTE_VALID_HOURS` ({QUOTE_VALIDITY.total_seconds() / 3600:g})" in text
+    assert f"more than {MAX_MEASURED:,}".replace("1,000,000", "a million") in text
