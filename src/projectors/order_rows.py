@@ -9,14 +9,15 @@ time building datetimes it does not need.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from orders_core.contracts import (
     BY_EVENT,
+    EXPECTED_MANUFACTURING,
     ORDER_TOPIC,
     PROMISE_SETTLED,
     QUOTE_VALIDITY,
@@ -32,11 +33,17 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "promised_date", "promise_open", "operator_id", "model_sha256", "model_filename", "model_format",
     "model_size_bytes", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
     "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "quote_valid_until",
+    "start_by",
 )  # fmt: skip
 """Columns of a folded order row, in the order the MES table declares them."""
 
 NEVER = "-infinity"
 """approved_at of an order that was never approved: sorts after every real time, newest first."""
+NO_PROMISE = "infinity"
+"""start_by of an order with no open promise: sorts after every real time, most urgent first."""
+
+Expected = Mapping[str, timedelta]
+"""How long manufacturing is expected to take, by material code (EXPECTED_MANUFACTURING for others)."""
 
 _LIMITS: dict[str, timedelta] = {status.value: limit for status, limit in STATUS_LIMITS.items()}
 _SETTLED = frozenset(status.value for status in PROMISE_SETTLED)
@@ -253,19 +260,43 @@ def fold_event(
     return row
 
 
-def finish_row(row: OrderRow) -> OrderRow:
-    """Derive the columns that follow from the others: when the order gets stuck, if its promise is open."""
+def finish_row(row: OrderRow, expected: Expected | None = None) -> OrderRow:
+    """Derive the columns that follow from the others: when the order gets stuck, if its promise is open,
+    and by when manufacturing must start to keep it (`expected`: manufacturing time by material)."""
     status = row["status"]
     limit = _LIMITS.get(status)
     row["stuck_at"] = (datetime.fromisoformat(row["status_since"]) + limit).isoformat() if limit else None
     row["promise_open"] = row["promised_date"] is not None and status not in _SETTLED
+    row["start_by"] = start_by(row, expected)
     return row
 
 
+def start_by(row: OrderRow, expected: Expected | None = None) -> str:
+    """The latest start of manufacturing that keeps the order's promise: the end of its promised day (UTC)
+    less the expected manufacturing time of its material. The slack is this less now."""
+    if not row["promise_open"]:
+        return NO_PROMISE
+    promised = datetime.fromisoformat(row["promised_date"]).replace(tzinfo=UTC)
+    needs = (expected or {}).get(row["material_code"], EXPECTED_MANUFACTURING)
+    return (promised + timedelta(days=1) - needs).isoformat()
+
+
 def fold_order(
-    row: OrderRow | None, event: StoredEvent, order_id: str, version: int, position: int
+    row: OrderRow | None,
+    event: StoredEvent,
+    order_id: str,
+    version: int,
+    position: int,
+    expected: Expected | None = None,
 ) -> OrderRow:
     """The row after a decoded stored event (the live path); `row` is None only before OrderInitiated."""
     kind = _BY_NAME[event.name]
     typed = msgspec.convert(event.fields, kind.cls)
-    return finish_row(fold_event(row, typed, kind.target, order_id, version, position))
+    return finish_row(fold_event(row, typed, kind.target, order_id, version, position), expected)
+
+
+def expected_manufacturing(material: Mapping[str, object]) -> timedelta | None:
+    """A stored material's manufacturing estimate (`manufacturing_hours`), None when it gives none."""
+    hours = material.get("manufacturing_hours")
+    # whole seconds: the projection re-derives start_by in SQL from the same figure, to the microsecond
+    return timedelta(seconds=round(float(hours) * 3600)) if isinstance(hours, int | float) else None

@@ -112,6 +112,12 @@ class MesOrder(msgspec.Struct, kw_only=True):
     parked_reason: str | None
     stuck: bool
     overdue: bool
+    start_by: datetime | None
+    """The latest start of manufacturing that keeps the promised date (None without an open promise)."""
+    slack_seconds: int | None
+    """start_by less now: negative when manufacturing should have started."""
+    urgency: str | None
+    """Why the order ranks where it does, in words: "overdue 2 d", "due in 5 h, needs 2 d", "due in 9 d"."""
     allowed: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
