@@ -499,12 +499,20 @@
       h("td", { "data-col": "status" }, h("span", { class: `status s-${item.status}` }, human(item.status)), " ", flags),
       h("td", { "data-col": "approved", title: item.approved_at ? formatTime(item.approved_at) : "" }, item.approved_at ? ago(item.approved_at) : "—"),
       h("td", { "data-col": "promised" }, item.promised_date || "—"),
+      h("td", { "data-col": "urgency", class: urgencyClass(item), title: item.start_by ? `Start by ${formatTime(item.start_by)} to keep the promised date` : "" }, item.urgency || "—"),
       h("td", { "data-col": "quote", class: "num" }, formatMoney(item.quote_total_minor, item.currency), quoteBadge(item)),
       h("td", { "data-col": "operator", class: mine ? "me" : "" }, item.operator_id ? (mine ? `${item.operator_id} (you)` : item.operator_id) : "—"),
       h("td", { "data-col": "actions", class: "actions" }),
     );
     tr.addEventListener("dblclick", () => openDetail(item.order_id));
     return tr;
+  }
+
+  // Late to start (negative slack) in red, less than a day to spare in amber.
+  function urgencyClass(item) {
+    if (item.slack_seconds === null || item.slack_seconds === undefined) return "";
+    if (item.slack_seconds < 0) return "urgent late";
+    return item.slack_seconds < 86400 ? "urgent soon" : "";
   }
 
   // On a quote waiting for approval: whether it is about to expire, or has.
