@@ -491,7 +491,7 @@ def parse_operators(text: str) -> list[Operator]:
 def table(results: dict[str, Figures], best: str) -> str:
     lines = [
         "| policy | shipped / counted | wait p50 h | wait p95 h | wait max h | late | partners' late "
-        "| overdue at month end | utilisation |",
+        "| overdue on the last day | utilisation |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, f in results.items():
