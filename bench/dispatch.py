@@ -242,7 +242,7 @@ def generate_orders(seed: int, days: float, operators: int, load: float) -> list
 
     # partners' batches: in working hours, the gaps between them uniform within half to one and a half times
     # their mean (steadier than a Poisson count, whose months would range from one batch to six)
-    gap = working_hours_at(30 * 24.0) / PARTNER_BATCHES_A_MONTH
+    gap = 30 / 7 * WORK_A_WEEK / PARTNER_BATCHES_A_MONTH
     at = float(rng.uniform(0, gap))
     while at < working_hours_at(total_hours):
         submitted = _clock(at, finish=False)
