@@ -178,14 +178,12 @@ def order_lines(n: int, seed: int, now: float) -> Iterator[tuple[str, str, dict[
         )
         material = rng.choice(materials)
         promise_open = promised is not None and status not in SETTLED
-        start_by = (
-            (
-                datetime.fromisoformat(promised).replace(tzinfo=UTC)
-                + timedelta(days=1, hours=-MANUFACTURING_HOURS[material])
-            ).isoformat()
+        due = (
+            datetime.fromisoformat(promised).replace(tzinfo=UTC) + timedelta(days=1)
             if promise_open and promised is not None
-            else "infinity"
+            else None
         )
+        start_by = (due - timedelta(hours=MANUFACTURING_HOURS[material])).isoformat() if due else "infinity"
         approved = next((t for s, t in path if s is Status.MANUFACTURING_APPROVED), None)
         operator = rng.choice(OPERATORS) if Status.MANUFACTURING_STARTED in reached else None
         priced = Status.PRICE_CALCULATED in reached
@@ -238,6 +236,7 @@ def order_lines(n: int, seed: int, now: float) -> Iterator[tuple[str, str, dict[
             "customer asked" if status is Status.CANCELLED else None,
             json.dumps(times),
             start_by,
+            due.isoformat() if due else "infinity",
         )
         yield order_id, "\t".join(r"\N" if v is None else v for v in fields) + "\n", times
 
@@ -247,7 +246,7 @@ COPY_COLUMNS = (
     "version, position, created_at, updated_at, status_since, stuck_at, approved_at, promised_date, "
     "promise_open, operator_id, model_sha256, model_filename, model_format, model_size_bytes, "
     "triangle_count, quote_total_minor, currency, quote, carrier, tracking_number, rejection_reason, "
-    "cancellation_reason, status_times, start_by"
+    "cancellation_reason, status_times, start_by, due_at"
 )
 
 
@@ -443,6 +442,11 @@ def cases(sample: dict[str, Any]) -> list[Case]:
             [MesFilters(statuses=approved.statuses, sort=MesOrderSort.URGENCY)],
         ),
         Case("sort=urgency (no filter)", [MesFilters(sort=MesOrderSort.URGENCY)]),
+        Case(
+            "the queue: APPROVED, sort=due",
+            [MesFilters(statuses=approved.statuses, sort=MesOrderSort.DUE)],
+        ),
+        Case("sort=due (no filter)", [MesFilters(sort=MesOrderSort.DUE)]),
         Case("status=MANUFACTURING_STARTED", [MesFilters(statuses=(Status.MANUFACTURING_STARTED,))]),
         Case("status=CLOSED (most rows)", [MesFilters(statuses=(Status.CLOSED,))]),
         Case("material (each of 6)", [MesFilters(material_code=m) for m, _ in MATERIALS]),

@@ -33,14 +33,14 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "promised_date", "promise_open", "operator_id", "model_sha256", "model_filename", "model_format",
     "model_size_bytes", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
     "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "quote_valid_until",
-    "start_by",
+    "start_by", "due_at",
 )  # fmt: skip
 """Columns of a folded order row, in the order the MES table declares them."""
 
 NEVER = "-infinity"
 """approved_at of an order that was never approved: sorts after every real time, newest first."""
 NO_PROMISE = "infinity"
-"""start_by of an order with no open promise: sorts after every real time, most urgent first."""
+"""start_by and due_at of an order with no open promise: sorts after every real time, most urgent first."""
 
 Expected = Mapping[str, timedelta]
 """How long manufacturing is expected to take, by material code (EXPECTED_MANUFACTURING for others)."""
@@ -268,7 +268,15 @@ def finish_row(row: OrderRow, expected: Expected | None = None) -> OrderRow:
     row["stuck_at"] = (datetime.fromisoformat(row["status_since"]) + limit).isoformat() if limit else None
     row["promise_open"] = row["promised_date"] is not None and status not in _SETTLED
     row["start_by"] = start_by(row, expected)
+    row["due_at"] = due_at(row)
     return row
+
+
+def due_at(row: OrderRow) -> str:
+    """The end of the order's promised day (UTC), when its promise is open."""
+    if not row["promise_open"]:
+        return NO_PROMISE
+    return (datetime.fromisoformat(row["promised_date"]).replace(tzinfo=UTC) + timedelta(days=1)).isoformat()
 
 
 def start_by(row: OrderRow, expected: Expected | None = None) -> str:
@@ -276,9 +284,8 @@ def start_by(row: OrderRow, expected: Expected | None = None) -> str:
     less the expected manufacturing time of its material. The slack is this less now."""
     if not row["promise_open"]:
         return NO_PROMISE
-    promised = datetime.fromisoformat(row["promised_date"]).replace(tzinfo=UTC)
     needs = (expected or {}).get(row["material_code"], EXPECTED_MANUFACTURING)
-    return (promised + timedelta(days=1) - needs).isoformat()
+    return (datetime.fromisoformat(due_at(row)) - needs).isoformat()
 
 
 def fold_order(

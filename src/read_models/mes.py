@@ -37,8 +37,11 @@ class MesOrderSort(enum.StrEnum):
     CREATED = "created"
     """Newest created first."""
     URGENCY = "urgency"
-    """Most urgent first: the least slack before manufacturing must start to keep the promised date
+    """Least slack first: the least time left before manufacturing must start to keep the promised date
     (`start_by`); orders without an open promise last."""
+    DUE = "due"
+    """Earliest promised date first (EDD, the order bench/dispatch.py found keeps the most promises);
+    orders without an open promise last."""
 
 
 SORT_KEYS: dict[MesOrderSort, tuple[str, bool]] = {
@@ -46,6 +49,7 @@ SORT_KEYS: dict[MesOrderSort, tuple[str, bool]] = {
     MesOrderSort.APPROVED_OLDEST: ("approved_at", False),
     MesOrderSort.CREATED: ("created_at", True),
     MesOrderSort.URGENCY: ("start_by", False),
+    MesOrderSort.DUE: ("due_at", False),
 }
 
 
@@ -88,13 +92,14 @@ LIST_COLUMNS = (
     "order_id", "number", "status", "channel", "owner_id", "contact_name", "item_title", "material_code",
     "quantity", "created_at", "updated_at", "status_since", "approved_at", "promised_date", "operator_id",
     "quote_total_minor", "currency", "quote_valid_until", "triangle_count", "stuck_at", "version",
-    "position", "parked_since", "parked_reason", "start_by",
+    "position", "parked_since", "parked_reason", "start_by", "due_at",
 )  # fmt: skip
 
 
 _NULLED = {
     "approved_at": "nullif(approved_at, '-infinity') AS approved_at",
     "start_by": "nullif(start_by, 'infinity') AS start_by",
+    "due_at": "nullif(due_at, 'infinity') AS due_at",
 }
 SELECT_LIST = ", ".join(_NULLED.get(c, c) for c in LIST_COLUMNS)
 """The listed columns; an order never approved has approved_at '-infinity' in the table, one without an
@@ -251,7 +256,7 @@ def _escape_like(text: str) -> str:
 
 
 def _item(row: DictRow, now: datetime) -> dict[str, Any]:
-    item = {c: row[c] for c in LIST_COLUMNS if c != "stuck_at"}
+    item = {c: row[c] for c in LIST_COLUMNS if c not in ("stuck_at", "due_at")}
     item["order_id"] = str(row["order_id"])
     item["stuck"] = bool(row["stuck"])
     item["overdue"] = bool(row["overdue"])

@@ -38,7 +38,7 @@ def test_most_urgent_first_lists_the_least_slack_first_and_says_why(
     }
     page = open_console("operator", "uma")
     page.fill("#f-q", title)
-    page.select_option("#f-sort", "urgency")
+    page.select_option("#f-sort", "urgency")  # least slack first
     page.get_by_test_id("apply").click()
     expect(row(page, made[20]["number"])).to_be_visible()
     assert numbers_shown(page) == [made[d]["number"] for d in (1, 6, 20)]
@@ -49,3 +49,11 @@ def test_most_urgent_first_lists_the_least_slack_first_and_says_why(
     expect(soonest).to_have_class("urgent late")
     expect(row(page, made[6]["number"]).locator('[data-col="urgency"]')).to_have_text("due in 6 d")
     expect(row(page, made[20]["number"]).locator('[data-col="urgency"]')).to_have_text("due in 20 d")
+
+    # Earliest promised first lists them the same way here (one material, one estimate).
+    page.select_option("#f-sort", "due")
+    page.get_by_test_id("apply").click()
+    expect(page.locator('tr[data-testid="order-row"]').first).to_have_attribute(
+        "data-number", made[1]["number"]
+    )
+    assert numbers_shown(page) == [made[d]["number"] for d in (1, 6, 20)]

@@ -430,7 +430,7 @@ def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
     approved_orders = [o for o in orders if Status.MANUFACTURING_APPROVED.value in o.entered_at]
     assert 0 < len(approved_orders) < len(orders), "the data must mix approved and never-approved orders"
     projection_runner("mes", database).catch_up()
-    for sort in (MesOrderSort.APPROVED, MesOrderSort.APPROVED_OLDEST, MesOrderSort.URGENCY):
+    for sort in MesOrderSort:
         seen: list[dict[str, Any]] = []
         cursor = None
         with psycopg.connect(database, row_factory=dict_row) as conn:
@@ -442,11 +442,15 @@ def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
                 cursor = page.next_cursor
         assert sorted(i["order_id"] for i in seen) == sorted(str(o.id) for o in orders)
         approved = [i["approved_at"] for i in seen if i["approved_at"] is not None]
-        if sort is MesOrderSort.URGENCY:  # least slack first, then the orders without an open promise
-            keys = [(i["start_by"], i["order_id"]) for i in seen if i["start_by"] is not None]
+        if sort in (MesOrderSort.URGENCY, MesOrderSort.DUE):  # then the orders without an open promise
+            field = "start_by" if sort is MesOrderSort.URGENCY else "promised_date"
+            keys = [(i[field], i["order_id"]) for i in seen if i["start_by"] is not None]
             assert keys == sorted(keys) and len(keys) > 0
             assert all(i["start_by"] is None for i in seen[len(keys) :])
             assert all(i["urgency"] and i["slack_seconds"] is not None for i in seen[: len(keys)])
+        elif sort is MesOrderSort.CREATED:
+            created = [i["created_at"] for i in seen]
+            assert created == sorted(created, reverse=True)
         elif sort is MesOrderSort.APPROVED:
             assert approved == sorted(approved, reverse=True)
             assert all(i["approved_at"] is None for i in seen[len(approved) :]), (

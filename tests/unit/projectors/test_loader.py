@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -174,6 +175,9 @@ def test_the_loader_writes_what_the_live_projection_writes(seed: int, orders: in
     promised = [r for r in latest_rows(got.copied["fresh.orders"]).values() if r["promise_open"]]
     for row in promised:  # the material's 7 h 15 min before the end of the promised day
         assert row["start_by"].startswith(row["promised_date"]) and row["start_by"][11:19] == "16:45:00"
+        assert datetime.fromisoformat(row["due_at"]) - datetime.fromisoformat(row["start_by"]) == timedelta(
+            hours=7.25
+        )
 
 
 def test_typed_and_generic_decoding_fold_alike() -> None:
