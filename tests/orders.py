@@ -13,9 +13,11 @@ from orders_core.commands import (
     CloseOrder,
     Command,
     CompleteManufacturing,
+    HoldOrder,
     InitiateOrder,
     RecordQuote,
     RejectModel,
+    ReleaseOrder,
     RepriceOrder,
     ShipOrder,
     StartManufacturing,
@@ -89,6 +91,7 @@ def valid_command(order: Order, name: str) -> Command:
         "RejectModel": RejectModel(sha, "the model is not watertight"),
         "ShipOrder": ShipOrder("DHL", "JD014600"),
         "CancelOrder": CancelOrder("customer asked"),
+        "HoldOrder": HoldOrder("awaiting material"),
     }
     if name in with_arguments:
         return with_arguments[name]
@@ -100,6 +103,7 @@ def valid_command(order: Order, name: str) -> Command:
         CompleteManufacturing,
         StartPackaging,
         CloseOrder,
+        ReleaseOrder,
     )
     return {c.name(): c for c in plain}[name]()
 

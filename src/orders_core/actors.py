@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orders_core.lifecycle import BEFORE_APPROVAL, TRANSITIONS, Party, Role, Status
+from orders_core.lifecycle import BEFORE_APPROVAL, TRANSITIONS, Party, Role, Status, open_while
 
 SELLERS = frozenset({Role.SELLER, Role.ADMIN})
 OWNERS = frozenset({Role.CUSTOMER, Role.PARTNER})
@@ -30,6 +30,7 @@ class OrderFacts:
     status: Status
     owner_id: str
     operator_id: str | None
+    held: bool = False
 
 
 def parties(actor: Actor, order: OrderFacts) -> frozenset[Party]:
@@ -54,7 +55,11 @@ def parties(actor: Actor, order: OrderFacts) -> frozenset[Party]:
 def allowed_commands(actor: Actor, order: OrderFacts) -> tuple[str, ...]:
     """Commands of the lifecycle table `actor` may send to an order with these facts now."""
     mine = parties(actor, order)
-    return tuple(t.command for t in TRANSITIONS if order.status in t.sources and t.parties & mine)
+    return tuple(
+        t.command
+        for t in TRANSITIONS
+        if order.status in t.sources and t.parties & mine and open_while(order.held, t.command)
+    )
 
 
 def role_may_ever(role: Role, allowed: frozenset[Party]) -> bool:

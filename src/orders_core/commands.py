@@ -94,6 +94,23 @@ class CancelOrder(Command):
     reason: str
 
 
+HOLD_REASON_MAX = 200
+"""The longest hold reason, in characters: a sentence, not a letter."""
+
+
+@dataclass(frozen=True)
+class HoldOrder(Command):
+    """Take the order out of the queue for a reason: awaiting material, a question about the model, the
+    customer asked to wait."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReleaseOrder(Command):
+    """Put a held order back where it was."""
+
+
 ORDER_COMMANDS: dict[str, type[Command]] = {
     c.name(): c
     for c in (
@@ -109,6 +126,8 @@ ORDER_COMMANDS: dict[str, type[Command]] = {
         ShipOrder,
         CloseOrder,
         CancelOrder,
+        HoldOrder,
+        ReleaseOrder,
     )
 }
 """Commands on an existing order, by name."""

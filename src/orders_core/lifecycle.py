@@ -58,14 +58,20 @@ class Transition:
     command: str
     event: str
     sources: frozenset[Status]
-    target: Status
+    target: Status | None
+    """None: the order stays in its status (a hold, a release)."""
     parties: frozenset[Party]
     action: str | None
     """The path segment of `POST /orders/{order_id}/{action}`; None where the command has no endpoint."""
 
 
 def _row(
-    command: str, event: str, sources: set[Status], target: Status, parties: set[Party], action: str | None
+    command: str,
+    event: str,
+    sources: set[Status],
+    target: Status | None,
+    parties: set[Party],
+    action: str | None,
 ) -> Transition:
     return Transition(command, event, frozenset(sources), target, frozenset(parties), action)
 
@@ -73,6 +79,9 @@ def _row(
 S = Status
 BEFORE_APPROVAL = frozenset({S.INITIATED, S.FILE_UPLOADED, S.SUBMITTED, S.PRICE_CALCULATED, S.REJECTED})
 BEFORE_MANUFACTURING = BEFORE_APPROVAL | {S.MANUFACTURING_APPROVED}
+HOLDABLE = {S.PRICE_CALCULATED, S.MANUFACTURING_APPROVED, S.MANUFACTURING_STARTED}
+"""Where an order may be put on hold: a quote the customer asked to wait on, an order waiting for an
+operator (awaiting material, a question about the model), one being made (awaiting a stone)."""
 
 INITIATE = _row("InitiateOrder", "OrderInitiated", set(), S.INITIATED, {Party.OWNER, Party.SELLER}, None)
 
@@ -131,6 +140,8 @@ TRANSITIONS: tuple[Transition, ...] = (
     ),
     _row("ShipOrder", "OrderShipped", {S.PACKAGING}, S.SHIPPED, {Party.OPERATOR}, "ship"),
     _row("CloseOrder", "OrderClosed", {S.SHIPPED}, S.CLOSED, {Party.SELLER, Party.CARRIER}, "close"),
+    _row("HoldOrder", "OrderHeld", HOLDABLE, None, {Party.OPERATOR, Party.SELLER}, "hold"),
+    _row("ReleaseOrder", "OrderReleased", HOLDABLE, None, {Party.OPERATOR, Party.SELLER}, "release"),
     _row(
         "CancelOrder",
         "OrderCancelled",
@@ -140,6 +151,10 @@ TRANSITIONS: tuple[Transition, ...] = (
         "cancel",
     ),
 )
+
+WHILE_HELD: frozenset[str] = frozenset({"ReleaseOrder", "CancelOrder"})
+"""The only commands an order on hold takes: it is released, or it is cancelled."""
+ONLY_WHILE_HELD: frozenset[str] = frozenset({"ReleaseOrder"})
 
 BY_COMMAND: dict[str, Transition] = {t.command: t for t in TRANSITIONS}
 BY_EVENT: dict[str, Transition] = {t.event: t for t in TRANSITIONS}
@@ -170,8 +185,13 @@ PROMISE_SETTLED: frozenset[Status] = frozenset({S.SHIPPED, S.CLOSED, S.CANCELLED
 
 
 def next_statuses(status: Status) -> frozenset[Status]:
-    """Statuses an order in `status` can move to in one command."""
-    return frozenset(t.target for t in TRANSITIONS if status in t.sources)
+    """Statuses an order in `status` can move to in one command (its own, for a hold or a release)."""
+    return frozenset(t.target or status for t in TRANSITIONS if status in t.sources)
+
+
+def open_while(held: bool, command: str) -> bool:
+    """Whether an order on hold (or not on hold) takes `command`, its status permitting."""
+    return command in WHILE_HELD if held else command not in ONLY_WHILE_HELD
 
 
 def commands_from(status: Status) -> tuple[str, ...]:

@@ -11,15 +11,18 @@ from eventsourcing.domain import Aggregate
 
 from orders_core.actors import Actor, OrderFacts, allowed_commands, parties, role_may_ever
 from orders_core.commands import (
+    HOLD_REASON_MAX,
     ApproveManufacturing,
     AttachModel,
     CancelOrder,
     CloseOrder,
     Command,
     CompleteManufacturing,
+    HoldOrder,
     InitiateOrder,
     RecordQuote,
     RejectModel,
+    ReleaseOrder,
     RepriceOrder,
     ShipOrder,
     StartManufacturing,
@@ -34,6 +37,7 @@ from orders_core.lifecycle import (
     PROMISE_SETTLED,
     STATUS_LIMITS,
     Status,
+    open_while,
 )
 from orders_core.outcomes import Refusal, Refused
 from orders_core.values import ModelFile, Quote
@@ -54,8 +58,9 @@ class Order(Aggregate):
         def apply(self, aggregate: Any) -> None:
             order: Order = aggregate
             target = BY_EVENT[type(self).__name__].target
-            order.status = target
-            order.entered_at[target.value] = self.timestamp
+            if target is not None:  # None: a hold or a release, in the status the order is in
+                order.status = target
+                order.entered_at[target.value] = self.timestamp
             self.fold(order)
 
         def fold(self, order: Order) -> None:
@@ -153,6 +158,18 @@ class Order(Aggregate):
 
         def fold(self, order: Order) -> None:
             order.cancellation_reason = self.reason
+            order.held_since = order.hold_reason = None
+
+    class OrderHeld(Event):
+        reason: str
+
+        def fold(self, order: Order) -> None:
+            order.held_since = self.timestamp
+            order.hold_reason = self.reason
+
+    class OrderReleased(Event):
+        def fold(self, order: Order) -> None:
+            order.held_since = order.hold_reason = None
 
     def __init__(self) -> None:
         self.status = Status.INITIATED
@@ -175,6 +192,8 @@ class Order(Aggregate):
         self.rejection_reason: str | None = None
         self.cancellation_reason: str | None = None
         self.submitted_version: int | None = None
+        self.held_since: datetime | None = None
+        self.hold_reason: str | None = None
 
     @classmethod
     def initiate(
@@ -212,7 +231,8 @@ class Order(Aggregate):
         """Whether the order has sat in its status longer than the status's time limit."""
         limit = STATUS_LIMITS.get(self.status)
         entered = self.entered_at.get(self.status.value)
-        return limit is not None and entered is not None and now - entered > limit
+        held = self.held_since is not None  # on hold by decision, not by neglect
+        return not held and limit is not None and entered is not None and now - entered > limit
 
     def is_overdue(self, now: datetime) -> bool:
         """Whether the promised date has passed and the order has not shipped (or ended)."""
@@ -225,7 +245,7 @@ class Order(Aggregate):
     @property
     def facts(self) -> OrderFacts:
         """What the 'who may' rules look at."""
-        return OrderFacts(self.status, self.owner_id, self.operator_id)
+        return OrderFacts(self.status, self.owner_id, self.operator_id, self.held_since is not None)
 
     def allowed_for(self, actor: Actor) -> tuple[str, ...]:
         """Commands `actor` may send to this order now."""
@@ -253,6 +273,8 @@ class Order(Aggregate):
             return refusal
         if self.status not in transition.sources:
             return self._status_refusal(command, actor)
+        if not open_while(self.held_since is not None, command):
+            return self._hold_refusal(command, actor)
         if not transition.parties & parties(actor, self.facts):
             # The role fits the table but not this order now (not the taker; the owner after approval).
             return self._refuse(Refused.FORBIDDEN, self._why_not_yours(command, actor), actor)
@@ -286,7 +308,15 @@ class Order(Aggregate):
                 return {"reason": reason.strip()}
             case ApproveManufacturing():
                 return self._expired_quote_refusal(actor) or {}
-            case RepriceOrder() | CompleteManufacturing() | StartPackaging() | CloseOrder():
+            case HoldOrder(reason=reason):
+                if not reason.strip():
+                    return self._refuse(Refused.INVALID, "a hold needs a reason", actor)
+                if len(reason.strip()) > HOLD_REASON_MAX:
+                    return self._refuse(
+                        Refused.INVALID, f"a hold reason may be at most {HOLD_REASON_MAX} characters", actor
+                    )
+                return {"reason": reason.strip()}
+            case RepriceOrder() | CompleteManufacturing() | StartPackaging() | CloseOrder() | ReleaseOrder():
                 return {}
         raise TypeError(f"not an order command: {command!r}")
 
@@ -350,6 +380,17 @@ class Order(Aggregate):
                 {"taken_by": self.operator_id},
             )
         return self._refuse(Refused.NOT_ALLOWED, f"{command} is not allowed in status {self.status}", actor)
+
+    def _hold_refusal(self, command: str, actor: Actor) -> Refusal:
+        if self.held_since is None:
+            return self._refuse(Refused.NOT_ALLOWED, f"order {self.number} is not on hold", actor)
+        since = f"{self.held_since:%Y-%m-%d %H:%M} UTC"
+        return self._refuse(
+            Refused.NOT_ALLOWED,
+            f"order {self.number} is on hold since {since} ({self.hold_reason}); release it first",
+            actor,
+            {"held_since": self.held_since.isoformat(), "hold_reason": self.hold_reason or ""},
+        )
 
     def _why_not_yours(self, command: str, actor: Actor) -> str:
         if command == "CompleteManufacturing":

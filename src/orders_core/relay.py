@@ -135,7 +135,8 @@ class Relay:
             propagate.inject(headers)
         if change.event.name not in PRICING_EVENTS:
             owner = fields.get("owner_id") or self._order_at(change).owner_id
-            status = BY_EVENT[change.event.name].target.value
+            target = BY_EVENT[change.event.name].target
+            status = (target or self._order_at(change).status).value
             body = OrderEventV1(**common, event=change.event.name, status=status, owner_id=owner)
             return Outgoing.to(ORDERS_EXCHANGE, key, msgspec.json.encode(body), message_id, headers)
         return Outgoing.to(

@@ -45,6 +45,9 @@ class WebhookEventType(enum.StrEnum):
     """Its message carries the carrier and the tracking number."""
     CLOSED = "order.closed"
     CANCELLED = "order.cancelled"
+    HELD = "order.held"
+    """The order is on hold; its message carries the reason (`hold_reason`) and since when."""
+    RELEASED = "order.released"
 
 
 ORDER_EVENTS: dict[WebhookEventType, frozenset[str]] = {
@@ -57,6 +60,8 @@ ORDER_EVENTS: dict[WebhookEventType, frozenset[str]] = {
     WebhookEventType.SHIPPED: frozenset({"OrderShipped"}),
     WebhookEventType.CLOSED: frozenset({"OrderClosed"}),
     WebhookEventType.CANCELLED: frozenset({"OrderCancelled"}),
+    WebhookEventType.HELD: frozenset({"OrderHeld"}),
+    WebhookEventType.RELEASED: frozenset({"OrderReleased"}),
 }
 """The order events (names of the lifecycle table's events) that produce each webhook event type."""
 UNANNOUNCED: frozenset[str] = frozenset(

@@ -33,7 +33,8 @@ from projectors.runner import LogRow
 from projectors.tables import copy_rows, mark_order_parked, upsert_rows
 
 JSON_COLUMNS = frozenset({"quote", "status_times"})
-STAY_COLUMNS = ("order_id", "status", "entered_at", "left_at")
+STAY_COLUMNS = ("order_id", "status", "entered_at", "left_at", "held")
+"""A stay is a stretch of time in one status, on hold or not (a hold and a release each start one)."""
 NOTIFY_LIMIT = 7900
 
 
@@ -90,16 +91,20 @@ class MesProjector:
         stays: dict[tuple[str, str, str], dict[str, Any]] = {}
         for change in orders:
             row = rows.get(change.aggregate_id)
-            before = (row["status"], row["status_since"]) if row else None
+            before = (row["status"], row["status_since"], row["held_since"] is not None) if row else None
             row = fold_order(
                 row, change.event, change.aggregate_id, change.version, change.position, expected
             )
             rows[change.aggregate_id] = touched[change.aggregate_id] = row
             if before is not None:
-                stays[(change.aggregate_id, before[1], before[0])] = _stay(change.aggregate_id, *before, row)
+                status, since, held = before
+                stays[(change.aggregate_id, since, status)] = _stay(
+                    change.aggregate_id, status, since, row, held
+                )
                 if schema == self.name:  # a replay re-reads history; only live changes are observations
-                    _observe_stay(before[0], before[1], row["status_since"])
-            opened = _stay(change.aggregate_id, row["status"], row["status_since"], None)
+                    _observe_stay(status, since, row["status_since"], held)
+            held_now = row["held_since"] is not None
+            opened = _stay(change.aggregate_id, row["status"], row["status_since"], None, held_now)
             stays[(change.aggregate_id, row["status_since"], row["status"])] = opened
         upsert_rows(cursor, schema, "orders", ORDER_COLUMNS, ("order_id",), touched.values(), JSON_COLUMNS)
         upsert_rows(cursor, schema, "status_stays", STAY_COLUMNS, STAY_COLUMNS[:3], stays.values())
@@ -191,13 +196,20 @@ class MesLoader:
                         rows[order_id] = fold_event(None, event, kind.target, order_id, version, position)
                         continue
                     status, since = row["status"], row["status_since"]
+                    held = "t" if row["held_since"] is not None else "f"
                     fold_event(row, event, kind.target, order_id, version, position)
-                    # COPY text needs no escaping here: a uuid, a status name and two ISO times.
-                    lines.append(f"{order_id}\t{status}\t{since}\t{row['status_since']}\n")
+                    # COPY text needs no escaping here: a uuid, a status name, two ISO times, a flag.
+                    lines.append(f"{order_id}\t{status}\t{since}\t{row['status_since']}\t{held}\n")
                 if lines:
                     copy.write("".join(lines))
             # The stays still open: one per order, in its current status.
-            copy.write("".join(f"{i}\t{r['status']}\t{r['status_since']}\t\\N\n" for i, r in rows.items()))
+            flag = {False: "f", True: "t"}
+            copy.write(
+                "".join(
+                    f"{i}\t{r['status']}\t{r['status_since']}\t\\N\t{flag[r['held_since'] is not None]}\n"
+                    for i, r in rows.items()
+                )
+            )
         for row in rows.values():
             finish_row(row, expected)
         copy_rows(cursor, orders, ORDER_COLUMNS, rows.values(), JSON_COLUMNS, freeze=True)
@@ -286,15 +298,17 @@ def announce(cursor: Cursor[DictRow], position: int, rows: Iterable[OrderRow]) -
     cursor.execute("SELECT pg_notify(%s, %s)", (MES_CHANGES_CHANNEL, payload.decode()))
 
 
-def _observe_stay(status: str, entered_at: str, left_at: str) -> None:
+def _observe_stay(status: str, entered_at: str, left_at: str, held: bool) -> None:
     seconds = (datetime.fromisoformat(left_at) - datetime.fromisoformat(entered_at)).total_seconds()
-    metrics.STATUS_SECONDS.labels(status).observe(max(seconds, 0.0))
+    histogram = metrics.HELD_SECONDS if held else metrics.STATUS_SECONDS
+    histogram.labels(status).observe(max(seconds, 0.0))
 
 
-def _stay(order_id: str, status: str, entered_at: str, row: OrderRow | None) -> dict[str, Any]:
+def _stay(order_id: str, status: str, entered_at: str, row: OrderRow | None, held: bool) -> dict[str, Any]:
     return {
         "order_id": order_id,
         "status": status,
         "entered_at": entered_at,
         "left_at": row["status_since"] if row else None,
+        "held": held,
     }

@@ -24,11 +24,18 @@ FAILURES = Counter(
 ACTIVE = Gauge(
     "backbone_projection_active", "1 while this process is the projection's active runner", ["projection"]
 )
+STAY_BUCKETS = (1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 21 * 86400)
 STATUS_SECONDS = Histogram(
     "backbone_order_status_seconds",
-    "Time orders spent in a status, observed when they leave it",
+    "Time orders spent in a status, not on hold, observed when they leave it (or are put on hold)",
     ["status"],
-    buckets=(1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 21 * 86400),
+    buckets=STAY_BUCKETS,
+)
+HELD_SECONDS = Histogram(
+    "backbone_order_held_seconds",
+    "Time orders spent on hold in a status, observed when they are released (or cancelled)",
+    ["status"],
+    buckets=STAY_BUCKETS,
 )
 PARKED = Gauge(
     "backbone_projection_parked_aggregates",

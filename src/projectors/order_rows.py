@@ -33,7 +33,7 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "promised_date", "promise_open", "operator_id", "model_sha256", "model_filename", "model_format",
     "model_size_bytes", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
     "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "quote_valid_until",
-    "start_by", "due_at",
+    "start_by", "due_at", "held_since", "hold_reason",
 )  # fmt: skip
 """Columns of a folded order row, in the order the MES table declares them."""
 
@@ -197,7 +197,19 @@ class OrderCancelled(OrderEvent, kw_only=True):
     reason: str
 
     def fields_into(self, row: OrderRow, stamp: str) -> None:
-        row["cancellation_reason"] = self.reason
+        row.update(cancellation_reason=self.reason, held_since=None, hold_reason=None)
+
+
+class OrderHeld(OrderEvent, kw_only=True):
+    reason: str
+
+    def fields_into(self, row: OrderRow, stamp: str) -> None:
+        row.update(held_since=stamp, hold_reason=self.reason)
+
+
+class OrderReleased(OrderEvent, kw_only=True):
+    def fields_into(self, row: OrderRow, stamp: str) -> None:
+        row.update(held_since=None, hold_reason=None)
 
 
 _TYPES: dict[str, type[OrderEvent]] = {
@@ -213,6 +225,8 @@ _TYPES: dict[str, type[OrderEvent]] = {
         ManufacturingStarted,
         OrderShipped,
         OrderCancelled,
+        OrderHeld,
+        OrderReleased,
     )
 }
 
@@ -222,12 +236,14 @@ class EventKind(msgspec.Struct, frozen=True):
 
     cls: type[OrderEvent]
     decode: Callable[[bytes], OrderEvent]
-    target: str
+    target: str | None
+    """None: the order stays in its status (a hold, a release)."""
 
 
 def _kind(name: str) -> EventKind:
     cls = _TYPES.get(name, OrderEvent)
-    return EventKind(cls, msgspec.json.Decoder(cls).decode, BY_EVENT[name].target.value)
+    target = BY_EVENT[name].target
+    return EventKind(cls, msgspec.json.Decoder(cls).decode, target.value if target else None)
 
 
 EVENT_KINDS: dict[str, EventKind] = {f"{ORDER_TOPIC}.{name}": _kind(name) for name in BY_EVENT}
@@ -236,9 +252,11 @@ _BY_NAME = {name: EVENT_KINDS[f"{ORDER_TOPIC}.{name}"] for name in BY_EVENT}
 
 
 def fold_event(
-    row: OrderRow | None, event: OrderEvent, target: str, order_id: str, version: int, position: int
+    row: OrderRow | None, event: OrderEvent, target: str | None, order_id: str, version: int, position: int
 ) -> OrderRow:
-    """The row after `event`, which leads to status `target`; `row` is None only before OrderInitiated.
+    """The row after `event`, which leads to status `target` (None: stays in its own); `row` is None only
+    before OrderInitiated. A hold or a release starts a stay of its own in the same status (`status_since`),
+    so that the time on hold is told apart from the time waiting.
 
     Writes only the columns the event changes and leaves the derived ones (`finish_row`) as they were:
     a replay derives them once per order instead of once per event. Mutates and returns `row`.
@@ -250,12 +268,13 @@ def fold_event(
         if not isinstance(event, OrderInitiated):
             raise ValueError(f"order {order_id} starts with {type(event).__name__}, not OrderInitiated")
         row = event.new_row(order_id, stamp)
-    row["status"] = target
+    if target is not None:
+        row["status"] = target
+        row["status_times"][target] = stamp
     row["version"] = version
     row["position"] = position
     row["updated_at"] = stamp
     row["status_since"] = stamp
-    row["status_times"][target] = stamp
     event.fields_into(row, stamp)
     return row
 
@@ -265,7 +284,12 @@ def finish_row(row: OrderRow, expected: Expected | None = None) -> OrderRow:
     and by when manufacturing must start to keep it (`expected`: manufacturing time by material)."""
     status = row["status"]
     limit = _LIMITS.get(status)
-    row["stuck_at"] = (datetime.fromisoformat(row["status_since"]) + limit).isoformat() if limit else None
+    # an order on hold waits by decision, not by neglect: never stuck while held
+    row["stuck_at"] = (
+        (datetime.fromisoformat(row["status_since"]) + limit).isoformat()
+        if limit and row["held_since"] is None
+        else None
+    )
     row["promise_open"] = row["promised_date"] is not None and status not in _SETTLED
     row["start_by"] = start_by(row, expected)
     row["due_at"] = due_at(row)

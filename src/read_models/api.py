@@ -205,6 +205,9 @@ def mes_orders(
     operator_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
     overdue: FromQuery[bool] = False,
     stuck: FromQuery[bool] = False,
+    held: Annotated[
+        bool | None, QueryParameter(description="true: only orders on hold; false: only those not on hold")
+    ] = None,
     q: Annotated[str | None, QueryParameter(description="text in number, contact name or item title")] = None,
     sort: FromQuery[mes.MesOrderSort] = mes.MesOrderSort.APPROVED,
     cursor: Annotated[str | None, QueryParameter(max_length=500)] = None,
@@ -225,7 +228,7 @@ def mes_orders(
         filters = mes.MesFilters(
             statuses=mes.parse_statuses(status), material_code=material_code, channel=channel,
             operator_id=operator_id,
-            overdue=overdue, stuck=stuck, text=q or None, sort=sort, cursor=cursor, limit=limit,
+            overdue=overdue, stuck=stuck, held=held, text=q or None, sort=sort, cursor=cursor, limit=limit,
         )  # fmt: skip
         reached = await_position(pool, "mes", min_position, 5.0)
         with pool.connection() as conn:

@@ -71,6 +71,9 @@ class ShopOrder(msgspec.Struct, kw_only=True):
     rejection_reason: str | None
     cancellation_reason: str | None
     status_times: dict[str, datetime]
+    held_since: datetime | None
+    """Since when the order is on hold (None: it is not), and why."""
+    hold_reason: str | None
     parked_since: datetime | None
     parked_reason: str | None
 
@@ -116,6 +119,9 @@ class MesOrder(msgspec.Struct, kw_only=True):
     """The latest start of manufacturing that keeps the promised date (None without an open promise)."""
     slack_seconds: int | None
     """start_by less now: negative when manufacturing should have started."""
+    held_since: datetime | None
+    """Since when the order is on hold (None: it is not): it is out of the queue until released."""
+    hold_reason: str | None
     urgency: str | None
     """Why the order ranks where it does, in words: "overdue 2 d", "due in 5 h, needs 2 d", "due in 9 d"."""
     allowed: list[str] | msgspec.UnsetType = msgspec.UNSET
@@ -129,8 +135,8 @@ class MesOrderPage(msgspec.Struct, kw_only=True):
 
 
 class ApprovedWaits(msgspec.Struct, kw_only=True):
-    """How long orders have waited in MANUFACTURING_APPROVED over 30 days, in seconds (`n` stays; the
-    percentiles and `max` are None without any)."""
+    """How long orders in MANUFACTURING_APPROVED over 30 days waited (or were on hold), in seconds, per
+    order (`n` orders; the percentiles and `max` are None without any)."""
 
     n: int
     p50: float | None
@@ -140,23 +146,27 @@ class ApprovedWaits(msgspec.Struct, kw_only=True):
 
 
 class WaitingAt(msgspec.Struct, kw_only=True):
-    """How many orders were waiting in MANUFACTURING_APPROVED at a time."""
+    """How many orders were waiting in MANUFACTURING_APPROVED at a time (not counting those on hold)."""
 
     at: datetime
     waiting: int
 
 
 class StatusBoard(msgspec.Struct, kw_only=True):
-    """The MES status board: orders per status, the approved queue's waits over 30 days and its last 24
-    hours, and the stuck and overdue orders (the first 20 of each; `*_total` counts them all)."""
+    """The MES status board: orders per status and how many of them are on hold, the approved queue's waits
+    over 30 days (time waiting and time on hold apart) and its last 24 hours, and the stuck, overdue and
+    held orders (the first 20 of each; `*_total` counts the stuck and overdue)."""
 
     counts: dict[str, int]
+    on_hold: dict[str, int]
     approved_waiting_series: list[WaitingAt]
     approved_wait_seconds: ApprovedWaits
+    approved_held_seconds: ApprovedWaits
     stuck_total: int
     overdue_total: int
     stuck: list[MesOrder]
     overdue: list[MesOrder]
+    held: list[MesOrder]
 
 
 class MesStreamMessage(msgspec.Struct, kw_only=True):

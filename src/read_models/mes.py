@@ -62,6 +62,8 @@ class MesFilters(msgspec.Struct, frozen=True, kw_only=True):
     operator_id: str | None = None
     overdue: bool = False
     stuck: bool = False
+    held: bool | None = None
+    """True: only orders on hold; False: only orders not on hold (the queue); None: both."""
     text: str | None = None
     sort: MesOrderSort = MesOrderSort.APPROVED
     cursor: str | None = None
@@ -92,7 +94,7 @@ LIST_COLUMNS = (
     "order_id", "number", "status", "channel", "owner_id", "contact_name", "item_title", "material_code",
     "quantity", "created_at", "updated_at", "status_since", "approved_at", "promised_date", "operator_id",
     "quote_total_minor", "currency", "quote_valid_until", "triangle_count", "stuck_at", "version",
-    "position", "parked_since", "parked_reason", "start_by", "due_at",
+    "position", "parked_since", "parked_reason", "start_by", "due_at", "held_since", "hold_reason",
 )  # fmt: skip
 
 
@@ -213,7 +215,15 @@ def _where(conditions: list[sql.Composable]) -> sql.Composable:
 
 
 def _only_text(f: MesFilters) -> bool:
-    return not (f.statuses or f.material_code or f.channel or f.operator_id or f.overdue or f.stuck)
+    return not (
+        f.statuses
+        or f.material_code
+        or f.channel
+        or f.operator_id
+        or f.overdue
+        or f.stuck
+        or f.held is not None
+    )
 
 
 def _pattern(text: str | None) -> str | None:
@@ -248,6 +258,8 @@ def _conditions(f: MesFilters) -> tuple[list[sql.Composable], list[Any]]:
         where.append(sql.SQL("promise_open AND promised_date < current_date"))
     if f.stuck:
         where.append(sql.SQL("stuck_at < now()"))
+    if f.held is not None:
+        where.append(sql.SQL("held_since IS NOT NULL" if f.held else "held_since IS NULL"))
     return where, params
 
 
@@ -294,10 +306,10 @@ def order_counts(conn: Connection[DictRow]) -> OrderCounts:
 
 
 APPROVED_STAYS = sql.SQL("""
-    SELECT entered_at, left_at FROM mes.status_stays
+    SELECT order_id, entered_at, left_at, held FROM mes.status_stays
     WHERE status = 'MANUFACTURING_APPROVED' AND left_at IS NULL
     UNION ALL
-    SELECT entered_at, left_at FROM mes.status_stays
+    SELECT order_id, entered_at, left_at, held FROM mes.status_stays
     WHERE status = 'MANUFACTURING_APPROVED' AND left_at > {since}
 """)
 """Stays in MANUFACTURING_APPROVED still open or left after `since`. Two branches, so that each is one range
@@ -319,17 +331,34 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
     """Counts per status, waiting times in MANUFACTURING_APPROVED, and the stuck and overdue orders."""
     now = datetime.now(UTC)
     counts = order_counts(conn)
-    waits = conn.execute(
-        sql.SQL("""
-        SELECT count(*) AS n,
-               percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
-               percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90,
-               percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99,
-               max(seconds) AS max
-        FROM (SELECT date_part('epoch', coalesce(left_at, now()) - entered_at) AS seconds
-              FROM ({stays}) AS s) AS stays
-        """).format(stays=APPROVED_STAYS.format(since=sql.SQL("now() - interval '30 days'")))
-    ).fetchone()
+    # Per order: a hold splits its stay in MANUFACTURING_APPROVED, and the time on hold is counted apart.
+    # Summed as intervals (exact), then in seconds: a float sum would depend on the order of the stays.
+    per_order = sql.SQL("""
+        SELECT order_id,
+               date_part('epoch', sum(spent) FILTER (WHERE NOT held)) AS waiting,
+               date_part('epoch', sum(spent) FILTER (WHERE held)) AS held
+        FROM (SELECT order_id, held, coalesce(left_at, now()) - entered_at AS spent FROM ({stays}) AS s) AS s
+        GROUP BY order_id
+    """).format(stays=APPROVED_STAYS.format(since=sql.SQL("now() - interval '30 days'")))
+    waits, held = (
+        conn.execute(
+            sql.SQL("""
+            SELECT count({seconds}) AS n,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY {seconds}) AS p50,
+                   percentile_cont(0.9) WITHIN GROUP (ORDER BY {seconds}) AS p90,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY {seconds}) AS p99,
+                   max({seconds}) AS max
+            FROM ({per_order}) AS o
+            """).format(seconds=sql.Identifier(column), per_order=per_order)
+        ).fetchone()
+        for column in ("waiting", "held")
+    )
+    on_hold = {
+        r["status"]: r["orders"]
+        for r in conn.execute(
+            "SELECT status, count(*) AS orders FROM mes.orders WHERE held_since IS NOT NULL GROUP BY status"
+        )
+    }
     listed = sql.SQL(
         "SELECT {columns}, stuck_at < now() AS stuck, "
         "promise_open AND promised_date < current_date AS overdue "
@@ -348,7 +377,13 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         ),
         (lists_limit,),
     ).fetchall()
-    # Orders waiting at each of the last 24 full hours. Only stays open now or left since the first of those
+    held_list = conn.execute(
+        listed.format(columns=columns, where=sql.SQL("held_since IS NOT NULL"), order=sql.SQL("held_since")),
+        (lists_limit,),
+    ).fetchall()
+    approved = counts.per_status.get(Status.MANUFACTURING_APPROVED.value, 0)
+    # Orders waiting (not on hold) at each of the last 24 full hours. Only stays open now or left since the
+    # first of those
     # hours can have been waiting then (a few thousand): each adds one from the first hour on or after it
     # was entered and takes it away from the first hour on or after it was left; the series is the running
     # sum (one pass over the stays, not one per hour).
@@ -357,9 +392,9 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         WITH recent AS MATERIALIZED ({stays}),
         hours AS (SELECT generate_series({first}, date_trunc('hour', now()), interval '1 hour') AS t),
         steps AS (
-            SELECT {ceil_entered} AS t, 1 AS step FROM recent
+            SELECT {ceil_entered} AS t, 1 AS step FROM recent WHERE NOT held
             UNION ALL
-            SELECT {ceil_left}, -1 FROM recent WHERE left_at IS NOT NULL
+            SELECT {ceil_left}, -1 FROM recent WHERE left_at IS NOT NULL AND NOT held
         ),
         by_hour AS (SELECT greatest(t, {first}) AS t, sum(step) AS step FROM steps GROUP BY 1)
         SELECT h.t AS at, sum(coalesce(b.step, 0)) OVER (ORDER BY h.t)::bigint AS waiting
@@ -373,14 +408,17 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
             ceil_entered=_ceil_hour("entered_at"),
             ceil_left=_ceil_hour("left_at"),
         ),
-        (counts.per_status[Status.MANUFACTURING_APPROVED.value],),
+        (approved - on_hold.get(Status.MANUFACTURING_APPROVED.value, 0),),
     ).fetchall()
     return {
         "counts": counts.per_status,
+        "on_hold": on_hold,
         "approved_waiting_series": [dict(r) for r in series],
         "approved_wait_seconds": dict(waits) if waits else {},
+        "approved_held_seconds": dict(held) if held else {},
         "stuck_total": counts.stuck,
         "overdue_total": counts.overdue,
         "stuck": [_item(r, now) for r in stuck],
         "overdue": [_item(r, now) for r in overdue],
+        "held": [_item(r, now) for r in held_list],
     }

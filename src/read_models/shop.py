@@ -13,6 +13,7 @@ ORDER_FIELDS = (
     "material_code, quantity, created_at, updated_at, promised_date, model_filename, triangle_count, "
     "quote_total_minor, "
     "currency, quote, carrier, tracking_number, rejection_reason, cancellation_reason, status_times, "
+    "held_since, hold_reason, "
     "parked_since, CASE WHEN parked_since IS NOT NULL THEN %(stale)s END AS parked_reason"
 )
 """parked_since: set while the order's events are parked (the row is stale since then). The shop says so in

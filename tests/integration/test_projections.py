@@ -62,6 +62,19 @@ def busy_order(app: OrdersApplication, steps: int, rng: random.Random) -> Order:
     return order
 
 
+def walked(app: OrdersApplication, commands: list[str]) -> Order:
+    """An order moved by `commands` in turn, each by the first actor allowed to."""
+    result = app.initiate(initiate_command(), OWNER)
+    assert isinstance(result, Accepted)
+    order = result.value
+    for name in commands:
+        actor = next(a for a in EVERYONE if name in order.allowed_for(a))
+        done = app.execute(order.id, valid_command(order, name), actor)
+        assert isinstance(done, Accepted), done
+        order = done.value
+    return order
+
+
 def view(database: str, schema: str = "mes") -> list[tuple[Any, ...]]:
     with psycopg.connect(database) as conn:
         return conn.execute(f"SELECT {VIEW_COLUMNS} FROM {schema}.orders ORDER BY order_id").fetchall()
@@ -193,24 +206,27 @@ def test_the_counts_per_status_follow_the_rows(app: OrdersApplication, database:
 REFERENCE_SERIES = """
     SELECT t AS at,
            (SELECT count(*) FROM mes.status_stays s
-            WHERE s.status = 'MANUFACTURING_APPROVED' AND s.entered_at <= t
+            WHERE s.status = 'MANUFACTURING_APPROVED' AND s.entered_at <= t AND NOT s.held
               AND (s.left_at IS NULL OR s.left_at > t)) AS waiting
     FROM generate_series(date_trunc('hour', now()) - interval '23 hours', date_trunc('hour', now()),
                          interval '1 hour') AS t
     UNION ALL
-    SELECT now(), count(*) FROM mes.orders WHERE status = 'MANUFACTURING_APPROVED'
+    SELECT now(), count(*) FROM mes.orders WHERE status = 'MANUFACTURING_APPROVED' AND held_since IS NULL
     ORDER BY at
 """
 REFERENCE_WAITS = """
-    SELECT count(*) AS n,
+    SELECT count(seconds) AS n,
            percentile_cont(0.5) WITHIN GROUP (ORDER BY seconds) AS p50,
            percentile_cont(0.9) WITHIN GROUP (ORDER BY seconds) AS p90,
            percentile_cont(0.99) WITHIN GROUP (ORDER BY seconds) AS p99,
            max(seconds) AS max
-    FROM (SELECT date_part('epoch', coalesce(left_at, now()) - entered_at) AS seconds
+    FROM (SELECT order_id,
+                 date_part('epoch', sum(coalesce(left_at, now()) - entered_at) FILTER (WHERE held = %s))
+                 AS seconds
           FROM mes.status_stays
           WHERE status = 'MANUFACTURING_APPROVED'
-            AND (left_at IS NULL OR left_at > now() - interval '30 days')) AS stays
+            AND (left_at IS NULL OR left_at > now() - interval '30 days')
+          GROUP BY order_id) AS per_order
 """
 """The board's waiting series and waits by their plain definitions (a query per hour, an OR on the
 stays): what status_board computes faster must equal these."""
@@ -229,16 +245,23 @@ def test_the_status_board_equals_its_plain_definitions(app: OrdersApplication, d
         edges = [timedelta(0), timedelta(microseconds=1), -timedelta(microseconds=1), timedelta(minutes=30)]
         times = [hour["h"] - timedelta(hours=h) + e for h in (0, 1, 5, 23, 24, 25, 24 * 31) for e in edges]
         stays = []
+        orders = [str(uuid.uuid4()) for _ in range(40)]  # an order's stays: waiting, held, waiting again
         for entered in times:
             for left in [None, *(t for t in times if t > entered)][:6]:
-                stays.append((str(uuid.uuid4()), rng.choice(STATUSES), entered, left))
+                held = rng.random() < 0.3
+                stays.append((rng.choice(orders), rng.choice(STATUSES), entered, left, held))
         conn.cursor().executemany(
-            "INSERT INTO mes.status_stays (order_id, status, entered_at, left_at) VALUES (%s, %s, %s, %s)",
+            "INSERT INTO mes.status_stays (order_id, status, entered_at, left_at, held) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
             stays,
         )
         board = status_board(conn)
         series = conn.execute(REFERENCE_SERIES).fetchall()
-        waits = conn.execute(REFERENCE_WAITS).fetchone()
+        waits = conn.execute(REFERENCE_WAITS, (False,)).fetchone()
+        held_waits = conn.execute(REFERENCE_WAITS, (True,)).fetchone()
+        on_hold = conn.execute(
+            "SELECT status, count(*) AS n FROM mes.orders WHERE held_since IS NOT NULL GROUP BY status"
+        ).fetchall()
         counted = conn.execute("SELECT status, count(*) AS n FROM mes.orders GROUP BY status").fetchall()
     per_status = {r["status"]: r["n"] for r in counted}
     assert [(p["at"], p["waiting"]) for p in board["approved_waiting_series"]] == [
@@ -246,6 +269,8 @@ def test_the_status_board_equals_its_plain_definitions(app: OrdersApplication, d
     ]
     assert max(p["waiting"] for p in series[:-1]) > 0
     assert board["approved_wait_seconds"] == waits
+    assert board["approved_held_seconds"] == held_waits and held_waits is not None and held_waits["n"] > 0
+    assert board["on_hold"] == {r["status"]: r["n"] for r in on_hold}
     assert {s: n for s, n in board["counts"].items() if n} == per_status
 
 
@@ -426,7 +451,10 @@ def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
     from psycopg.rows import dict_row
 
     rng = random.Random(21)
-    orders = [busy_order(app, rng.randint(0, 16), rng) for _ in range(60)]
+    orders = [busy_order(app, rng.randint(0, 16), rng) for _ in range(55)]
+    orders += [
+        walked(app, ["AttachModel", "SubmitOrder", "RecordQuote", "ApproveManufacturing"]) for _ in range(5)
+    ]
     approved_orders = [o for o in orders if Status.MANUFACTURING_APPROVED.value in o.entered_at]
     assert 0 < len(approved_orders) < len(orders), "the data must mix approved and never-approved orders"
     projection_runner("mes", database).catch_up()

@@ -40,7 +40,8 @@ def lifecycle_table() -> str:
         sources = ", ".join(sorted(s.value for s in t.sources)) or "(new)"
         who = ", ".join(sorted(WHO[p] for p in t.parties))
         endpoint = f"`POST /orders/{{order_id}}/{t.action}`" if t.action else ENDPOINTS[t.command]
-        lines.append(f"| {t.command} | {t.event} | {sources} | {t.target.value} | {who} | {endpoint} |")
+        target = t.target.value if t.target else "(the same)"
+        lines.append(f"| {t.command} | {t.event} | {sources} | {target} | {who} | {endpoint} |")
     return "\n".join(lines)
 
 

@@ -27,6 +27,7 @@ from orders_core.api.schemas import (
     CancelRequest,
     Channel,
     HistoryEntry,
+    HoldRequest,
     NewOrder,
     OrderView,
     ShipRequest,
@@ -35,7 +36,15 @@ from orders_core.api.schemas import (
 )
 from orders_core.application import OrdersApplication
 from orders_core.blobs import BlobStore, TooLarge
-from orders_core.commands import ORDER_COMMANDS, AttachModel, CancelOrder, Command, InitiateOrder, ShipOrder
+from orders_core.commands import (
+    ORDER_COMMANDS,
+    AttachModel,
+    CancelOrder,
+    Command,
+    HoldOrder,
+    InitiateOrder,
+    ShipOrder,
+)
 from orders_core.contracts import ModelFile
 from orders_core.lifecycle import INITIATE, TRANSITIONS, Role, Transition
 from orders_core.model_files import Unacceptable, claimed_format, identify, safe_filename
@@ -298,6 +307,18 @@ async def cancel(
     return await _run(order_id, CancelOrder(data.reason), actor, request)
 
 
+@post("/{order_id:uuid}/hold", status_code=200, summary="HoldOrder", operation_id="HoldOrder")
+async def hold(
+    order_id: FromPath[UUID],
+    data: JSONBody[HoldRequest],
+    actor: NamedDependency[Actor],
+    request: Request[Any, Any, State],
+) -> OrderResponse:
+    """Put the order on hold with a reason (operators and sellers): it leaves the queue, and takes only
+    ReleaseOrder and CancelOrder until released."""
+    return await _run(order_id, HoldOrder(data.reason), actor, request)
+
+
 def _bodiless_command_route(transition: Transition) -> HTTPRouteHandler:
     command_class = ORDER_COMMANDS[transition.command]
 
@@ -307,7 +328,8 @@ def _bodiless_command_route(transition: Transition) -> HTTPRouteHandler:
         return await _run(order_id, command_class(), actor, request)
 
     handler.__doc__ = f"{transition.command}: {' or '.join(sorted(s.value for s in transition.sources))}"
-    handler.__doc__ += f" -> {transition.target.value}."
+    target = transition.target
+    handler.__doc__ += f" -> {target.value if target else 'the same status'}."
     return post(
         f"/{{order_id:uuid}}/{transition.action}",
         status_code=200,
@@ -317,7 +339,7 @@ def _bodiless_command_route(transition: Transition) -> HTTPRouteHandler:
     )(handler)
 
 
-WITH_BODY = {"ShipOrder": ship, "CancelOrder": cancel}
+WITH_BODY = {"ShipOrder": ship, "CancelOrder": cancel, "HoldOrder": hold}
 
 COMMAND_ROUTES: tuple[HTTPRouteHandler, ...] = tuple(
     WITH_BODY[t.command] if t.command in WITH_BODY else _bodiless_command_route(t)

@@ -11,6 +11,7 @@ import msgspec
 
 from orders_core.actors import Actor
 from orders_core.catalog import Catalog
+from orders_core.commands import HOLD_REASON_MAX
 from orders_core.contracts import LabourRate, LabourUnit, Material, ModelFile, Product, Quote, Status
 from orders_core.order import Order
 from orders_core.webhook_urls import MAX_URL_LENGTH
@@ -64,6 +65,11 @@ class ShipRequest(Strict):
 
 class CancelRequest(Strict):
     reason: Reason
+
+
+class HoldRequest(Strict):
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=HOLD_REASON_MAX, pattern=SOME_TEXT)]
+    """Why the order waits: "awaiting material", "question about the model", "customer asked to wait"."""
 
 
 class MaterialRequest(Strict):
@@ -260,6 +266,9 @@ class OrderView(msgspec.Struct, kw_only=True):
     tracking_number: str | None
     rejection_reason: str | None
     cancellation_reason: str | None
+    held_since: datetime | None
+    """Since when the order is on hold (None: it is not); it takes only ReleaseOrder and CancelOrder."""
+    hold_reason: str | None
     status_times: dict[str, datetime]
     created_at: datetime
     updated_at: datetime
@@ -308,6 +317,8 @@ def order_view(order: Order, actor: Actor, now: datetime) -> OrderView:
         tracking_number=order.tracking_number,
         rejection_reason=order.rejection_reason,
         cancellation_reason=order.cancellation_reason,
+        held_since=order.held_since,
+        hold_reason=order.hold_reason,
         status_times=dict(order.entered_at),
         created_at=order.created_on,
         updated_at=order.modified_on,

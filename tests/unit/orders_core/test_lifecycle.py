@@ -43,6 +43,8 @@ def test_actions_are_the_http_commands_of_the_design() -> None:
     assert set(BY_ACTION) == {
         "submit",
         "reprice",
+        "hold",
+        "release",
         "approve",
         "take",
         "complete",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import msgspec
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
@@ -17,15 +17,17 @@ from orders_core.commands import (
     CloseOrder,
     Command,
     CompleteManufacturing,
+    HoldOrder,
     RecordQuote,
     RejectModel,
+    ReleaseOrder,
     RepriceOrder,
     ShipOrder,
     StartManufacturing,
     StartPackaging,
     SubmitOrder,
 )
-from orders_core.lifecycle import BY_COMMAND, Status
+from orders_core.lifecycle import BY_COMMAND, HOLDABLE, WHILE_HELD, Status
 from orders_core.outcomes import Refused
 from tests.orders import EVERYONE, model_file, new_order, quote_for, valid_command
 
@@ -45,6 +47,7 @@ class OrderLifecycle(RuleBasedStateMachine):
 
     def attempt(self, command: Command, actor: Actor) -> None:
         before_status, before_version = self.order.status, self.order.version
+        was_held = self.order.held_since is not None
         allowed_before = self.order.allowed_for(actor)
         mine = parties(actor, self.order.facts)
         refusal = self.order.execute(command, actor)
@@ -60,7 +63,8 @@ class OrderLifecycle(RuleBasedStateMachine):
                 assert refusal.status is before_status
             return
         assert len(events) == 1 and type(events[0]).__name__ == transition.event
-        assert before_status in transition.sources and self.order.status is transition.target
+        assert before_status in transition.sources
+        assert self.order.status is (transition.target or before_status)  # a hold stays where it is
         assert transition.parties & mine, (command, actor)
         assert command.name() in allowed_before
         assert self.order.version == before_version + 1
@@ -70,6 +74,12 @@ class OrderLifecycle(RuleBasedStateMachine):
         stamp = self.order.entered_at[self.order.status.value]
         assert stamp >= self.last_stamp
         self.last_stamp = stamp
+        if transition.command == "HoldOrder":
+            assert self.order.held_since == events[0].timestamp and self.order.hold_reason
+            event("held")
+        if transition.command == "ReleaseOrder":
+            assert self.order.held_since is None and was_held
+            event("released")
 
     @rule(actor=st.sampled_from(EVERYONE), model=models)
     def attach(self, actor: Actor, model: object) -> None:
@@ -100,6 +110,10 @@ class OrderLifecycle(RuleBasedStateMachine):
     def cancel(self, actor: Actor, reason: str) -> None:
         self.attempt(CancelOrder(reason), actor)
 
+    @rule(actor=st.sampled_from(EVERYONE), reason=st.text(min_size=0, max_size=210))
+    def hold(self, actor: Actor, reason: str) -> None:
+        self.attempt(HoldOrder(reason), actor)
+
     @rule(
         actor=st.sampled_from(EVERYONE),
         command=st.sampled_from(
@@ -111,6 +125,7 @@ class OrderLifecycle(RuleBasedStateMachine):
                 CompleteManufacturing(),
                 StartPackaging(),
                 CloseOrder(),
+                ReleaseOrder(),
             ]
         ),
     )
@@ -124,6 +139,16 @@ class OrderLifecycle(RuleBasedStateMachine):
         if candidates:
             actor, name = data.draw(st.sampled_from(candidates))
             self.attempt(valid_command(self.order, name), actor)
+
+    @invariant()
+    def an_order_on_hold_takes_only_a_release_or_a_cancellation(self) -> None:
+        if self.order.held_since is not None:
+            assert self.order.status in HOLDABLE and self.order.hold_reason
+            for actor in EVERYONE:
+                assert set(self.order.allowed_for(actor)) <= WHILE_HELD
+        else:
+            assert self.order.hold_reason is None
+            assert all("ReleaseOrder" not in self.order.allowed_for(actor) for actor in EVERYONE)
 
     @invariant()
     def status_is_known_and_stamped(self) -> None:

@@ -79,6 +79,9 @@ def test_the_row_mirrors_the_aggregate(choices: list[int]) -> None:
     assert row["model_sha256"] == (order.model.sha256 if order.model else None)
     assert row["triangle_count"] == (order.model.triangle_count if order.model else None)
     assert row["status_times"] == {k: v.isoformat() for k, v in order.entered_at.items()}
+    assert row["held_since"] == (order.held_since.isoformat() if order.held_since else None)
+    assert row["hold_reason"] == order.hold_reason
+    assert order.held_since is None or row["stuck_at"] is None
     approved = order.entered_at.get(Status.MANUFACTURING_APPROVED.value)
     assert row["approved_at"] == (approved.isoformat() if approved else NEVER)
 
