@@ -236,7 +236,9 @@ def mes_orders(
     except BadQuery as e:
         raise HTTPException(str(e), status_code=400) from e
     for item in page.items:
-        facts = OrderFacts(Status(item["status"]), item["owner_id"], item["operator_id"])
+        facts = OrderFacts(
+            Status(item["status"]), item["owner_id"], item["operator_id"], item["held_since"] is not None
+        )
         item["allowed"] = list(allowed_commands(actor, facts))
     return _positioned({"items": page.items, "next_cursor": page.next_cursor}, MesOrderPage, reached)
 

@@ -72,6 +72,7 @@ def test_a_held_order_leaves_the_queue_says_why_and_comes_back_when_released(
     assert order_id not in {o["order_id"] for o in queue}
     (row,) = [o for o in mes(operator, position, held="true") if o["order_id"] == order_id]
     assert row["hold_reason"] == "awaiting material: 2 mm sapphires" and row["held_since"]
+    assert set(row["allowed"]) == {"ReleaseOrder"}  # an operator may not cancel
     stats = operator.get("/mes/stats", params={"min_position": position}).json()
     assert stats["on_hold"].get("MANUFACTURING_APPROVED", 0) >= 1
     assert order_id in {o["order_id"] for o in stats["held"]}

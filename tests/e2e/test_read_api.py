@@ -266,10 +266,11 @@ def test_mes_items_say_what_the_caller_may_do(
         "/mes/orders", params={"material_code": "AU585", "min_position": order.headers["X-Position"]}
     )
     mine = next(i for i in items.json()["items"] if i["order_id"] == order.json()["order_id"])
-    assert mine["allowed"] == ["StartManufacturing"]
+    assert mine["allowed"] == ["StartManufacturing", "HoldOrder"]
     as_seller = seller.get("/mes/orders", params={"material_code": "AU585"}).json()["items"]
     assert next(i for i in as_seller if i["order_id"] == order.json()["order_id"])["allowed"] == [
-        "CancelOrder"
+        "HoldOrder",
+        "CancelOrder",
     ]
 
 

@@ -22,12 +22,14 @@
     CloseOrder: { path: "close", label: "Close" },
     SubmitOrder: { path: "submit", label: "Submit" },
     CancelOrder: { path: "cancel", label: "Cancel…", form: "cancel", danger: true },
+    HoldOrder: { path: "hold", label: "Hold…", form: "hold" },
+    ReleaseOrder: { path: "release", label: "Release" },
   };
 
   // Views per role: each is a preset of filters; the filter bar can refine it.
   const TABS = {
     queue: { label: "Approved, waiting", roles: ["operator", "admin"],
-             preset: { status: "MANUFACTURING_APPROVED", sort: "approved" } },
+             preset: { status: "MANUFACTURING_APPROVED", sort: "approved", held: "false" } },
     mine: { label: "My orders", roles: ["operator", "admin"], preset: { sort: "approved" }, mine: true },
     quotes: { label: "Quotes to approve", roles: ["seller", "admin"],
               preset: { status: "PRICE_CALCULATED", sort: "created" } },
@@ -370,6 +372,7 @@
     $("f-channel").value = preset.channel || "";
     $("f-overdue").checked = Boolean(preset.overdue);
     $("f-stuck").checked = Boolean(preset.stuck);
+    $("f-held").value = preset.held || "";
     $("f-sort").value = preset.sort || "approved";
   }
 
@@ -381,6 +384,7 @@
       channel: $("f-channel").value,
       overdue: $("f-overdue").checked ? "true" : "",
       stuck: $("f-stuck").checked ? "true" : "",
+      held: $("f-held").value,
       sort: $("f-sort").value,
       operator_id: TABS[state.tab].mine ? state.actor.sub : "",
     };
@@ -479,6 +483,10 @@
     const flags = [
       item.overdue ? h("span", { class: "badge warn", "data-testid": "overdue" }, "overdue") : null,
       item.stuck ? h("span", { class: "badge bad", "data-testid": "stuck" }, "stuck") : null,
+      item.held_since ? h("span", {
+        class: "badge warn", "data-testid": "held",
+        title: `On hold since ${formatTime(item.held_since)}: ${item.hold_reason}`,
+      }, `on hold: ${item.hold_reason}`) : null,
       // The view holds this order's events back since one could not be applied: what it shows may be old.
       item.parked_since ? h("span", {
         class: "badge bad", "data-testid": "parked",
@@ -616,6 +624,7 @@
     if (command === "ApproveManufacturing" && !approvalConfirmed(order)) return null;
     if (action.form === "ship") return openDialog("ship", order);
     if (action.form === "cancel") return openDialog("cancel", order);
+    if (action.form === "hold") return openDialog("hold", order);
     return runCommand(order, command);
   }
 
@@ -657,6 +666,8 @@
     ApproveManufacturing: (o) => `${o.number} approved for manufacturing.`,
     RepriceOrder: (o) => `${o.number} is being priced again at today's catalog.`,
     CancelOrder: (o) => `${o.number} cancelled.`,
+    HoldOrder: (o) => `${o.number} is on hold: ${o.hold_reason}.`,
+    ReleaseOrder: (o) => `${o.number} released from its hold.`,
     CloseOrder: (o) => `${o.number} closed.`,
   };
 
@@ -714,10 +725,10 @@
         return;
       }
     } else {
-      body = { reason: $("cancel-reason").value.trim() };
-      command = "CancelOrder";
+      body = { reason: $(`${kind}-reason`).value.trim() };
+      command = kind === "hold" ? "HoldOrder" : "CancelOrder";
       if (!body.reason) {
-        error.textContent = "Give a reason: the customer reads it.";
+        error.textContent = kind === "hold" ? "Say why it waits." : "Give a reason: the customer reads it.";
         error.hidden = false;
         return;
       }
@@ -779,6 +790,7 @@
       ["Promised", order.promised_date || "—"],
       ["Model", order.model ? `${order.model.filename} · ${order.model.format} · ${order.model.triangle_count ?? "?"} triangles` : "—"],
       ["Operator", order.operator_id || "—"],
+      order.held_since ? ["On hold", `since ${formatTime(order.held_since)} (${ago(order.held_since)}): ${order.hold_reason}`] : null,
       order.quote ? ["Quote holds", `until ${formatTime(order.quote.valid_until)} (${quoteTerm(order.quote.valid_until)})`] : null,
       order.carrier ? ["Shipping", `${order.carrier} · ${order.tracking_number}`] : null,
       order.rejection_reason ? ["Rejected", order.rejection_reason] : null,
@@ -853,12 +865,16 @@
       ["Packaging", counts.PACKAGING, "PACKAGING"],
       ["Stuck", stats.stuck_total, null, "stuck"],
       ["Overdue", stats.overdue_total, null, "overdue"],
+      ["On hold", Object.values(stats.on_hold || {}).reduce((a, b) => a + b, 0), null, "held"],
     ];
     const nodes = [];
     for (const [label, value, status, flag] of entries) {
       const apply = () => {
         selectTabQuietly("all");
-        setFilters({ sort: "approved", status: status || "", stuck: flag === "stuck", overdue: flag === "overdue" });
+        setFilters({
+          sort: "approved", status: status || "", stuck: flag === "stuck", overdue: flag === "overdue",
+          held: flag === "held" ? "true" : "",
+        });
         reload({ fresh: true });
       };
       nodes.push(h("div", { class: "stat" + (flag && value ? " alarm" : "") },
@@ -867,6 +883,9 @@
     }
     nodes.push(h("div", { class: "stat" }, h("dt", null, "Wait p50 / p90"),
       h("dd", { "data-stat": "wait" }, `${formatDuration(waits.p50)} / ${formatDuration(waits.p90)}`)));
+    const held = stats.approved_held_seconds || {};
+    nodes.push(h("div", { class: "stat" }, h("dt", null, "On hold p50 / max"),
+      h("dd", { "data-stat": "held-wait" }, held.n ? `${formatDuration(held.p50)} / ${formatDuration(held.max)}` : "—")));
     $("stats").replaceChildren(...nodes);
     drawChart(stats.approved_waiting_series || []);
     state.statsLast = Date.now();
@@ -1048,7 +1067,7 @@
     });
     $("more").addEventListener("click", more);
     $("detail-close").addEventListener("click", closeDetail);
-    for (const kind of ["ship", "cancel"]) {
+    for (const kind of ["ship", "cancel", "hold"]) {
       $(`${kind}-form`).addEventListener("submit", (e) => submitDialog(kind, e));
       $(`${kind}-dialog`).querySelector("[data-close]").addEventListener("click", () => $(`${kind}-dialog`).close());
     }
