@@ -79,4 +79,6 @@ def command_for(result: PricingResultV1) -> Command:
     if result.quote is not None:
         return RecordQuote(result.quote, submission=result.submission)
     reason = result.rejection_reason or "the model could not be priced"
-    return RejectModel(result.model_sha256, reason, submission=result.submission)
+    return RejectModel(
+        result.model_sha256, reason, submission=result.submission, preview_sha256=result.preview_sha256
+    )

@@ -77,6 +77,9 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     lines: tuple[QuoteLine, ...]
     total_minor: int
     figures: MeshFigures
+    preview_sha256: Sha256 | None = None
+    """The preview of the model (pricing.preview: a GLB coloured by wall thickness) in the blob store;
+    None when none was made (quotes before previews, or the preview ran out of time or failed)."""
 
     @property
     def total(self) -> Money:

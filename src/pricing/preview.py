@@ -8,7 +8,10 @@ read them), with per vertex:
 - `COLOR_0` (RGB, normalized unsigned bytes): red below the material's minimum wall, amber up to
   NEAR_FACTOR times it, a neutral metal grey above, a cool grey where nothing was measured,
 - `_WALL_MM` (float32, an application-specific attribute): the wall thickness in millimetres there (NaN
-  where nothing was measured), so a viewer can recolour against another minimum or show the value.
+  where nothing was measured), so a viewer can recolour against another minimum or show the value;
+
+and on its node `extras`: `min_wall_mm` (what the colours were computed against), `near_factor` and
+`model_triangles` (the model's own count, before any simplification).
 
 The thickness of a vertex is the thinnest wall of the quote's own per-triangle measurements
 (pricing.thickness, on the full model) over the original triangles that meet at it, so the red of the
@@ -72,7 +75,8 @@ def preview_glb(
     if len(faces) > budget:
         points, faces, wall = _simplified(points, faces, wall, budget)
     wall = np.where(np.isinf(wall), np.nan, wall).astype(np.float32)
-    return glb(points.astype(np.float32), faces.astype(np.uint32), wall, colours(wall, min_wall_mm))
+    extras = {"min_wall_mm": min_wall_mm, "near_factor": NEAR_FACTOR, "model_triangles": len(soup)}
+    return glb(points.astype(np.float32), faces.astype(np.uint32), wall, colours(wall, min_wall_mm), extras)
 
 
 def colours(wall_mm: npt.NDArray[np.float32], min_wall_mm: float) -> npt.NDArray[np.uint8]:
@@ -134,8 +138,10 @@ def glb(
     faces: npt.NDArray[np.uint32],
     wall_mm: npt.NDArray[np.float32],
     rgb: npt.NDArray[np.uint8],
+    extras: dict[str, Any] | None = None,
 ) -> bytes:
-    """One indexed mesh as GLB: positions, COLOR_0 (normalized bytes, padded to 4), _WALL_MM, indices."""
+    """One indexed mesh as GLB: positions, COLOR_0 (normalized bytes, padded to 4), _WALL_MM, indices;
+    `extras` on its node (three.js: the object's userData)."""
     count = len(points)
     colour = np.zeros((count, 4), np.uint8)
     colour[:, :3] = rgb
@@ -156,7 +162,7 @@ def glb(
         "asset": {"version": "2.0", "generator": "Alexandrite pricing.preview"},
         "scene": 0,
         "scenes": [{"nodes": [0]}],
-        "nodes": [{"mesh": 0, "name": "model"}],
+        "nodes": [{"mesh": 0, "name": "model", "extras": extras or {}}],
         "meshes": [
             {
                 "primitives": [

@@ -24,7 +24,7 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "status", "version", "position", "created_at", "updated_at", "status_since", "stuck_at", "approved_at",
     "promised_date", "promise_open", "operator_id", "model_sha256", "model_filename", "model_format",
     "model_size_bytes", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
-    "tracking_number", "rejection_reason", "cancellation_reason", "status_times",
+    "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "preview_sha256",
 )  # fmt: skip
 """Columns of a folded order row, in the order the MES table declares them."""
 
@@ -116,6 +116,7 @@ class ModelAttached(OrderEvent, kw_only=True):
             quote_total_minor=None,
             currency=None,
             rejection_reason=None,
+            preview_sha256=None,
         )
 
 
@@ -137,14 +138,17 @@ class PriceCalculated(OrderEvent, kw_only=True):
             quote_total_minor=quote["total_minor"],
             currency=quote["currency"],
             triangle_count=quote["figures"]["triangle_count"],
+            preview_sha256=quote.get("preview_sha256"),
         )
 
 
 class ModelRejected(OrderEvent, kw_only=True):
     reason: str
+    preview_sha256: str | None = None
 
     def fields_into(self, row: OrderRow, stamp: str) -> None:
         row["rejection_reason"] = self.reason
+        row["preview_sha256"] = self.preview_sha256
 
 
 class ManufacturingApproved(OrderEvent, kw_only=True):

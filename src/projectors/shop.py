@@ -17,7 +17,7 @@ ORDER_COLUMNS = (
     "order_id", "owner_id", "number", "channel", "status", "version", "position", "item_title",
     "contact_name", "material_code", "quantity", "created_at", "updated_at", "promised_date",
     "model_filename", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
-    "tracking_number", "rejection_reason", "cancellation_reason", "status_times",
+    "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "preview_sha256",
 )  # fmt: skip
 JSON_COLUMNS = frozenset({"quote", "status_times"})
 CATALOG_TABLES = {

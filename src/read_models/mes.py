@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from psycopg import Connection, sql
@@ -365,3 +366,11 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         "stuck": [_item(r) for r in stuck],
         "overdue": [_item(r) for r in overdue],
     }
+
+
+def preview_of(conn: Connection[DictRow], order_id: UUID) -> tuple[str, str | None] | None:
+    """The order's status and its preview's sha256 (None: no preview yet), or None for no such order."""
+    row = conn.execute(
+        "SELECT status, preview_sha256 FROM mes.orders WHERE order_id = %s", (order_id,)
+    ).fetchone()
+    return (row["status"], row["preview_sha256"]) if row else None

@@ -56,6 +56,14 @@ def orders_of(
     return [dict(r) for r in rows]
 
 
+def preview_of(conn: Connection[DictRow], order_id: UUID) -> tuple[str, str | None] | None:
+    """The order's owner and its preview's sha256 (None: no preview yet), or None for no such order."""
+    row = conn.execute(
+        "SELECT owner_id, preview_sha256 FROM shop.orders WHERE order_id = %s", (order_id,)
+    ).fetchone()
+    return (row["owner_id"], row["preview_sha256"]) if row else None
+
+
 def order(conn: Connection[DictRow], order_id: UUID) -> dict[str, Any] | None:
     """One order of the shop's view, or None."""
     row = conn.execute(

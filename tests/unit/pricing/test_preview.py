@@ -101,6 +101,8 @@ def test_the_glb_declares_its_attributes() -> None:
     gltf = document(data)
     primitive = gltf["meshes"][0]["primitives"][0]  # type: ignore[index]
     assert set(primitive["attributes"]) == {"POSITION", "COLOR_0", "_WALL_MM"}
+    extras = gltf["nodes"][0]["extras"]  # type: ignore[index]
+    assert extras == {"min_wall_mm": GOLD_MIN, "near_factor": 1.25, "model_triangles": len(triangles)}
     mesh = parsed(data)
     assert (rgb(mesh) == UNMEASURED).all()  # nothing measured: nothing claimed
 
