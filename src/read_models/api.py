@@ -203,15 +203,9 @@ PREVIEW_RESPONSES = {
 }
 
 
-def provide_previews(state: State) -> PreviewReader | None:
-    previews: PreviewReader | None = state.previews
-    return previews
-
-
-def _preview(
-    order_id: UUID, sha256: str | None, previews: PreviewReader | None, request: Request[Any, Any, State]
-) -> Response[bytes]:
+def _preview(order_id: UUID, sha256: str | None, request: Request[Any, Any, State]) -> Response[bytes]:
     """The preview `sha256` of the order as a GLB answer, or the 404 that says why there is none."""
+    previews: PreviewReader | None = request.app.state.previews
     if sha256 is None:
         raise HTTPException(
             f"order {order_id} has no preview yet: one is made when its model is quoted or rejected as too "
@@ -246,7 +240,6 @@ def shop_order_preview(
     order_id: FromPath[UUID],
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
-    previews: NamedDependency[PreviewReader | None],
     request: Request[Any, Any, State],
 ) -> Response[bytes]:
     """The 3D preview of the caller's own order (a GLB coloured by wall thickness against the material's
@@ -255,7 +248,7 @@ def shop_order_preview(
         found = shop.preview_of(conn, order_id)
     if found is None or not actor.owns_orders or found[0] != actor.subject:
         raise HTTPException(f"no order {order_id}", status_code=404)
-    return _preview(order_id, found[1], previews, request)
+    return _preview(order_id, found[1], request)
 
 
 @get(
@@ -269,7 +262,6 @@ def mes_order_preview(
     order_id: FromPath[UUID],
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
-    previews: NamedDependency[PreviewReader | None],
     request: Request[Any, Any, State],
 ) -> Response[bytes]:
     """The 3D preview of any order, for operators, sellers and admins (a GLB coloured by wall thickness
@@ -279,7 +271,7 @@ def mes_order_preview(
         found = mes.preview_of(conn, order_id)
     if found is None:
         raise HTTPException(f"no order {order_id}", status_code=404)
-    return _preview(order_id, found[1], previews, request)
+    return _preview(order_id, found[1], request)
 
 
 def _mes_only(actor: Actor) -> None:
@@ -417,7 +409,6 @@ class ReadApi(InitPlugin):
         pool = self.pool
         app_config.route_handlers = [*app_config.route_handlers, *ROUTES]
         app_config.dependencies["pool"] = Provide(provide_pool, sync_to_thread=False)
-        app_config.dependencies["previews"] = Provide(provide_previews, sync_to_thread=False)
         app_config.state.update(pool=pool, feed=self.feed, previews=self.previews)
         app_config.on_startup.append(self.feed.start)
         app_config.on_shutdown.append(self.feed.stop)
