@@ -5,8 +5,9 @@ millimetres (glTF's unit is the metre; the viewer only frames it, so the numbers
 read them), with per vertex:
 
 - `POSITION` (float32),
-- `COLOR_0` (RGB, normalized unsigned bytes): red below the material's minimum wall, amber up to
-  NEAR_FACTOR times it, a neutral metal grey above, a cool grey where nothing was measured,
+- `COLOR_0` (RGBA, normalized unsigned bytes, linear as glTF defines it: `stored(RED)` for the sRGB
+  colour RED): red below the material's minimum wall, amber up to NEAR_FACTOR times it, a neutral metal
+  grey above, a cool grey where nothing was measured,
 - `_WALL_MM` (float32, an application-specific attribute): the wall thickness in millimetres there (NaN
   where nothing was measured), so a viewer can recolour against another minimum or show the value;
 
@@ -43,6 +44,16 @@ RED = (214, 40, 40)
 AMBER = (240, 168, 32)
 NEUTRAL = (200, 196, 186)
 UNMEASURED = (150, 160, 175)
+"""The colours as shown (sRGB); COLOR_0 holds them linear (`stored`), which viewers turn back to these."""
+
+
+def stored(srgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """An sRGB colour as COLOR_0 holds it: linear, in normalized bytes."""
+    c = np.asarray(srgb, np.float64) / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    r, g, b = (int(v) for v in np.rint(linear * 255))
+    return r, g, b
+
 
 MEDIA_TYPE = "model/gltf-binary"
 
@@ -80,14 +91,15 @@ def preview_glb(
 
 
 def colours(wall_mm: npt.NDArray[np.float32], min_wall_mm: float) -> npt.NDArray[np.uint8]:
-    """RGB bytes per vertex: red below `min_wall_mm`, amber near it, neutral above, grey unmeasured."""
+    """Linear RGB bytes per vertex: red below `min_wall_mm`, amber near it, neutral above, grey
+    unmeasured."""
     rgb = np.empty((len(wall_mm), 3), np.uint8)
-    rgb[:] = UNMEASURED
+    rgb[:] = stored(UNMEASURED)
     measured = ~np.isnan(wall_mm)
     value = np.where(measured, wall_mm, 0.0)
-    rgb[measured & (value >= min_wall_mm * NEAR_FACTOR)] = NEUTRAL
-    rgb[measured & (value >= min_wall_mm) & (value < min_wall_mm * NEAR_FACTOR)] = AMBER
-    rgb[measured & (value < min_wall_mm)] = RED
+    rgb[measured & (value >= min_wall_mm * NEAR_FACTOR)] = stored(NEUTRAL)
+    rgb[measured & (value >= min_wall_mm) & (value < min_wall_mm * NEAR_FACTOR)] = stored(AMBER)
+    rgb[measured & (value < min_wall_mm)] = stored(RED)
     return rgb
 
 

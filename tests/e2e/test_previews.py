@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from pricing.preview import RED
+from pricing.preview import RED, stored
 from tests.conftest import RunningApi
 from tests.journeys import NEW_ORDER, answered, submit
 from tests.unit.pricing.solids import binary_stl, ring
@@ -52,7 +52,7 @@ def red_vertices(content: bytes) -> int:
     scene = trimesh.load(io.BytesIO(content), file_type="glb", process=False)
     (mesh,) = scene.geometry.values()
     colours = np.asarray(mesh.visual.vertex_colors)[:, :3]
-    return int((colours == RED).all(axis=1).sum())
+    return int((colours == stored(RED)).all(axis=1).sum())
 
 
 def test_the_owner_and_staff_get_the_preview_of_a_quote(

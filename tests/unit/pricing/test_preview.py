@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from pricing.preview import AMBER, NEUTRAL, RED, UNMEASURED, colours, preview_glb
+from pricing.preview import AMBER, NEUTRAL, RED, UNMEASURED, colours, preview_glb, stored
 from pricing.thickness import wall_thickness
 from tests.unit.pricing.solids import ring, torus
 
@@ -46,7 +46,7 @@ def test_a_thin_prong_is_red_at_the_prong_and_nowhere_else() -> None:
     assert thickness.per_triangle is not None and len(thickness.per_triangle) == len(triangles)
     mesh = parsed(preview_glb(triangles, thickness.per_triangle, GOLD_MIN))
     assert len(mesh.faces) == len(triangles)  # a small model is kept whole
-    red = (rgb(mesh) == RED).all(axis=1)
+    red = (rgb(mesh) == stored(RED)).all(axis=1)
     assert red.any()
     # the red vertices lie in the box the quote reports as thin (the prong: x 10 to 15, 0.3 mm across)
     assert thickness.below_low is not None and thickness.below_high is not None
@@ -65,8 +65,8 @@ def test_a_sound_ring_has_no_red() -> None:
     assert thickness.per_triangle is not None
     mesh = parsed(preview_glb(triangles, thickness.per_triangle, GOLD_MIN))
     colour = rgb(mesh)
-    assert not (colour == RED).all(axis=1).any()
-    assert (colour == NEUTRAL).all(axis=1).any()
+    assert not (colour == stored(RED)).all(axis=1).any()
+    assert (colour == stored(NEUTRAL)).all(axis=1).any()
 
 
 def test_a_large_model_is_simplified_to_the_budget_and_keeps_its_red() -> None:
@@ -76,7 +76,7 @@ def test_a_large_model_is_simplified_to_the_budget_and_keeps_its_red() -> None:
     data = preview_glb(triangles, thickness.per_triangle, GOLD_MIN, budget=1000)
     mesh = parsed(data)
     assert len(mesh.faces) <= 1000
-    red = (rgb(mesh) == RED).all(axis=1)
+    red = (rgb(mesh) == stored(RED)).all(axis=1)
     assert red.any()
     assert thickness.below_low is not None and thickness.below_high is not None
     points = mesh.vertices[red]
@@ -104,12 +104,14 @@ def test_the_glb_declares_its_attributes() -> None:
     extras = gltf["nodes"][0]["extras"]  # type: ignore[index]
     assert extras == {"min_wall_mm": GOLD_MIN, "near_factor": 1.25, "model_triangles": len(triangles)}
     mesh = parsed(data)
-    assert (rgb(mesh) == UNMEASURED).all()  # nothing measured: nothing claimed
+    assert (rgb(mesh) == stored(UNMEASURED)).all()  # nothing measured: nothing claimed
 
 
 def test_colours_against_the_minimum() -> None:
     walls = np.array([0.2, 0.6, 0.7, 0.75, 2.0, np.nan], np.float32)
-    assert [tuple(c) for c in colours(walls, 0.6)] == [RED, AMBER, AMBER, NEUTRAL, NEUTRAL, UNMEASURED]
+    expected = [RED, AMBER, AMBER, NEUTRAL, NEUTRAL, UNMEASURED]
+    assert [tuple(c) for c in colours(walls, 0.6)] == [stored(c) for c in expected]
+    assert stored(RED) == (171, 5, 5) and stored((255, 255, 255)) == (255, 255, 255)
 
 
 def test_walls_must_match_the_triangles() -> None:
