@@ -60,7 +60,7 @@ def main() -> None:
         walls = thickness.per_triangle
         seconds, cpu, glb = fastest(lambda: preview_glb(triangles, walls, 0.6), args.repeat)  # noqa: B023
         kept = _triangles_in(glb)
-        weld_s, (ids, count) = timed(vertex_ids, triangles.reshape(-1, 3))
+        weld_s, (ids, count) = timed(vertex_ids, triangles.reshape(-1, 3).astype(np.float32))
         points = np.empty((count, 3), np.float32)
         points[ids] = triangles.reshape(-1, 3)
         welded = ids.reshape(-1, 3).astype(np.int32)

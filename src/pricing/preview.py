@@ -76,7 +76,8 @@ def preview_glb(
     if len(wall_mm) != len(soup):
         raise ValueError(f"{len(wall_mm)} walls for {len(soup)} triangles")
     corners = soup.reshape(-1, 3)
-    ids, count = vertex_ids(corners)
+    # welded in float32, the precision the preview is drawn in (and STL's own): half the bytes to hash
+    ids, count = vertex_ids(corners.astype(np.float32))
     faces = ids.reshape(-1, 3)
     points = np.empty((count, 3), np.float64)
     points[ids] = corners
@@ -106,11 +107,8 @@ def colours(wall_mm: npt.NDArray[np.float32], min_wall_mm: float) -> npt.NDArray
 def _thinnest(values: npt.NDArray[np.float32], groups: npt.NDArray[np.int64], count: int) -> Any:
     """The minimum of `values` per group id in 0..count-1 (inf for an empty group)."""
     out = np.full(count, np.inf, np.float32)
-    order = np.lexsort((values, groups))
-    ordered = groups[order]
-    first = np.ones(len(ordered), bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    out[ordered[first]] = values[order][first]
+    # numpy 2's ufunc.at is a tight loop: 0.02 s for 3M values, where sorting them took 0.6-1.4 s
+    np.minimum.at(out, groups, values)
     return out
 
 

@@ -41,10 +41,10 @@ log = structlog.get_logger("pricing")
 tracer = trace.get_tracer("pricing.worker")
 
 
-PREVIEW_SECONDS_PER_TRIANGLE = 5e-6
+PREVIEW_SECONDS_PER_TRIANGLE = 4e-6
 """What a preview is reckoned to cost per triangle of a model above the budget (welding the corners and
-simplifying: 3.3 s at 1M triangles on the 2-core development machine under load, bench/preview.py); one is
-started only if that fits in what is left of the quote's time limit."""
+simplifying: 2.7-3.0 s at 1M triangles, 7.0 s at 2M on the 2-core development machine under load,
+bench/preview.py); one is started only if that fits in what is left of the quote's time limit."""
 PREVIEW_SECONDS_WITHIN_BUDGET = 0.5
 """What a preview of a model within the budget is reckoned to cost at most (0.2 s at 100k)."""
 
