@@ -739,7 +739,7 @@
     const previewKey = `${order.order_id}:${(quote && quote.preview_sha256) || order.status}`;
     if (state.previewKey !== previewKey) {
       state.previewKey = previewKey;
-      loadPreview(order.order_id);
+      loadPreview(order.order_id, quote && quote.preview_sha256, order.status === "REJECTED");
     }
     const buttons = actionButtons(order, { testidPrefix: "detail-" });
     $("detail-actions").replaceChildren(...(buttons.length ? buttons : [h("span", { class: "muted" }, "Nothing you can do to this order now.")]));
@@ -776,7 +776,10 @@
 
   let previewModule = null;
 
-  async function loadPreview(id) {
+  // `expected`: the preview's sha256 the order's quote names; `rejected`: the order was rejected (a too-thin
+  // model has a preview the write side does not name). The MES view may not show it yet: asked again a
+  // few times until it does (its ETag is the sha256).
+  async function loadPreview(id, expected, rejected) {
     const view = $("preview-view");
     const note = $("preview-note");
     delete view.dataset.ready;
@@ -784,15 +787,21 @@
     $("preview-legend").replaceChildren();
     note.textContent = "Loading the 3D preview…";
     let response;
-    try {
-      response = await fetch(apiUrl(`/mes/orders/${id}/preview`), {
-        headers: { Authorization: `Bearer ${state.token}` }, cache: "no-cache",
-      });
-    } catch (e) {
-      if (state.detailId === id) note.textContent = "Cannot reach the server for the 3D preview.";
-      return;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        response = await fetch(apiUrl(`/mes/orders/${id}/preview`), {
+          headers: { Authorization: `Bearer ${state.token}` }, cache: "no-cache",
+        });
+      } catch (e) {
+        if (state.detailId === id) note.textContent = "Cannot reach the server for the 3D preview.";
+        return;
+      }
+      if (state.detailId !== id) return;
+      const behind = expected ? response.headers.get("ETag") !== `"${expected}"` : !response.ok && rejected;
+      if (!behind || attempt >= (expected ? 10 : 4)) break;
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      if (state.detailId !== id) return;
     }
-    if (state.detailId !== id) return;
     if (!response.ok) {
       let body = null;
       try { body = await response.json(); } catch (e) { /* not JSON */ }
