@@ -73,6 +73,9 @@ class ShopOrder(msgspec.Struct, kw_only=True):
     status_times: dict[str, datetime]
     parked_since: datetime | None
     parked_reason: str | None
+    preview_sha256: str | None = None
+    """The model's 3D preview (`GET /shop/orders/{order_id}/preview` serves it, this its ETag): made when the
+    model is quoted or rejected as too thin; None until then."""
 
 
 class ShopOrderPage(msgspec.Struct, kw_only=True):

@@ -13,7 +13,7 @@ ORDER_FIELDS = (
     "material_code, quantity, created_at, updated_at, promised_date, model_filename, triangle_count, "
     "quote_total_minor, "
     "currency, quote, carrier, tracking_number, rejection_reason, cancellation_reason, status_times, "
-    "parked_since, CASE WHEN parked_since IS NOT NULL THEN %(stale)s END AS parked_reason"
+    "parked_since, CASE WHEN parked_since IS NOT NULL THEN %(stale)s END AS parked_reason, preview_sha256"
 )
 """parked_since: set while the order's events are parked (the row is stale since then). The shop says so in
 words for its customers; the error itself is for staff (the MES view, `backbone projections parked`)."""

@@ -68,6 +68,7 @@ def test_the_owner_and_staff_get_the_preview_of_a_quote(
     assert mine.headers["content-type"].startswith(GLB)
     assert mine.headers["etag"] == f'"{sha}"'
     assert mine.content[:4] == b"glTF"
+    assert owner.get(f"/shop/orders/{order_id}").json()["preview_sha256"] == sha
     assert red_vertices(mine.content) == 0  # a sound 1 mm ring in gold (minimum 0.6 mm)
     # unchanged: revalidated without the body
     again = owner.get(f"/shop/orders/{order_id}/preview", headers={"If-None-Match": f'"{sha}"'})
