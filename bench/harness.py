@@ -1,4 +1,5 @@
-"""What the benches share: a temporary embedded PostgreSQL, and CPU figures by process.
+"""What the benches share: a temporary embedded PostgreSQL, the environment of a part, CPU figures by
+process.
 
 The benches run as scripts from the repository root (`.venv/bin/python bench/x.py`), so this module is
 importable as `harness`.
@@ -160,3 +161,17 @@ def percentile(values: Sequence[float], p: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def part_env(dsn: str, secret: str, home: str | None = None, **settings: str) -> dict[str, str]:
+    """The environment of a `backbone` part under a bench: this process's, on `dsn`, tokens signed with
+    `secret`, in `home` (a fresh temporary one by default), with `settings` added. Rate limits are off:
+    a bench's few simulated partners are busy by design, and the limiter is not what it measures."""
+    return {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "JWT_SECRET": secret,
+        "BACKBONE_HOME": home or tempfile.mkdtemp(prefix="backbone-bench-"),
+        "RATE_LIMIT_PER_MINUTE": "0",
+        **settings,
+    }

@@ -44,6 +44,7 @@ from harness import (  # bench/ is on sys.path
     embedded_postgres,
     free_block,
     healthy,
+    part_env,
 )
 from workload import Workload, summary
 
@@ -65,13 +66,7 @@ def new_database(server_dsn: str, name: str) -> str:
 def system(setup: str, dsn: str, amqp: str | None) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """`backbone up` or `backbone up --scaled` on `dsn`; yields (port, process) once all APIs answer."""
     port = free_block()
-    env = {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "JWT_SECRET": SECRET,
-        "BACKBONE_HOME": tempfile.mkdtemp(prefix=f"backbone-load-{setup}-"),
-        "RATE_LIMIT_PER_MINUTE": "0",  # simulated partners are few and busy; the limiter is not measured
-    }
+    env = part_env(dsn, SECRET, tempfile.mkdtemp(prefix=f"backbone-load-{setup}-"))
     args = ["up", "--host", HOST, "--port", str(port)]
     if setup == "scaled":
         assert amqp is not None

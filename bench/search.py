@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any, cast
@@ -68,6 +68,8 @@ def words(text: str, sep: str | None = None) -> list[str]:
 
 
 MATERIALS = (("AU750", 30), ("AU585", 25), ("AG925", 20), ("AU750W", 12), ("PT950", 8), ("PD950", 5))
+MANUFACTURING_HOURS = {"AU750": 30, "AU585": 30, "AG925": 20, "AU750W": 36, "PT950": 60, "PD950": 48}
+"""Expected manufacturing time by material, as a catalog would set it: start_by varies by material."""
 OPERATORS = [f"op-{i:02d}" for i in range(1, 51)]
 FIRST = words(
     "Ann Anna Anne Annika Beatrice Bella Carla Carmen Chloe Clara Daniel David Dora Edith Elena Elias Emil "
@@ -174,6 +176,14 @@ def order_lines(n: int, seed: int, now: float) -> Iterator[tuple[str, str, dict[
         promised = (
             datetime.fromtimestamp(submitted + 21 * 86400, UTC).date().isoformat() if submitted else None
         )
+        material = rng.choice(materials)
+        promise_open = promised is not None and status not in SETTLED
+        due = (
+            datetime.fromisoformat(promised).replace(tzinfo=UTC) + timedelta(days=1)
+            if promise_open and promised is not None
+            else None
+        )
+        start_by = (due - timedelta(hours=MANUFACTURING_HOURS[material])).isoformat() if due else "infinity"
         approved = next((t for s, t in path if s is Status.MANUFACTURING_APPROVED), None)
         operator = rng.choice(OPERATORS) if Status.MANUFACTURING_STARTED in reached else None
         priced = Status.PRICE_CALCULATED in reached
@@ -199,7 +209,7 @@ def order_lines(n: int, seed: int, now: float) -> Iterator[tuple[str, str, dict[
             owner,
             contact,
             title,
-            rng.choice(materials),
+            material,
             str(1 if rng.random() < 0.9 else rng.randrange(2, 5)),
             status.value,
             str(len(path) + (1 if Status.FILE_UPLOADED in reached else 0)),
@@ -210,7 +220,7 @@ def order_lines(n: int, seed: int, now: float) -> Iterator[tuple[str, str, dict[
             stuck_at,
             iso(approved) if approved is not None else "-infinity",
             promised,
-            "t" if promised is not None and status not in SETTLED else "f",
+            "t" if promise_open else "f",
             operator,
             f"{order_id[:8]}{'0' * 56}" if priced else None,
             "ring.stl" if len(path) > 1 else None,
@@ -225,6 +235,8 @@ def order_lines(n: int, seed: int, now: float) -> Iterator[tuple[str, str, dict[
             "the model is not watertight" if status is Status.REJECTED else None,
             "customer asked" if status is Status.CANCELLED else None,
             json.dumps(times),
+            start_by,
+            due.isoformat() if due else "infinity",
         )
         yield order_id, "\t".join(r"\N" if v is None else v for v in fields) + "\n", times
 
@@ -234,7 +246,7 @@ COPY_COLUMNS = (
     "version, position, created_at, updated_at, status_since, stuck_at, approved_at, promised_date, "
     "promise_open, operator_id, model_sha256, model_filename, model_format, model_size_bytes, "
     "triangle_count, quote_total_minor, currency, quote, carrier, tracking_number, rejection_reason, "
-    "cancellation_reason, status_times"
+    "cancellation_reason, status_times, start_by, due_at"
 )
 
 
@@ -425,6 +437,16 @@ def cases(sample: dict[str, Any]) -> list[Case]:
         Case("sort=approved_oldest", [MesFilters(sort=MesOrderSort.APPROVED_OLDEST)]),
         Case("sort=created", [MesFilters(sort=MesOrderSort.CREATED)]),
         Case("status=MANUFACTURING_APPROVED", [approved]),
+        Case(
+            "the queue: APPROVED, sort=urgency",
+            [MesFilters(statuses=approved.statuses, sort=MesOrderSort.URGENCY)],
+        ),
+        Case("sort=urgency (no filter)", [MesFilters(sort=MesOrderSort.URGENCY)]),
+        Case(
+            "the queue: APPROVED, sort=due",
+            [MesFilters(statuses=approved.statuses, sort=MesOrderSort.DUE)],
+        ),
+        Case("sort=due (no filter)", [MesFilters(sort=MesOrderSort.DUE)]),
         Case("status=MANUFACTURING_STARTED", [MesFilters(statuses=(Status.MANUFACTURING_STARTED,))]),
         Case("status=CLOSED (most rows)", [MesFilters(statuses=(Status.CLOSED,))]),
         Case("material (each of 6)", [MesFilters(material_code=m) for m, _ in MATERIALS]),
@@ -602,7 +624,8 @@ def stats_endpoint(dsn: str, meter: CpuMeter, calls: int = 30) -> None:
     it, with the position check, JSON encoding and the HTTP stack."""
     from litestar.testing import TestClient
 
-    from orders_core.contracts import Role, mint_token
+    from http_edge.identity import mint_token
+    from orders_core.contracts import Role
     from read_models.api import ReadApiSettings, create_read_app
     from read_models.stream import ChangeFeed
 

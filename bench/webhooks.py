@@ -69,6 +69,7 @@ from harness import (  # bench/ is on sys.path
     cpu_text,
     embedded_postgres,
     healthy,
+    part_env,
     percentile,
 )
 from http_edge.identity import mint_token
@@ -207,17 +208,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
-def part_env(dsn: str, home: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": dsn,
-        "JWT_SECRET": SECRET,
-        "BACKBONE_HOME": home,
-        "WEBHOOK_ALLOW_PRIVATE": "1",
-        "RATE_LIMIT_PER_MINUTE": "0",  # one partner sends 100 commands/s here; the limiter is not measured
-        # A line per command and per attempt would bury the figures (and cost the parts CPU to write).
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-    }
+def bench_env(dsn: str, home: str) -> dict[str, str]:
+    # A line per command and per attempt would bury the figures (and cost the parts CPU to write).
+    log_level = os.environ.get("LOG_LEVEL", "WARNING")
+    return part_env(dsn, SECRET, home, WEBHOOK_ALLOW_PRIVATE="1", LOG_LEVEL=log_level)
 
 
 @contextmanager
@@ -738,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"other processes on the machine: {background_cpu():.0%} of a core; {os.cpu_count()} cores")
     with embedded_postgres() as (dsn, pgdata), receiver_process() as (receiver, receiver_proc):
         args.pgdata, args.receiver_pid = str(pgdata), receiver_proc.pid
-        env = part_env(dsn, tempfile.mkdtemp(prefix="backbone-webhooks-bench-"))
+        env = bench_env(dsn, tempfile.mkdtemp(prefix="backbone-webhooks-bench-"))
         port = free_port()
         api = f"http://{HOST}:{port}"
         with part(["api", "--host", HOST, "--port", str(port)], env) as api_proc:

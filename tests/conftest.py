@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -68,6 +68,8 @@ class RunningApi:
     database_url: str
     home: Path
     process: subprocess.Popen[bytes]
+    env: dict[str, str] = field(default_factory=dict)
+    """The settings it was started with (what `serve` set), for parts started beside it."""
 
     def client(self, role: str | Role, sub: str, **kwargs: object) -> httpx.Client:
         token = mint_token(JWT_SECRET, Role(role), sub)
@@ -169,8 +171,9 @@ def parts_env(
 
 
 def serve(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, command: str
+    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, command: str, **settings: str
 ) -> Iterator[RunningApi]:
+    """`backbone <command>` on a fresh database; `settings` add to (or override) its environment."""
     url = postgres.create_database(command.replace("-", "_"))
     migrate(url)
     home = tmp_path_factory.mktemp("home")
@@ -181,12 +184,13 @@ def serve(
         "JWT_SECRET": JWT_SECRET,
         "MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "MAX_UNZIPPED_BYTES": str(4 * 1024 * 1024),
+        **settings,
     }
     process = start_process([command], env, port)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base, process)
-        yield RunningApi(base, url, home, process)
+        yield RunningApi(base, url, home, process, env)
     finally:
         stop_process(process)
 

@@ -16,6 +16,7 @@ from orders_core.commands import (
     InitiateOrder,
     RecordQuote,
     RejectModel,
+    RepriceOrder,
     ShipOrder,
     StartManufacturing,
     StartPackaging,
@@ -93,6 +94,7 @@ def valid_command(order: Order, name: str) -> Command:
         return with_arguments[name]
     plain = (
         SubmitOrder,
+        RepriceOrder,
         ApproveManufacturing,
         StartManufacturing,
         CompleteManufacturing,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from orders_core.values import QUOTE_VALIDITY
 from orders_core.webhook_messages import ATTEMPT_SECONDS, DISABLE_AFTER, RETRY_SCHEDULE, parse_schedule
 
 MIB = 1024 * 1024
@@ -44,6 +45,9 @@ class Settings:
     """MAX_TRIANGLES: the most triangles a model may have to be priced (default 5,000,000)."""
     quote_time_limit_s: float
     """QUOTE_TIME_LIMIT_S: how long one quote may take before the model is refused (default 10 s)."""
+    quote_validity: timedelta
+    """QUOTE_VALID_HOURS: how long a recorded quote holds (default 24); approving after it is refused until
+    the order is re-priced. Fractions are allowed (tests use seconds)."""
     idempotency_window_hours: float
     """IDEMPOTENCY_WINDOW_HOURS: how long an Idempotency-Key is honoured (default 24); a retry within it gets
     the first order back, the same key after it starts a new order."""
@@ -107,6 +111,12 @@ class Settings:
             flask_max_mm=float(env.get("FLASK_MAX_MM", "100")),
             max_triangles=int(env.get("MAX_TRIANGLES", "5000000")),
             quote_time_limit_s=float(env.get("QUOTE_TIME_LIMIT_S", "10")),
+            quote_validity=timedelta(
+                hours=_positive(
+                    float(env.get("QUOTE_VALID_HOURS", str(QUOTE_VALIDITY.total_seconds() / 3600))),
+                    "QUOTE_VALID_HOURS",
+                )
+            ),
             idempotency_window_hours=_positive(
                 float(env.get("IDEMPOTENCY_WINDOW_HOURS", "24")), "IDEMPOTENCY_WINDOW_HOURS"
             ),

@@ -229,7 +229,7 @@ class Messaging:
             self.tasks.append(asyncio.create_task(self.transport.consume(PRICING_REQUESTS, worker.handle, 1)))
         if self.results:
             assert self.orders is not None
-            consumer = ResultsConsumer(self.orders)
+            consumer = ResultsConsumer(self.orders, self.settings.quote_validity)
             self.tasks.append(asyncio.create_task(self.transport.consume(RESULTS_QUEUE, consumer.handle, 8)))
         self.tasks.append(asyncio.create_task(self._watch_queues()))
         if self.relay:

@@ -93,7 +93,7 @@ def fold_order(events: Iterable[tuple[int, Order.Event]]) -> OrderTruth | Discre
             order = event.mutate(order)
         except OriginatorVersionError as e:
             return Discrepancy(Problem.BROKEN_HISTORY, "crm", order_id, f"v{event.originator_version}: {e}")
-        if isinstance(event, Order.OrderSubmitted):
+        if isinstance(event, Order.OrderSubmitted | Order.RepriceRequested):
             waiting_since = event.timestamp
         elif isinstance(event, ANSWERS):
             if waiting_since is None:  # no submission open: this answer was applied a second time

@@ -55,6 +55,11 @@ class RejectModel(Command):
 
 
 @dataclass(frozen=True)
+class RepriceOrder(Command):
+    """Price the order's model again at today's catalog: a new quote through the pricing service."""
+
+
+@dataclass(frozen=True)
 class ApproveManufacturing(Command):
     pass
 
@@ -97,6 +102,7 @@ ORDER_COMMANDS: dict[str, type[Command]] = {
         SubmitOrder,
         RecordQuote,
         RejectModel,
+        RepriceOrder,
         ApproveManufacturing,
         StartManufacturing,
         CompleteManufacturing,

@@ -15,6 +15,7 @@ from orders_core.lifecycle import (
     BY_ACTION,
     BY_COMMAND,
     BY_EVENT,
+    EXPECTED_MANUFACTURING,
     PROMISE_SETTLED,
     STATUS_LIMITS,
     TERMINAL,
@@ -45,6 +46,7 @@ from orders_core.messaging import (
 from orders_core.money import Money
 from orders_core.values import (
     MODEL_FORMATS,
+    QUOTE_VALIDITY,
     LabourRate,
     LabourUnit,
     Material,
@@ -65,13 +67,16 @@ __all__ = [
     "DEAD_EXCHANGE",
     "DEAD_QUEUE",
     "DELIVERY_LIMIT",
+    "EXPECTED_MANUFACTURING",
     "MES_ANNOUNCED",
     "MES_CHANGES_CHANNEL",
     "MODEL_FORMATS",
     "ORDERS_EXCHANGE",
     "ORDER_TOPIC",
+    "PRICING_EVENTS",
     "PRICING_REQUESTS",
     "PROMISE_SETTLED",
+    "QUOTE_VALIDITY",
     "REDELIVERY_BACKSTOP",
     "RESULTS_EXCHANGE",
     "RESULTS_QUEUE",
@@ -222,13 +227,15 @@ class OrderEventV1(msgspec.Struct, frozen=True, kw_only=True, tag="order.event.v
 
 
 class OrderSubmittedV1(msgspec.Struct, frozen=True, kw_only=True, tag="order.submitted.v1"):
-    """An order was submitted (routing key `order.submitted`): with everything a pricing worker needs,
-    the catalog's prices at the time included, so a quote needs no other lookup than the model file."""
+    """An order was submitted (routing key `order.submitted`) or is to be priced again (RepriceRequested,
+    `order.reprice_requested`): with everything a pricing worker needs, the catalog's prices at the time
+    included, so a quote needs no other lookup than the model file."""
 
     message_id: str
     order_id: str
     version: int
-    """The version of the OrderSubmitted event: a pricing result answers exactly this submission."""
+    """The version of the OrderSubmitted (or RepriceRequested) event: a pricing result answers exactly
+    this submission."""
     position: int
     occurred_at: str
     owner_id: str
@@ -237,6 +244,12 @@ class OrderSubmittedV1(msgspec.Struct, frozen=True, kw_only=True, tag="order.sub
     labour_rates: list[LabourRate]
     quantity: int
     currency: str
+    catalog_version: int | None = None
+    """The version of the catalog `material` and `labour_rates` come from (None in older messages)."""
+
+
+PRICING_EVENTS = frozenset({"OrderSubmitted", "RepriceRequested"})
+"""Order events the relay publishes as an OrderSubmittedV1: each asks the pricing service for a quote."""
 
 
 OrderMessage = OrderEventV1 | OrderSubmittedV1

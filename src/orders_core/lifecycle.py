@@ -90,6 +90,14 @@ TRANSITIONS: tuple[Transition, ...] = (
     _row("RecordQuote", "PriceCalculated", {S.SUBMITTED}, S.PRICE_CALCULATED, {Party.PRICING}, None),
     _row("RejectModel", "ModelRejected", {S.SUBMITTED}, S.REJECTED, {Party.PRICING}, None),
     _row(
+        "RepriceOrder",
+        "RepriceRequested",
+        {S.PRICE_CALCULATED},
+        S.SUBMITTED,
+        {Party.OWNER, Party.SELLER},
+        "reprice",
+    ),
+    _row(
         "ApproveManufacturing",
         "ManufacturingApproved",
         {S.PRICE_CALCULATED},
@@ -154,6 +162,9 @@ STATUS_LIMITS: dict[Status, timedelta] = {
 }
 
 PROMISE_AFTER_SUBMISSION = timedelta(days=21)
+EXPECTED_MANUFACTURING = timedelta(days=2)
+"""How long manufacturing (MANUFACTURING_STARTED) is expected to take for a material whose catalog entry
+gives no estimate: a cautious two days of elapsed time, nights included (STATUS_LIMITS calls ten stuck)."""
 PROMISE_SETTLED: frozenset[Status] = frozenset({S.SHIPPED, S.CLOSED, S.CANCELLED})
 """Once shipped (or ended) an order can no longer miss its promised date."""
 

@@ -43,6 +43,7 @@ class Binding:
 
 BINDINGS = (
     Binding(ORDERS_EXCHANGE, "order.submitted", PRICING_REQUESTS),
+    Binding(ORDERS_EXCHANGE, "order.reprice_requested", PRICING_REQUESTS),
     Binding(RESULTS_EXCHANGE, "#", RESULTS_QUEUE),
     Binding(DEAD_EXCHANGE, "#", DEAD_QUEUE),
 )

@@ -20,6 +20,7 @@ from orders_core.commands import (
     InitiateOrder,
     RecordQuote,
     RejectModel,
+    RepriceOrder,
     ShipOrder,
     StartManufacturing,
     StartPackaging,
@@ -103,7 +104,8 @@ class Order(Aggregate):
         quote: dict[str, Any]
 
         def fold(self, order: Order) -> None:
-            order.quote = msgspec.convert(self.quote, Quote)
+            quote = msgspec.convert(self.quote, Quote)
+            order.quote = msgspec.structs.replace(quote, valid_until=quote.holds_until(self.timestamp))
             if order.model is not None:
                 triangles = order.quote.figures.triangle_count
                 order.model = msgspec.structs.replace(order.model, triangle_count=triangles)
@@ -115,6 +117,12 @@ class Order(Aggregate):
 
         def fold(self, order: Order) -> None:
             order.rejection_reason = self.reason
+
+    class RepriceRequested(Event):
+        def fold(self, order: Order) -> None:
+            # A new pricing request, answered like a submission: results for the last one are stale now.
+            order.quote = None
+            order.submitted_version = self.originator_version
 
     class ManufacturingApproved(Event):
         pass
@@ -281,7 +289,9 @@ class Order(Aggregate):
                 if not reason.strip():
                     return self._refuse(Refused.INVALID, "a cancellation needs a reason", actor)
                 return {"reason": reason.strip()}
-            case ApproveManufacturing() | CompleteManufacturing() | StartPackaging() | CloseOrder():
+            case ApproveManufacturing():
+                return self._expired_quote_refusal(actor) or {}
+            case RepriceOrder() | CompleteManufacturing() | StartPackaging() | CloseOrder():
                 return {}
         raise TypeError(f"not an order command: {command!r}")
 
@@ -294,6 +304,18 @@ class Order(Aggregate):
         if quote.total_minor <= 0:
             return self._refuse(Refused.INVALID, "a quote's total must be positive", actor)
         return None
+
+    def _expired_quote_refusal(self, actor: Actor) -> Refusal | None:
+        until = self.quote.valid_until if self.quote else None
+        if until is None or Order.Event.create_timestamp() < until:
+            return None
+        return self._refuse(
+            Refused.QUOTE_EXPIRED,
+            f"the quote expired at {until:%Y-%m-%d %H:%M} UTC; metal prices may have moved since. "
+            f"Re-price the order (POST /orders/{self.id}/reprice) and approve the new quote",
+            actor,
+            {"valid_until": until.isoformat(), "reprice": f"/orders/{self.id}/reprice"},
+        )
 
     def _stale_submission_refusal(self, submission: int | None, actor: Actor) -> Refusal | None:
         if submission is None or submission == self.submitted_version:

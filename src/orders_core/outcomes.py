@@ -19,6 +19,7 @@ class Refused(enum.StrEnum):
     INVALID = "invalid"
     NOT_FOUND = "not_found"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    QUOTE_EXPIRED = "quote_expired"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 It runs as a projection whose 'view' is the broker: each batch is published and confirmed before the
 batch's position is committed, so a crash republishes (consumers are idempotent on the stable message id)
-and never skips. OrderSubmitted goes out as `order.submitted` with what pricing needs. A message the
+and never skips. OrderSubmitted goes out as `order.submitted`, RepriceRequested as
+`order.reprice_requested`, each with what pricing needs (today's catalog prices). A message the
 system's own topology routes to a queue is published mandatory: if the broker has no such queue (deleted,
 not yet declared) it returns the message, the publish raises Unroutable and the batch is retried, instead
 of a confirm for a message nobody holds. The other events are for whoever subscribes, maybe nobody.
@@ -25,6 +26,7 @@ from orders_core.application import OrdersApplication
 from orders_core.contracts import (
     BY_EVENT,
     ORDERS_EXCHANGE,
+    PRICING_EVENTS,
     Change,
     OrderEventV1,
     OrderSubmittedV1,
@@ -131,7 +133,7 @@ class Relay:
             attributes={"messaging.message.id": message_id, "order.id": change.aggregate_id},
         ):
             propagate.inject(headers)
-        if change.event.name != "OrderSubmitted":
+        if change.event.name not in PRICING_EVENTS:
             owner = fields.get("owner_id") or self._order_at(change).owner_id
             status = BY_EVENT[change.event.name].target.value
             body = OrderEventV1(**common, event=change.event.name, status=status, owner_id=owner)
@@ -154,6 +156,7 @@ class Relay:
             labour_rates=sorted(catalog.labour_rates.values(), key=lambda r: r.code),
             quantity=order.quantity,
             currency=catalog.currency,
+            catalog_version=catalog.version,
         )
 
     def _order_at(self, change: Change) -> Order:

@@ -7,6 +7,7 @@ and acked. The message is acked only after the append committed; a fault (databa
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import msgspec
@@ -16,12 +17,13 @@ from opentelemetry.trace import SpanKind
 
 from orders_core import metrics
 from orders_core.actors import Actor
-from orders_core.application import OrdersApplication
+from orders_core.application import OrdersApplication, utc_now
 from orders_core.commands import Command, RecordQuote, RejectModel
 from orders_core.contracts import Delivery, PricingResultV1
 from orders_core.lifecycle import Role
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal
+from orders_core.values import QUOTE_VALIDITY
 
 PRICING = Actor(Role.SERVICE, "pricing")
 log = structlog.get_logger("results")
@@ -31,8 +33,11 @@ tracer = trace.get_tracer("orders_core.results")
 class ResultsConsumer:
     """Consumes `pricing.results`."""
 
-    def __init__(self, orders: OrdersApplication) -> None:
+    def __init__(self, orders: OrdersApplication, quote_validity: timedelta = QUOTE_VALIDITY) -> None:
         self.orders = orders
+        self.quote_validity = quote_validity
+        """How long a quote recorded now holds (QUOTE_VALID_HOURS): the CRM sets a quote's term, not the
+        pricing service, as it is the CRM that sells at that price."""
 
     async def handle(self, delivery: Delivery) -> None:
         """Apply one delivery; ack after the effect, reject poison, let faults propagate (redelivery)."""
@@ -71,13 +76,15 @@ class ResultsConsumer:
 
     def apply(self, result: PricingResultV1, meta: dict[str, str]) -> Accepted[Order] | Refusal:
         """RecordQuote or RejectModel for the submission the result answers."""
-        return self.orders.execute(UUID(result.order_id), command_for(result), PRICING, meta)
+        command = command_for(result, utc_now() + self.quote_validity)
+        return self.orders.execute(UUID(result.order_id), command, PRICING, meta)
 
 
-def command_for(result: PricingResultV1) -> Command:
-    """The order command a pricing result stands for."""
+def command_for(result: PricingResultV1, valid_until: datetime) -> Command:
+    """The order command a pricing result stands for; a quote holds until `valid_until`."""
     if result.quote is not None:
-        return RecordQuote(result.quote, submission=result.submission)
+        quote = msgspec.structs.replace(result.quote, valid_until=valid_until)
+        return RecordQuote(quote, submission=result.submission)
     reason = result.rejection_reason or "the model could not be priced"
     return RejectModel(
         result.model_sha256, reason, submission=result.submission, preview_sha256=result.preview_sha256

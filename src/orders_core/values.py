@@ -7,6 +7,7 @@ re-exports them as part of what crosses a process boundary.
 from __future__ import annotations
 
 import enum
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -53,6 +54,9 @@ class WallFigures(msgspec.Struct, frozen=True, kw_only=True):
     """The share of the surface whose rays did not behave as on a clean closed solid."""
     reliable: bool
     """False: the figures describe a faulty surface and decided nothing."""
+    measured_share: float = 1.0
+    """The share of the triangles measured: all of a model up to a million, a seeded sample beyond (the
+    other figures are then estimates over it: pricing.thickness.MAX_MEASURED)."""
 
 
 class MeshFigures(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,8 +71,16 @@ class MeshFigures(msgspec.Struct, frozen=True, kw_only=True):
     """None in quotes made before the wall-thickness analysis."""
 
 
+QUOTE_VALIDITY = timedelta(hours=24)
+"""How long a quote holds by default (QUOTE_VALID_HOURS): metal prices move daily."""
+
+
 class Quote(msgspec.Struct, frozen=True, kw_only=True):
-    """A price for one order's current model: breakdown lines that add up to the total."""
+    """A price for one order's current model: breakdown lines that add up to the total, and its terms.
+
+    The terms (the catalog version and metal price it used, until when it holds) are None in quotes
+    stored before quotes had terms; such a quote holds for QUOTE_VALIDITY after it was recorded.
+    """
 
     model_sha256: Sha256
     material_code: str
@@ -77,9 +89,19 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     lines: tuple[QuoteLine, ...]
     total_minor: int
     figures: MeshFigures
+    catalog_version: int | None = None
+    """The version of the catalog whose prices the quote used."""
+    metal_price_per_gram_minor: int | None = None
+    """What a gram of the material cost in that catalog, in minor units of `currency`."""
+    valid_until: datetime | None = None
+    """Until when the price holds: approving the order after it is refused (re-price it)."""
     preview_sha256: Sha256 | None = None
     """The preview of the model (pricing.preview: a GLB coloured by wall thickness) in the blob store;
     None when none was made (quotes before previews, or the preview ran out of time or failed)."""
+
+    def holds_until(self, recorded_at: datetime) -> datetime:
+        """Until when the quote holds, had it been recorded at `recorded_at` (older quotes have no term)."""
+        return self.valid_until or recorded_at + QUOTE_VALIDITY
 
     @property
     def total(self) -> Money:
@@ -117,6 +139,10 @@ class Material(msgspec.Struct, frozen=True, kw_only=True):
     casting_loss_permille: Annotated[int, msgspec.Meta(ge=0, le=500)] = 50
     min_wall_mm: Annotated[float, msgspec.Meta(gt=0, le=10)] | None = None
     """None (and in materials stored before it existed): the family's default, see `minimum_wall_mm`."""
+    manufacturing_hours: Annotated[float, msgspec.Meta(gt=0, le=2000)] | None = None
+    """How long an order of this material is expected to spend in manufacturing (taken to completed), in
+    hours; None: EXPECTED_MANUFACTURING (lifecycle.py). The operators' queue ranks orders by the slack it
+    leaves before their promised date."""
 
     @property
     def minimum_wall_mm(self) -> float:

@@ -59,9 +59,12 @@ ORDER_EVENTS: dict[WebhookEventType, frozenset[str]] = {
     WebhookEventType.CANCELLED: frozenset({"OrderCancelled"}),
 }
 """The order events (names of the lifecycle table's events) that produce each webhook event type."""
-UNANNOUNCED: frozenset[str] = frozenset({"ModelAttached", "OrderSubmitted", "PackagingStarted"})
+UNANNOUNCED: frozenset[str] = frozenset(
+    {"ModelAttached", "OrderSubmitted", "RepriceRequested", "PackagingStarted"}
+)
 """Order events no webhook announces: the partner's own upload and submission, which it already knows of,
-and packaging, a step inside the workshop. Every event of the lifecycle table is either here or in
+a re-pricing (its new quote is announced as `order.price_calculated`), and packaging, a step inside the
+workshop. Every event of the lifecycle table is either here or in
 ORDER_EVENTS (tests/unit/orders_core/test_webhooks.py), so a new row makes someone decide."""
 BY_ORDER_EVENT: dict[str, WebhookEventType] = {
     event: kind for kind, events in ORDER_EVENTS.items() for event in events

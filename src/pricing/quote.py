@@ -149,6 +149,7 @@ def price(
         lines=tuple(lines),
         total_minor=sum(line.amount_minor for line in lines),
         figures=figures,
+        metal_price_per_gram_minor=material.price_per_gram_minor,
     )
 
 
@@ -242,6 +243,7 @@ def _wall_figures(thickness: Thickness) -> WallFigures:
         share_below=thickness.share_below,
         unreliable_share=thickness.unreliable_share,
         reliable=thickness.reliable,
+        measured_share=thickness.measured_share,
     )
 
 

@@ -157,7 +157,10 @@ class PricingWorker:
                 rejection_reason=outcome.detail,
                 preview_sha256=preview,
             )
-        return msgspec.structs.replace(result, quote=msgspec.structs.replace(outcome, preview_sha256=preview))
+        quote = msgspec.structs.replace(
+            outcome, catalog_version=request.catalog_version, preview_sha256=preview
+        )
+        return msgspec.structs.replace(result, quote=quote)
 
     def preview(
         self, request: OrderSubmittedV1, triangles: Triangles, thickness: Thickness, deadline: Deadline

@@ -5,16 +5,30 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 from psycopg import Cursor, sql
 from psycopg.rows import DictRow
 
-from orders_core.contracts import MES_ANNOUNCED, MES_CHANGES_CHANNEL, Change
+from orders_core.contracts import (
+    CATALOG_TOPIC,
+    EXPECTED_MANUFACTURING,
+    MES_ANNOUNCED,
+    MES_CHANGES_CHANNEL,
+    Change,
+)
 from projectors import metrics
-from projectors.order_rows import EVENT_KINDS, ORDER_COLUMNS, OrderRow, finish_row, fold_event, fold_order
+from projectors.order_rows import (
+    EVENT_KINDS,
+    ORDER_COLUMNS,
+    OrderRow,
+    expected_manufacturing,
+    finish_row,
+    fold_event,
+    fold_order,
+)
 from projectors.runner import LogRow
 from projectors.tables import copy_rows, mark_order_parked, upsert_rows
 
@@ -24,16 +38,21 @@ NOTIFY_LIMIT = 7900
 
 
 class MesProjector:
-    """Folds order events into mes.orders, mes.status_stays and the orders per status (mes.status_counts)."""
+    """Folds order events into mes.orders, mes.status_stays and the orders per status (mes.status_counts),
+    and the catalog's manufacturing estimates into mes.manufacturing_estimates and each open order's
+    start_by."""
 
     name = "mes"
 
     def __init__(self, cache_size: int = 200_000) -> None:
         self._rows: dict[str, OrderRow] = {}
         self._cache_size = cache_size
+        self._expected: dict[str, dict[str, timedelta]] = {}
+        """Manufacturing estimates by schema, as its table holds them (read once, then kept in step)."""
 
     def forget(self) -> None:
         self._rows.clear()
+        self._expected.clear()
 
     def mark_parked(
         self, cursor: Cursor[DictRow], schema: str, aggregate_id: str, reason: str | None
@@ -56,6 +75,12 @@ class MesProjector:
         return MesLoader()
 
     def apply(self, cursor: Cursor[DictRow], schema: str, changes: Sequence[Change]) -> None:
+        expected = self._estimates(cursor, schema)
+        # Estimates first: start_by is derived from the latest, whatever the order of the batch's events.
+        for change in changes:
+            if change.event.aggregate == "catalog":
+                changed = estimates_in(change.event.name, change.event.fields)
+                set_estimates(cursor, schema, expected, changed)
         orders = [c for c in changes if c.event.aggregate == "order"]
         if not orders:
             return
@@ -66,7 +91,9 @@ class MesProjector:
         for change in orders:
             row = rows.get(change.aggregate_id)
             before = (row["status"], row["status_since"]) if row else None
-            row = fold_order(row, change.event, change.aggregate_id, change.version, change.position)
+            row = fold_order(
+                row, change.event, change.aggregate_id, change.version, change.position, expected
+            )
             rows[change.aggregate_id] = touched[change.aggregate_id] = row
             if before is not None:
                 stays[(change.aggregate_id, before[1], before[0])] = _stay(change.aggregate_id, *before, row)
@@ -83,6 +110,16 @@ class MesProjector:
         if schema == self.name:  # a replay into a fresh schema has no listeners to tell
             announce(cursor, orders[-1].position, touched.values())
         self._remember(touched)
+
+    def _estimates(self, cursor: Cursor[DictRow], schema: str) -> dict[str, timedelta]:
+        if schema not in self._expected:
+            rows = cursor.execute(
+                sql.SQL("SELECT material_code, seconds FROM {}").format(
+                    sql.Identifier(schema, "manufacturing_estimates")
+                )
+            )
+            self._expected[schema] = {r["material_code"]: timedelta(seconds=r["seconds"]) for r in rows}
+        return self._expected[schema]
 
     def _rows_for(self, cursor: Cursor[DictRow], schema: str, ids: set[str]) -> dict[str, OrderRow]:
         missing = [i for i in ids if i not in self._rows]
@@ -126,6 +163,7 @@ class MesLoader:
 
     def _load(self, cursor: Cursor[DictRow], schema: str, batches: Iterable[Sequence[LogRow]]) -> None:
         rows: dict[str, OrderRow] = {}
+        expected: dict[str, timedelta] = {}
         kinds = EVENT_KINDS
         # Emptied in this transaction (they are empty: a load fills a fresh schema), so COPY may freeze.
         orders, stays_table = sql.Identifier(schema, "orders"), sql.Identifier(schema, "status_stays")
@@ -139,6 +177,13 @@ class MesLoader:
                 for position, order_id, version, topic, state in batch:
                     kind = kinds.get(topic)
                     if kind is None:  # catalog events and whatever else the view does not show
+                        name = topic[len(CATALOG_PREFIX) :]
+                        if topic.startswith(CATALOG_PREFIX) and name in ESTIMATE_EVENTS:
+                            for code, needs in estimates_in(name, msgspec.json.decode(state)).items():
+                                if needs is None:
+                                    expected.pop(code, None)
+                                else:
+                                    expected[code] = needs
                         continue
                     event = kind.decode(state)
                     row = rows.get(order_id)
@@ -154,9 +199,62 @@ class MesLoader:
             # The stays still open: one per order, in its current status.
             copy.write("".join(f"{i}\t{r['status']}\t{r['status_since']}\t\\N\n" for i, r in rows.items()))
         for row in rows.values():
-            finish_row(row)
+            finish_row(row, expected)
         copy_rows(cursor, orders, ORDER_COLUMNS, rows.values(), JSON_COLUMNS, freeze=True)
+        set_estimates(cursor, schema, {}, expected, update_orders=False)
         add_counts(cursor, schema, Counter(row["status"] for row in rows.values()))
+
+
+CATALOG_PREFIX = CATALOG_TOPIC + "."
+ESTIMATE_EVENTS = frozenset({"CatalogSeeded", "MaterialSet"})
+"""Catalog events that may set a material's manufacturing estimate; the view decodes no other."""
+
+
+def estimates_in(event: str, fields: Mapping[str, Any]) -> dict[str, timedelta | None]:
+    """The manufacturing estimates a catalog event sets, by material (None: the material gives none)."""
+    if event == "CatalogSeeded":
+        materials = fields.get("materials") or []
+    elif event == "MaterialSet":
+        materials = [fields["material"]]
+    else:
+        return {}
+    return {m["code"]: expected_manufacturing(m) for m in materials}
+
+
+def set_estimates(
+    cursor: Cursor[DictRow],
+    schema: str,
+    expected: dict[str, timedelta],
+    changed: Mapping[str, timedelta | None],
+    update_orders: bool = True,
+) -> None:
+    """Record `changed` estimates in the schema's table and in `expected`; re-derive the start_by of the
+    open orders of each material whose estimate moved (whole seconds, as `order_rows.start_by` adds)."""
+    for code, needs in changed.items():
+        if expected.get(code) == needs:
+            continue
+        table = sql.Identifier(schema, "manufacturing_estimates")
+        if needs is None:
+            expected.pop(code, None)
+            cursor.execute(sql.SQL("DELETE FROM {} WHERE material_code = %s").format(table), (code,))
+        else:
+            expected[code] = needs
+            cursor.execute(
+                sql.SQL(
+                    "INSERT INTO {} (material_code, seconds) VALUES (%s, %s) "
+                    "ON CONFLICT (material_code) DO UPDATE SET seconds = EXCLUDED.seconds"
+                ).format(table),
+                (code, int(needs.total_seconds())),
+            )
+        if update_orders:
+            seconds = int((needs or EXPECTED_MANUFACTURING).total_seconds())
+            cursor.execute(
+                sql.SQL(
+                    "UPDATE {} SET start_by = (promised_date + 1)::timestamp AT TIME ZONE 'UTC' "
+                    "- make_interval(secs => %s) WHERE material_code = %s AND promise_open"
+                ).format(sql.Identifier(schema, "orders")),
+                (seconds, code),
+            )
 
 
 def add_counts(cursor: Cursor[DictRow], schema: str, moves: Mapping[str, int]) -> None:

@@ -9,13 +9,21 @@ time building datetimes it does not need.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from orders_core.contracts import BY_EVENT, ORDER_TOPIC, PROMISE_SETTLED, STATUS_LIMITS, StoredEvent
+from orders_core.contracts import (
+    BY_EVENT,
+    EXPECTED_MANUFACTURING,
+    ORDER_TOPIC,
+    PROMISE_SETTLED,
+    QUOTE_VALIDITY,
+    STATUS_LIMITS,
+    StoredEvent,
+)
 
 OrderRow = dict[str, Any]
 
@@ -24,12 +32,18 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "status", "version", "position", "created_at", "updated_at", "status_since", "stuck_at", "approved_at",
     "promised_date", "promise_open", "operator_id", "model_sha256", "model_filename", "model_format",
     "model_size_bytes", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
-    "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "preview_sha256",
+    "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "quote_valid_until",
+    "start_by", "due_at", "preview_sha256",
 )  # fmt: skip
 """Columns of a folded order row, in the order the MES table declares them."""
 
 NEVER = "-infinity"
 """approved_at of an order that was never approved: sorts after every real time, newest first."""
+NO_PROMISE = "infinity"
+"""start_by and due_at of an order with no open promise: sorts after every real time, most urgent first."""
+
+Expected = Mapping[str, timedelta]
+"""How long manufacturing is expected to take, by material code (EXPECTED_MANUFACTURING for others)."""
 
 _LIMITS: dict[str, timedelta] = {status.value: limit for status, limit in STATUS_LIMITS.items()}
 _SETTLED = frozenset(status.value for status in PROMISE_SETTLED)
@@ -115,6 +129,7 @@ class ModelAttached(OrderEvent, kw_only=True):
             quote=None,
             quote_total_minor=None,
             currency=None,
+            quote_valid_until=None,
             rejection_reason=None,
             preview_sha256=None,
         )
@@ -133,13 +148,23 @@ class PriceCalculated(OrderEvent, kw_only=True):
 
     def fields_into(self, row: OrderRow, stamp: str) -> None:
         quote = self.quote
+        if quote.get("valid_until") is None:  # recorded before quotes had terms: as the order reads it
+            valid_until = datetime.fromisoformat(stamp) + QUOTE_VALIDITY
+            quote = {**quote, "valid_until": valid_until.isoformat()}
         row.update(
             quote=quote,
             quote_total_minor=quote["total_minor"],
             currency=quote["currency"],
+            quote_valid_until=quote["valid_until"],
             triangle_count=quote["figures"]["triangle_count"],
             preview_sha256=quote.get("preview_sha256"),
         )
+
+
+class RepriceRequested(OrderEvent, kw_only=True):
+    def fields_into(self, row: OrderRow, stamp: str) -> None:
+        # Being priced again: the old price is no longer on offer (the order's history keeps it).
+        row.update(quote=None, quote_total_minor=None, currency=None, quote_valid_until=None)
 
 
 class ModelRejected(OrderEvent, kw_only=True):
@@ -186,6 +211,7 @@ _TYPES: dict[str, type[OrderEvent]] = {
         ModelAttached,
         OrderSubmitted,
         PriceCalculated,
+        RepriceRequested,
         ModelRejected,
         ManufacturingApproved,
         ManufacturingStarted,
@@ -238,19 +264,50 @@ def fold_event(
     return row
 
 
-def finish_row(row: OrderRow) -> OrderRow:
-    """Derive the columns that follow from the others: when the order gets stuck, if its promise is open."""
+def finish_row(row: OrderRow, expected: Expected | None = None) -> OrderRow:
+    """Derive the columns that follow from the others: when the order gets stuck, if its promise is open,
+    and by when manufacturing must start to keep it (`expected`: manufacturing time by material)."""
     status = row["status"]
     limit = _LIMITS.get(status)
     row["stuck_at"] = (datetime.fromisoformat(row["status_since"]) + limit).isoformat() if limit else None
     row["promise_open"] = row["promised_date"] is not None and status not in _SETTLED
+    row["start_by"] = start_by(row, expected)
+    row["due_at"] = due_at(row)
     return row
 
 
+def due_at(row: OrderRow) -> str:
+    """The end of the order's promised day (UTC), when its promise is open."""
+    if not row["promise_open"]:
+        return NO_PROMISE
+    return (datetime.fromisoformat(row["promised_date"]).replace(tzinfo=UTC) + timedelta(days=1)).isoformat()
+
+
+def start_by(row: OrderRow, expected: Expected | None = None) -> str:
+    """The latest start of manufacturing that keeps the order's promise: the end of its promised day (UTC)
+    less the expected manufacturing time of its material. The slack is this less now."""
+    if not row["promise_open"]:
+        return NO_PROMISE
+    needs = (expected or {}).get(row["material_code"], EXPECTED_MANUFACTURING)
+    return (datetime.fromisoformat(due_at(row)) - needs).isoformat()
+
+
 def fold_order(
-    row: OrderRow | None, event: StoredEvent, order_id: str, version: int, position: int
+    row: OrderRow | None,
+    event: StoredEvent,
+    order_id: str,
+    version: int,
+    position: int,
+    expected: Expected | None = None,
 ) -> OrderRow:
     """The row after a decoded stored event (the live path); `row` is None only before OrderInitiated."""
     kind = _BY_NAME[event.name]
     typed = msgspec.convert(event.fields, kind.cls)
-    return finish_row(fold_event(row, typed, kind.target, order_id, version, position))
+    return finish_row(fold_event(row, typed, kind.target, order_id, version, position), expected)
+
+
+def expected_manufacturing(material: Mapping[str, object]) -> timedelta | None:
+    """A stored material's manufacturing estimate (`manufacturing_hours`), None when it gives none."""
+    hours = material.get("manufacturing_hours")
+    # whole seconds: the projection re-derives start_by in SQL from the same figure, to the microsecond
+    return timedelta(seconds=round(float(hours) * 3600)) if isinstance(hours, int | float) else None

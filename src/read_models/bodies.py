@@ -106,6 +106,8 @@ class MesOrder(msgspec.Struct, kw_only=True):
     operator_id: str | None
     quote_total_minor: int | None
     currency: str | None
+    quote_valid_until: datetime | None
+    """Until when the order's quote holds (None without a quote): approving after it is refused."""
     triangle_count: int | None
     version: int
     position: int
@@ -113,6 +115,12 @@ class MesOrder(msgspec.Struct, kw_only=True):
     parked_reason: str | None
     stuck: bool
     overdue: bool
+    start_by: datetime | None
+    """The latest start of manufacturing that keeps the promised date (None without an open promise)."""
+    slack_seconds: int | None
+    """start_by less now: negative when manufacturing should have started."""
+    urgency: str | None
+    """Why the order ranks where it does, in words: "overdue 2 d", "due in 5 h, needs 2 d", "due in 9 d"."""
     allowed: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 

@@ -11,6 +11,7 @@ bench/search.py measures every case at a million orders.
 from __future__ import annotations
 
 import enum
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,7 @@ from psycopg.rows import DictRow
 
 from orders_core.contracts import Status
 from read_models.paging import BadQuery, decode_cursor, encode_cursor
+from read_models.urgency import urgency_of
 
 MAX_LIMIT = 200
 MAX_QUERY_LENGTH = 200
@@ -35,12 +37,20 @@ class MesOrderSort(enum.StrEnum):
     """Longest waiting first."""
     CREATED = "created"
     """Newest created first."""
+    URGENCY = "urgency"
+    """Least slack first: the least time left before manufacturing must start to keep the promised date
+    (`start_by`); orders without an open promise last."""
+    DUE = "due"
+    """Earliest promised date first (EDD, the order bench/dispatch.py found keeps the most promises);
+    orders without an open promise last."""
 
 
 SORT_KEYS: dict[MesOrderSort, tuple[str, bool]] = {
     MesOrderSort.APPROVED: ("approved_at", True),
     MesOrderSort.APPROVED_OLDEST: ("approved_at", False),
     MesOrderSort.CREATED: ("created_at", True),
+    MesOrderSort.URGENCY: ("start_by", False),
+    MesOrderSort.DUE: ("due_at", False),
 }
 
 
@@ -82,15 +92,19 @@ def parse_statuses(raw: str | None) -> tuple[Status, ...]:
 LIST_COLUMNS = (
     "order_id", "number", "status", "channel", "owner_id", "contact_name", "item_title", "material_code",
     "quantity", "created_at", "updated_at", "status_since", "approved_at", "promised_date", "operator_id",
-    "quote_total_minor", "currency", "triangle_count", "stuck_at", "version", "position", "parked_since",
-    "parked_reason",
+    "quote_total_minor", "currency", "quote_valid_until", "triangle_count", "stuck_at", "version",
+    "position", "parked_since", "parked_reason", "start_by", "due_at",
 )  # fmt: skip
 
 
-SELECT_LIST = ", ".join(
-    "nullif(approved_at, '-infinity') AS approved_at" if c == "approved_at" else c for c in LIST_COLUMNS
-)
-"""The listed columns; an order never approved has approved_at '-infinity' in the table, null out here."""
+_NULLED = {
+    "approved_at": "nullif(approved_at, '-infinity') AS approved_at",
+    "start_by": "nullif(start_by, 'infinity') AS start_by",
+    "due_at": "nullif(due_at, 'infinity') AS due_at",
+}
+SELECT_LIST = ", ".join(_NULLED.get(c, c) for c in LIST_COLUMNS)
+"""The listed columns; an order never approved has approved_at '-infinity' in the table, one without an
+open promise start_by 'infinity': null out here."""
 
 
 TEXT_WALK = 10_000
@@ -139,7 +153,8 @@ def find_orders(conn: Connection[DictRow], f: MesFilters) -> Page:
         rows = _page_rows(conn, keys, [*params, f.limit + 1], order, key_column)
     more = len(rows) > f.limit
     rows = rows[: f.limit]
-    items = [_item(r) for r in rows]
+    now = datetime.now(UTC)
+    items = [_item(r, now) for r in rows]
     next_cursor = None
     if more and rows:
         last = rows[-1]
@@ -241,11 +256,14 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _item(row: DictRow) -> dict[str, Any]:
-    item = {c: row[c] for c in LIST_COLUMNS if c != "stuck_at"}
+def _item(row: DictRow, now: datetime) -> dict[str, Any]:
+    item = {c: row[c] for c in LIST_COLUMNS if c not in ("stuck_at", "due_at")}
     item["order_id"] = str(row["order_id"])
     item["stuck"] = bool(row["stuck"])
     item["overdue"] = bool(row["overdue"])
+    urgency = urgency_of(row["promised_date"], row["start_by"], now)
+    item["slack_seconds"] = urgency.slack_seconds if urgency else None
+    item["urgency"] = urgency.text if urgency else None
     return item
 
 
@@ -300,6 +318,7 @@ FIRST_HOUR = sql.SQL("date_trunc('hour', now()) - interval '23 hours'")
 
 def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, Any]:
     """Counts per status, waiting times in MANUFACTURING_APPROVED, and the stuck and overdue orders."""
+    now = datetime.now(UTC)
     counts = order_counts(conn)
     waits = conn.execute(
         sql.SQL("""
@@ -363,8 +382,8 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         "approved_wait_seconds": dict(waits) if waits else {},
         "stuck_total": counts.stuck,
         "overdue_total": counts.overdue,
-        "stuck": [_item(r) for r in stuck],
-        "overdue": [_item(r) for r in overdue],
+        "stuck": [_item(r, now) for r in stuck],
+        "overdue": [_item(r, now) for r in overdue],
     }
 
 

@@ -29,7 +29,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[str, str]:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         sort_name, key, order_id = msgspec.json.decode(raw, type=tuple[str, str, str])
         UUID(order_id)
-        if key != "-infinity":
+        if key not in ("-infinity", "infinity"):  # never approved; no open promise
             datetime.fromisoformat(key)
     except (binascii.Error, msgspec.DecodeError, ValueError) as e:
         raise BadQuery("malformed cursor: pass back the next_cursor of a previous page") from e

@@ -9,15 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from backbone.migrate import migrate
-from backbone.rabbitmq import free_port
 from tests.conftest import (
-    JWT_SECRET,
     PostgresServer,
     RunningApi,
-    start_process,
-    stop_process,
-    wait_for_health,
+    serve,
 )
 from tests.journeys import NEW_ORDER
 from tests.meshes import cube_stl
@@ -33,25 +28,14 @@ NOWHERE = "/orders/00000000-0000-0000-0000-000000000000"
 @pytest.fixture(scope="module")
 def api(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
     """`backbone api` with a low rate limit, a 48-hour idempotency window and small uploads."""
-    url = postgres.create_database("limits")
-    migrate(url)
-    home = tmp_path_factory.mktemp("home")
-    port = free_port()
-    env = {
-        "DATABASE_URL": url,
-        "BACKBONE_HOME": str(home),
-        "JWT_SECRET": JWT_SECRET,
-        "MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-        "RATE_LIMIT_PER_MINUTE": str(PER_MINUTE),
-        "IDEMPOTENCY_WINDOW_HOURS": "48",
-    }
-    process = start_process(["api"], env, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base, process)
-        yield RunningApi(base, url, home, process)
-    finally:
-        stop_process(process)
+    yield from serve(
+        postgres,
+        tmp_path_factory,
+        "api",
+        MAX_UPLOAD_BYTES=str(MAX_UPLOAD),
+        RATE_LIMIT_PER_MINUTE=str(PER_MINUTE),
+        IDEMPOTENCY_WINDOW_HOURS="48",
+    )
 
 
 def position(api: RunningApi) -> int:

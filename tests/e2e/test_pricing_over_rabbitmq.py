@@ -140,6 +140,17 @@ def test_the_worker_stores_the_preview_in_postgresql(topology: Topology, custome
     assert size > 0 and bytes(magic) == b"glTF"
 
 
+def test_a_re_priced_order_is_priced_again_through_rabbitmq(customer: httpx.Client) -> None:
+    # `order.reprice_requested` is bound to the pricing queue: the relay's mandatory publish is routed.
+    order_id = submit(customer, cube_stl(10.0), material_code="AG925")
+    first = answered(customer, order_id)
+    assert customer.post(f"/orders/{order_id}/reprice").status_code == 200
+    again = answered(customer, order_id)
+    assert again["status"] == "PRICE_CALCULATED"
+    assert again["quote"]["valid_until"] > first["quote"]["valid_until"]
+    assert quote_events(customer, order_id).count("PriceCalculated") == 2
+
+
 def test_a_model_with_a_hole_ends_rejected_with_its_reason(customer: httpx.Client) -> None:
     order = answered(customer, submit(customer, open_box_stl()))
     assert order["status"] == "REJECTED" and "hole" in order["rejection_reason"]

@@ -13,21 +13,18 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from uuid import uuid4
 
 import psycopg
 import pytest
 
-from backbone.migrate import migrate
 from backbone.rabbitmq import free_port
 from tests.conftest import (
-    JWT_SECRET,
     PostgresServer,
     RunningApi,
+    serve,
     start_process,
     stop_process,
-    wait_for_health,
 )
 from tests.journeys import NEW_ORDER
 from tests.webhook_receivers import start_receiver
@@ -36,26 +33,15 @@ ORDERS = 15
 
 
 @pytest.fixture
-def parts(
-    postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[RunningApi, dict[str, str]]]:
-    url = postgres.create_database("webhook_kill")
-    migrate(url)
-    env = {
-        "DATABASE_URL": url,
-        "BACKBONE_HOME": str(tmp_path_factory.mktemp("home")),
-        "JWT_SECRET": JWT_SECRET,
-        "WEBHOOK_ALLOW_PRIVATE": "1",
-        "WEBHOOK_RETRY_SCHEDULE": "0.2,0.5,1,1,1,1,1,1",
-    }
-    port = free_port()
-    api = start_process(["api"], env, port)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_health(base, api)
-        yield RunningApi(base, url, Path(env["BACKBONE_HOME"]), api), env
-    finally:
-        stop_process(api)
+def parts(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApi]:
+    """`backbone api` taking webhook endpoints on loopback; the senders are started beside it."""
+    yield from serve(
+        postgres,
+        tmp_path_factory,
+        "api",
+        WEBHOOK_ALLOW_PRIVATE="1",
+        WEBHOOK_RETRY_SCHEDULE="0.2,0.5,1,1,1,1,1,1",
+    )
 
 
 def active_sender(database: str) -> int | None:
@@ -83,8 +69,8 @@ def delivered_in_store(database: str, count: int, seconds: float = 60) -> None:
     raise AssertionError(f"{seen} of {count} messages delivered")
 
 
-def test_a_sender_killed_mid_delivery_loses_nothing(parts: tuple[RunningApi, dict[str, str]]) -> None:
-    api, env = parts
+def test_a_sender_killed_mid_delivery_loses_nothing(parts: RunningApi) -> None:
+    api, env = parts, parts.env
     receiver = start_receiver()
     slow = receiver.handle
 

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
@@ -30,7 +31,7 @@ from orders_core.outcomes import Accepted
 from projectors.replay import replay
 from read_models.mes import MesFilters, MesOrderSort, find_orders, status_board
 from tests.conftest import BACKBONE, ROOT
-from tests.orders import EVERYONE, OWNER, initiate_command, valid_command
+from tests.orders import EVERYONE, OWNER, SELLER, initiate_command, valid_command
 
 VIEW_COLUMNS = (
     "order_id::text, status, version, operator_id, quote_total_minor, promised_date::text, "
@@ -274,11 +275,33 @@ def statistics_targets(database: str) -> list[tuple[str, str, int]]:
     return [(str(t), str(c), int(v)) for t, c, v in rows]
 
 
+def set_manufacturing_hours(app: OrdersApplication, code: str, hours: float | None) -> None:
+    material = msgspec.structs.replace(app.catalog().materials[code], manufacturing_hours=hours)
+    assert isinstance(app.change_catalog(lambda c: c.set_material(material, SELLER)), Accepted)
+
+
 def test_replay_rebuilds_the_same_view_and_swaps_it_in(app: OrdersApplication, database: str) -> None:
     rng = random.Random(3)
-    for _ in range(20):
+    runner = projection_runner("mes", database)
+    for i in range(20):
         busy_order(app, rng.randint(0, 12), rng)
-    projection_runner("mes", database).catch_up()
+        if i == 5:  # estimates change under orders the live view has already written
+            runner.catch_up()
+            set_manufacturing_hours(app, "AU750", 7.25)
+        if i == 12:
+            runner.catch_up()
+            set_manufacturing_hours(app, "AU750", 30.5)
+            set_manufacturing_hours(app, "AG925", 5)
+    set_manufacturing_hours(app, "AG925", None)
+    runner.catch_up()
+    with psycopg.connect(database) as conn:
+        start_by = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE start_by = (promised_date + 1)::timestamp AT TIME ZONE "
+            "'UTC' - interval '30 hours 30 minutes') FROM mes.orders WHERE promise_open"
+        ).fetchone()
+        estimates = conn.execute("SELECT * FROM mes.manufacturing_estimates").fetchall()
+    assert start_by is not None and start_by[0] == start_by[1] > 0
+    assert estimates == [("AU750", 30.5 * 3600)]
     live = view(database)
     live_rows = full_view(database)
     live_stays = stays(database)
@@ -403,11 +426,11 @@ def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
     from psycopg.rows import dict_row
 
     rng = random.Random(21)
-    orders = [busy_order(app, rng.randint(0, 12), rng) for _ in range(60)]
+    orders = [busy_order(app, rng.randint(0, 16), rng) for _ in range(60)]
     approved_orders = [o for o in orders if Status.MANUFACTURING_APPROVED.value in o.entered_at]
     assert 0 < len(approved_orders) < len(orders), "the data must mix approved and never-approved orders"
     projection_runner("mes", database).catch_up()
-    for sort in (MesOrderSort.APPROVED, MesOrderSort.APPROVED_OLDEST):
+    for sort in MesOrderSort:
         seen: list[dict[str, Any]] = []
         cursor = None
         with psycopg.connect(database, row_factory=dict_row) as conn:
@@ -419,7 +442,16 @@ def test_mes_pages_list_newest_approved_first_then_the_rest_each_once(
                 cursor = page.next_cursor
         assert sorted(i["order_id"] for i in seen) == sorted(str(o.id) for o in orders)
         approved = [i["approved_at"] for i in seen if i["approved_at"] is not None]
-        if sort is MesOrderSort.APPROVED:
+        if sort in (MesOrderSort.URGENCY, MesOrderSort.DUE):  # then the orders without an open promise
+            field = "start_by" if sort is MesOrderSort.URGENCY else "promised_date"
+            keys = [(i[field], i["order_id"]) for i in seen if i["start_by"] is not None]
+            assert keys == sorted(keys) and len(keys) > 0
+            assert all(i["start_by"] is None for i in seen[len(keys) :])
+            assert all(i["urgency"] and i["slack_seconds"] is not None for i in seen[: len(keys)])
+        elif sort is MesOrderSort.CREATED:
+            created = [i["created_at"] for i in seen]
+            assert created == sorted(created, reverse=True)
+        elif sort is MesOrderSort.APPROVED:
             assert approved == sorted(approved, reverse=True)
             assert all(i["approved_at"] is None for i in seen[len(approved) :]), (
                 "never-approved orders come last"

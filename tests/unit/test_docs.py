@@ -1,5 +1,6 @@
-"""The repository explains itself: docs/architecture.md's lifecycle table is the one in lifecycle.py, and
-nothing in the repository cites a document outside it."""
+"""The repository explains itself: docs/architecture.md's lifecycle table is the one in lifecycle.py,
+docs/pricing.md states the rules pricing applies, and nothing in the repository cites a document outside
+it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import re
 import subprocess
 
 from orders_core.lifecycle import TRANSITIONS, Party
+from orders_core.values import MIN_WALL_BY_FAMILY, MIN_WALL_OTHERWISE, QUOTE_VALIDITY
+from pricing.geometry import MERGE_MAX_MM, MERGE_RELATIVE
+from pricing.limits import DEFAULT_LIMITS
+from pricing.quote import THIN_SHARE
+from pricing.thickness import MAX_MEASURED, UNRELIABLE_SHARE
 from tests.conftest import ROOT
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -55,3 +61,18 @@ def test_nothing_in_the_repository_cites_a_document_outside_it() -> None:
         and re.search(r"DESIGN\.md|\.\./shared/", (ROOT / path).read_text(errors="replace"))
     ]
     assert citing == []
+
+
+def test_the_pricing_page_states_the_rules_the_code_applies() -> None:
+    text = " ".join((ROOT / "docs" / "pricing.md").read_text().split())
+    names = {"AU": "gold", "AG": "silver", "PT": "platinum", "PD": "palladium"}
+    for family, wall in MIN_WALL_BY_FAMILY.items():
+        assert f"{names[family]} (`{family}`) {wall:g} mm" in text, family
+    assert f"anything else {MIN_WALL_OTHERWISE:g} mm" in text
+    assert f"more than {THIN_SHARE * 100:g} % of its surface below it" in text
+    assert f"more than {UNRELIABLE_SHARE * 100:g} % of the area with no proper exit" in text
+    assert f"closer than {MERGE_RELATIVE:g} of the bounding box's diagonal" in text
+    assert f"never more than {MERGE_MAX_MM:g} mm apart" in text
+    assert f"mean wall (2 x volume / area) at least {DEFAULT_LIMITS.min_wall_mm:g} mm" in text
+    assert f"`QUOTE_VALID_HOURS` ({QUOTE_VALIDITY.total_seconds() / 3600:g})" in text
+    assert f"more than {MAX_MEASURED:,}".replace("1,000,000", "a million") in text

@@ -72,7 +72,8 @@ def put_material(
     actor: NamedDependency[Actor],
     orders: NamedDependency[OrdersApplication],
 ) -> CatalogResponse:
-    """Add a material or change its density, today's price per gram, or the thinnest wall it casts."""
+    """Add a material or change its density, today's price per gram, the thinnest wall it casts, or how
+    long its orders take to make."""
     material = Material(
         code=code.upper(),
         name=data.name.strip(),
@@ -80,6 +81,7 @@ def put_material(
         price_per_gram_minor=data.price_per_gram_minor,
         casting_loss_permille=data.casting_loss_permille,
         min_wall_mm=data.min_wall_mm,
+        manufacturing_hours=data.manufacturing_hours,
     )
     return _change(orders, lambda c: c.set_material(material, actor))
 

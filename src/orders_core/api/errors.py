@@ -16,6 +16,7 @@ REFUSAL_STATUS = {
     Refused.NOT_ALLOWED: 409,
     Refused.INVALID: 422,
     Refused.IDEMPOTENCY_KEY_REUSED: 422,
+    Refused.QUOTE_EXPIRED: 409,
 }
 
 

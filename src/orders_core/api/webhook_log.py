@@ -27,7 +27,7 @@ from orders_core.api.schemas import (
     WebhookReplay,
     WebhookReplayed,
 )
-from orders_core.api.webhooks import PartnerParam, _visible_endpoint
+from orders_core.api.webhooks import PartnerParam, visible_endpoint
 from orders_core.outcomes import Refusal, Refused
 from webhook_sender.log import MAX_PAGE, BadCursor, DeliveryLog
 
@@ -68,7 +68,7 @@ def list_attempts(
     cursor: Cursor = None,
 ) -> WebhookAttemptPage:
     """The endpoint's delivery attempts, newest first: status code, latency, error and the next attempt."""
-    _visible_endpoint(provide_orders(state), endpoint_id, actor, partner_id)
+    visible_endpoint(provide_orders(state), endpoint_id, actor, partner_id)
     page = _page_of(lambda: _log(state).attempts(endpoint_id, limit, cursor))
     return msgspec.convert({"items": page.rows, "next_cursor": page.next_cursor}, WebhookAttemptPage)
 
@@ -84,18 +84,20 @@ def list_messages(
     actor: NamedDependency[Actor],
     state: State,
     partner_id: PartnerParam = None,
-    status: WebhookMessageStatus | None = None,
+    status: Annotated[
+        WebhookMessageStatus | None, QueryParameter(description="only messages that stand so (none: all)")
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> WebhookMessagePage:
     """The messages for the endpoint, newest first, with where each stands."""
-    _visible_endpoint(provide_orders(state), endpoint_id, actor, partner_id)
+    visible_endpoint(provide_orders(state), endpoint_id, actor, partner_id)
     page = _page_of(lambda: _log(state).messages(endpoint_id, limit, status and status.value, cursor))
     return msgspec.convert({"items": page.rows, "next_cursor": page.next_cursor}, WebhookMessagePage)
 
 
 def _enabled_endpoint(state: State, endpoint_id: UUID, actor: Actor, partner_id: str | None) -> None:
-    _, endpoint = _visible_endpoint(provide_orders(state), endpoint_id, actor, partner_id)
+    _, endpoint = visible_endpoint(provide_orders(state), endpoint_id, actor, partner_id)
     if not endpoint.enabled:
         raise refused(
             Refusal(

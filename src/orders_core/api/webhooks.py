@@ -185,7 +185,7 @@ def list_endpoints(
     return Response(listed, headers={POSITION: str(orders.position())})
 
 
-def _visible_endpoint(
+def visible_endpoint(
     orders: OrdersApplication, endpoint_id: UUID, actor: Actor, partner_id: str | None
 ) -> tuple[str, WebhookEndpoint]:
     partner = _endpoint_partner(actor, partner_id, endpoint_id)
@@ -219,7 +219,7 @@ def read_endpoint(
 ) -> Response[WebhookEndpointView]:
     """One endpoint (without its secrets)."""
     orders = provide_orders(state)
-    partner, endpoint = _visible_endpoint(orders, endpoint_id, actor, partner_id)
+    partner, endpoint = visible_endpoint(orders, endpoint_id, actor, partner_id)
     return Response(webhook_endpoint_view(partner, endpoint), headers={POSITION: str(orders.position())})
 
 

@@ -18,6 +18,7 @@
     StartPackaging: { path: "package", label: "Package" },
     ShipOrder: { path: "ship", label: "Ship…", form: "ship" },
     ApproveManufacturing: { path: "approve", label: "Approve" },
+    RepriceOrder: { path: "reprice", label: "Re-price" },
     CloseOrder: { path: "close", label: "Close" },
     SubmitOrder: { path: "submit", label: "Submit" },
     CancelOrder: { path: "cancel", label: "Cancel…", form: "cancel", danger: true },
@@ -32,6 +33,9 @@
               preset: { status: "PRICE_CALCULATED", sort: "created" } },
     all: { label: "All orders", roles: ["operator", "seller", "admin"], preset: { sort: "created" } },
   };
+
+  // A seller approving a quote that holds less than this long is asked first: metal prices move daily.
+  const QUOTE_WARNING_SECONDS = 3600;
 
   const state = {
     token: null,
@@ -136,6 +140,20 @@
   }
 
   const human = (status) => String(status || "").replaceAll("_", " ").toLowerCase();
+
+  // Until when an order's quote holds: a list row carries quote_valid_until, an order its quote.
+  function quoteHoldsUntil(order) {
+    return order.quote_valid_until || (order.quote && order.quote.valid_until) || null;
+  }
+
+  function secondsLeft(iso) {
+    return (new Date(iso).getTime() - Date.now()) / 1000;
+  }
+
+  function quoteTerm(iso) {
+    const left = secondsLeft(iso);
+    return left > 0 ? `holds ${formatDuration(left)} more` : `expired ${formatDuration(-left)} ago`;
+  }
 
   // ---- the API ------------------------------------------------------------------------------
 
@@ -482,12 +500,32 @@
       h("td", { "data-col": "status" }, h("span", { class: `status s-${item.status}` }, human(item.status)), " ", flags),
       h("td", { "data-col": "approved", title: item.approved_at ? formatTime(item.approved_at) : "" }, item.approved_at ? ago(item.approved_at) : "—"),
       h("td", { "data-col": "promised" }, item.promised_date || "—"),
-      h("td", { "data-col": "quote", class: "num" }, formatMoney(item.quote_total_minor, item.currency)),
+      h("td", { "data-col": "urgency", class: urgencyClass(item), title: item.start_by ? `Start by ${formatTime(item.start_by)} to keep the promised date` : "" }, item.urgency || "—"),
+      h("td", { "data-col": "quote", class: "num" }, formatMoney(item.quote_total_minor, item.currency), quoteBadge(item)),
       h("td", { "data-col": "operator", class: mine ? "me" : "" }, item.operator_id ? (mine ? `${item.operator_id} (you)` : item.operator_id) : "—"),
       h("td", { "data-col": "actions", class: "actions" }),
     );
     tr.addEventListener("dblclick", () => openDetail(item.order_id));
     return tr;
+  }
+
+  // Late to start (negative slack) in red, less than a day to spare in amber.
+  function urgencyClass(item) {
+    if (item.slack_seconds === null || item.slack_seconds === undefined) return "";
+    if (item.slack_seconds < 0) return "urgent late";
+    return item.slack_seconds < 86400 ? "urgent soon" : "";
+  }
+
+  // On a quote waiting for approval: whether it is about to expire, or has.
+  function quoteBadge(item) {
+    const until = quoteHoldsUntil(item);
+    if (!until || item.status !== "PRICE_CALCULATED") return null;
+    const left = secondsLeft(until);
+    if (left > QUOTE_WARNING_SECONDS) return null;
+    return h("span", {
+      class: `badge ${left > 0 ? "warn" : "bad"}`, "data-testid": left > 0 ? "quote-expiring" : "quote-expired",
+      title: `The quote holds until ${formatTime(until)}`,
+    }, left > 0 ? `expires in ${formatDuration(left)}` : "expired");
   }
 
   // The buttons of a row come from the command API's `allowed` for this caller and this version.
@@ -496,7 +534,10 @@
     if (!tr) return;
     const cell = tr.querySelector('[data-col="actions"]');
     if (Array.isArray(item.allowed)) { // the read API says what this caller may do: no extra request
-      renderActions(cell, { order_id: item.order_id, number: item.number, version: item.version, allowed: item.allowed });
+      renderActions(cell, {
+        order_id: item.order_id, number: item.number, version: item.version, allowed: item.allowed,
+        quote_valid_until: item.quote_valid_until,
+      });
       return;
     }
     const known = state.orders.get(item.order_id);
@@ -573,9 +614,30 @@
 
   function startAction(order, command) {
     const action = ACTIONS[command];
+    if (command === "ApproveManufacturing" && !approvalConfirmed(order)) return null;
     if (action.form === "ship") return openDialog("ship", order);
     if (action.form === "cancel") return openDialog("cancel", order);
     return runCommand(order, command);
+  }
+
+  // Approving commits to the quote's price: ask before doing it under a quote about to expire, and offer
+  // the re-price instead of an approval the server would refuse under an expired one.
+  function approvalConfirmed(order) {
+    const until = quoteHoldsUntil(order);
+    if (!until) return true;
+    const left = secondsLeft(until);
+    if (left <= 0) {
+      const offer = `The quote of ${order.number} expired at ${formatTime(until)}; metal prices may have moved since.`;
+      if (!order.allowed.includes("RepriceOrder")) {
+        notify(offer, "error");
+      } else if (window.confirm(`${offer}\n\nRe-price it at today's catalog now?`)) {
+        runCommand(order, "RepriceOrder");
+      }
+      return false;
+    }
+    if (left >= QUOTE_WARNING_SECONDS) return true;
+    return window.confirm(
+      `The quote of ${order.number} expires in ${formatDuration(left)} (at ${formatTime(until)}). Approve at this price?`);
   }
 
   function setBusy(id, busy) {
@@ -594,6 +656,7 @@
     StartPackaging: (o) => `${o.number}: packaging started.`,
     ShipOrder: (o) => `${o.number} shipped with ${o.carrier}, tracking ${o.tracking_number}.`,
     ApproveManufacturing: (o) => `${o.number} approved for manufacturing.`,
+    RepriceOrder: (o) => `${o.number} is being priced again at today's catalog.`,
     CancelOrder: (o) => `${o.number} cancelled.`,
     CloseOrder: (o) => `${o.number} closed.`,
   };
@@ -717,6 +780,7 @@
       ["Promised", order.promised_date || "—"],
       ["Model", order.model ? `${order.model.filename} · ${order.model.format} · ${order.model.triangle_count ?? "?"} triangles` : "—"],
       ["Operator", order.operator_id || "—"],
+      order.quote ? ["Quote holds", `until ${formatTime(order.quote.valid_until)} (${quoteTerm(order.quote.valid_until)})`] : null,
       order.carrier ? ["Shipping", `${order.carrier} · ${order.tracking_number}`] : null,
       order.rejection_reason ? ["Rejected", order.rejection_reason] : null,
       order.cancellation_reason ? ["Cancelled", order.cancellation_reason] : null,
@@ -731,8 +795,11 @@
         h("th", { scope: "row" }, line.label), h("td", { class: "num" }, formatMoney(line.amount_minor, quote.currency)))));
       $("quote-total").textContent = formatMoney(quote.total_minor, quote.currency);
       const f = quote.figures;
+      const terms = quote.catalog_version
+        ? ` · catalog v${quote.catalog_version}, metal ${formatMoney(quote.metal_price_per_gram_minor, quote.currency)}/g`
+        : "";
       $("quote-figures").textContent = f
-        ? `${f.mass_g.toFixed(2)} g · ${(f.volume_mm3 / 1000).toFixed(3)} cm³ · ${f.triangle_count} triangles · ${f.bbox_mm.map((x) => x.toFixed(1)).join(" × ")} mm`
+        ? `${f.mass_g.toFixed(2)} g · ${(f.volume_mm3 / 1000).toFixed(3)} cm³ · ${f.triangle_count} triangles · ${f.bbox_mm.map((x) => x.toFixed(1)).join(" × ")} mm${terms}`
         : "";
     }
     renderWallFigures(quote);

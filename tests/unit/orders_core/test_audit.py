@@ -18,7 +18,14 @@ from orders_core.audit import (
     fold_order,
     group_by_order,
 )
-from orders_core.commands import AttachModel, CancelOrder, RecordQuote, RejectModel, SubmitOrder
+from orders_core.commands import (
+    AttachModel,
+    CancelOrder,
+    RecordQuote,
+    RejectModel,
+    RepriceOrder,
+    SubmitOrder,
+)
 from orders_core.order import Order
 from tests.orders import EVERYONE, OWNER, PRICING, SELLER, model_file, new_order, quote_for, valid_command
 
@@ -49,6 +56,24 @@ def test_a_submission_waits_until_pricing_answers_it() -> None:
         0,
         "PRICE_CALCULATED",
     )
+
+
+def test_a_re_priced_order_waits_for_pricing_again() -> None:
+    order = new_order()
+    model = model_file()
+    events = run(
+        order,
+        (AttachModel(model), OWNER),
+        (SubmitOrder(), OWNER),
+        (RecordQuote(quote_for(model.sha256)), PRICING),
+        (RepriceOrder(), SELLER),
+    )
+    truth = fold_order(positioned(events))
+    assert isinstance(truth, OrderTruth) and truth.waiting_since == events[-1].timestamp
+    events += run(order, (RecordQuote(quote_for(model.sha256), submission=order.version), PRICING))
+    answered = fold_order(positioned(events))
+    assert isinstance(answered, OrderTruth)
+    assert (answered.waiting_since, answered.duplicate_answers) == (None, 0)
 
 
 def test_a_rejected_then_resubmitted_order_waits_again_and_a_cancel_withdraws_the_submission() -> None:

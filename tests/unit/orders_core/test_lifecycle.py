@@ -40,4 +40,14 @@ def test_rejected_orders_take_a_new_model() -> None:
 
 
 def test_actions_are_the_http_commands_of_the_design() -> None:
-    assert set(BY_ACTION) == {"submit", "approve", "take", "complete", "package", "ship", "close", "cancel"}
+    assert set(BY_ACTION) == {
+        "submit",
+        "reprice",
+        "approve",
+        "take",
+        "complete",
+        "package",
+        "ship",
+        "close",
+        "cancel",
+    }

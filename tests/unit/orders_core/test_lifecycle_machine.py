@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -18,6 +19,7 @@ from orders_core.commands import (
     CompleteManufacturing,
     RecordQuote,
     RejectModel,
+    RepriceOrder,
     ShipOrder,
     StartManufacturing,
     StartPackaging,
@@ -62,6 +64,9 @@ class OrderLifecycle(RuleBasedStateMachine):
         assert transition.parties & mine, (command, actor)
         assert command.name() in allowed_before
         assert self.order.version == before_version + 1
+        if isinstance(command, ApproveManufacturing):  # only under a quote that still held
+            assert self.order.quote is not None and self.order.quote.valid_until is not None
+            assert self.order.entered_at[Status.MANUFACTURING_APPROVED.value] < self.order.quote.valid_until
         stamp = self.order.entered_at[self.order.status.value]
         assert stamp >= self.last_stamp
         self.last_stamp = stamp
@@ -70,10 +75,18 @@ class OrderLifecycle(RuleBasedStateMachine):
     def attach(self, actor: Actor, model: object) -> None:
         self.attempt(AttachModel(model), actor)  # type: ignore[arg-type]
 
-    @rule(actor=st.sampled_from(EVERYONE), stale=st.booleans(), total=st.integers(1, 10**7))
-    def record_quote(self, actor: Actor, stale: bool, total: int) -> None:
+    @rule(
+        actor=st.sampled_from(EVERYONE),
+        stale=st.booleans(),
+        total=st.integers(1, 10**7),
+        holds=st.sampled_from([None, timedelta(hours=1), -timedelta(hours=1)]),
+    )
+    def record_quote(self, actor: Actor, stale: bool, total: int, holds: timedelta | None) -> None:
         sha = "f" * 64 if stale else self.current_sha()
-        self.attempt(RecordQuote(quote_for(sha, total)), actor)
+        quote = quote_for(sha, total)
+        if holds is not None:
+            quote = msgspec.structs.replace(quote, valid_until=datetime.now(UTC) + holds)
+        self.attempt(RecordQuote(quote), actor)
 
     @rule(actor=st.sampled_from(EVERYONE), reason=texts)
     def reject(self, actor: Actor, reason: str) -> None:
@@ -92,6 +105,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         command=st.sampled_from(
             [
                 SubmitOrder(),
+                RepriceOrder(),
                 ApproveManufacturing(),
                 StartManufacturing(),
                 CompleteManufacturing(),

@@ -172,3 +172,30 @@ def test_rings_are_thin_exactly_where_the_minimum_says(band: float, prong: float
         assert np.allclose(low[1:], -prong / 2, atol=1e-3)
         assert np.allclose(high[1:], prong / 2, atol=1e-3)
         assert "x" in describe_box(result.below_low, result.below_high)
+
+
+def test_a_model_beyond_the_measured_limit_is_measured_on_a_seeded_sample() -> None:
+    full_mesh = trimesh.Trimesh(*trimesh.remesh.subdivide_to_size(*_indexed(ring(1.0, 0.3)), max_edge=0.3))
+    soup = np.asarray(full_mesh.triangles, np.float64)
+    every = wall_thickness(soup, 0.6)
+    sampled = wall_thickness(soup, 0.6, max_measured=len(soup) // 5)
+    assert every.measured_share == 1.0 and 0.18 < sampled.measured_share < 0.22
+    assert sampled.rays < every.rays / 4
+    assert sampled == wall_thickness(soup, 0.6, max_measured=len(soup) // 5)  # the same sample each time
+    # estimates of the whole: the prong's share of the surface, its area, where it is, and no fault
+    assert (
+        every.share_below > 0.005 and abs(sampled.share_below - every.share_below) < 0.05 * every.share_below
+    )
+    assert abs(sampled.area_below_mm2 - every.area_below_mm2) < 0.05 * every.area_below_mm2
+    assert sampled.unreliable_share == every.unreliable_share == 0
+    assert close(sampled.minimum_mm, every.minimum_mm, abs_=2e-3)
+    assert sampled.below_low is not None and every.below_low is not None
+    assert np.allclose(sampled.below_low, every.below_low, atol=0.05)
+    assert sampled.below_high is not None and every.below_high is not None
+    assert np.allclose(sampled.below_high, every.below_high, atol=0.05)
+
+
+def _indexed(soup: Array) -> tuple[Array, Array]:
+    mesh = trimesh.Trimesh(**trimesh.triangles.to_kwargs(soup))
+    mesh.merge_vertices()
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces)

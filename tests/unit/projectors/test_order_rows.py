@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from orders_core.application import OrdersApplication
-from orders_core.commands import CancelOrder
+from orders_core.commands import AttachModel, CancelOrder, RecordQuote, RepriceOrder, SubmitOrder
 from orders_core.contracts import read_stored_event
 from orders_core.lifecycle import Status
 from orders_core.order import Order
 from projectors.order_rows import NEVER, fold_order
-from tests.orders import EVERYONE, OWNER, new_order, valid_command
+from tests.orders import EVERYONE, OWNER, PRICING, SELLER, model_file, new_order, quote_for, valid_command
 
 MAPPER = OrdersApplication().mapper  # in-memory application: the same transcoder as the real store
 
@@ -69,6 +70,12 @@ def test_the_row_mirrors_the_aggregate(choices: list[int]) -> None:
         assert row[field] == getattr(order, field), field
     assert row["promised_date"] == (order.promised_date.isoformat() if order.promised_date else None)
     assert row["quote_total_minor"] == (order.quote.total_minor if order.quote else None)
+    # Quotes without terms (as valid_command records them) hold from their recording, in both folds.
+    valid_until = row["quote_valid_until"]
+    assert (datetime.fromisoformat(valid_until) if valid_until else None) == (
+        order.quote.valid_until if order.quote else None
+    )
+    assert (row["quote"] or {}).get("valid_until") == valid_until
     assert row["model_sha256"] == (order.model.sha256 if order.model else None)
     assert row["triangle_count"] == (order.model.triangle_count if order.model else None)
     assert row["status_times"] == {k: v.isoformat() for k, v in order.entered_at.items()}
@@ -88,3 +95,24 @@ def test_final_statuses_are_never_stuck() -> None:
     assert order.execute(CancelOrder("changed my mind"), OWNER) is None
     row = folded(list(order.collect_events()))
     assert row["status"] == "CANCELLED" and row["stuck_at"] is None and row["promise_open"] is False
+
+
+def test_the_row_shows_the_quotes_term_and_clears_the_quote_while_it_is_re_priced() -> None:
+    order = new_order()
+    model = model_file()
+    until = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    quote = msgspec.structs.replace(quote_for(model.sha256), valid_until=until, catalog_version=7)
+    for command, actor in (
+        (AttachModel(model), OWNER),
+        (SubmitOrder(), OWNER),
+        (RecordQuote(quote), PRICING),
+    ):
+        assert order.execute(command, actor) is None
+    events = list(order.collect_events())
+    row = folded(events)
+    assert datetime.fromisoformat(row["quote_valid_until"]) == until
+    assert row["quote"]["catalog_version"] == 7
+    assert order.execute(RepriceOrder(), SELLER) is None
+    row = folded(events + list(order.collect_events()))
+    assert row["status"] == "SUBMITTED"
+    assert (row["quote"], row["quote_total_minor"], row["quote_valid_until"]) == (None, None, None)

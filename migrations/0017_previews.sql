@@ -1,7 +1,7 @@
 -- Model previews (pricing.preview, docs/architecture.md "Model previews"): a small GLB per quoted or
 -- too-thin model, coloured by wall thickness, content-addressed beside the models (BLOB_STORE=postgres;
 -- the local store keeps them under blobs/previews/). The order views keep the preview's sha256.
--- depends: 0013_webhooks
+-- depends: 0016_mes_due
 
 CREATE TABLE blobs.previews (
     sha256 text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
