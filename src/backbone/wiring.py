@@ -82,7 +82,11 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
             tracing=tracing_middleware(),
             limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),
         ),
-        *([ReadApi(pool, ChangeFeed(reads), required=False)] if pool else []),
+        *(
+            [ReadApi(pool, ChangeFeed(reads), required=False, previews=blob_store(settings, reads))]
+            if pool
+            else []
+        ),
     )
     app.on_shutdown.append(lambda: orders.close())
     app.on_shutdown.append(lambda: delivery_log.pool.close())
@@ -108,6 +112,7 @@ def read_api(settings: Settings, dsn: str) -> Litestar:
             pool=pool,
             feed=ChangeFeed(reads),
             jwt_secret=settings.jwt_secret,
+            previews=blob_store(settings, reads),
             tracing=tracing_middleware(),
             limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),
         )
@@ -220,7 +225,7 @@ class Messaging:
             )
         for _ in range(self.workers):
             blobs = blob_store(self.settings, part_dsn(self.settings, self.dsn, "pricing"))
-            worker = PricingWorker(self.transport, blobs, pricing_limits(self.settings))
+            worker = PricingWorker(self.transport, blobs, pricing_limits(self.settings), previews=blobs)
             self.tasks.append(asyncio.create_task(self.transport.consume(PRICING_REQUESTS, worker.handle, 1)))
         if self.results:
             assert self.orders is not None

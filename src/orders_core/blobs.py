@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
 from psycopg_pool import ConnectionPool
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class TooLarge(Exception):
@@ -74,6 +77,15 @@ class BlobStore:
         """The blob's bytes; KeyError if there is none."""
         raise NotImplementedError
 
+    def put_preview(self, content: bytes) -> str:
+        """Store a model's preview (pricing.preview) under the sha256 of its bytes, which it returns; storing
+        the same bytes again (a redelivered request) changes nothing."""
+        raise NotImplementedError
+
+    def read_preview(self, sha256: str) -> bytes:
+        """A preview's bytes; KeyError if there is none."""
+        raise NotImplementedError
+
 
 class LocalBlobStore(BlobStore):
     """Blobs in a local directory, fanned out by the first hash bytes: `ab/cd/abcd...`."""
@@ -98,6 +110,36 @@ class LocalBlobStore(BlobStore):
     def read(self, sha256: str) -> bytes:
         try:
             return self.path(sha256).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(sha256) from None
+
+    def preview_path(self, sha256: str) -> Path:
+        """Where the preview with this hash lives, beside the models: `previews/ab/cd/abcd...`."""
+        return self.root / "previews" / sha256[:2] / sha256[2:4] / sha256
+
+    def put_preview(self, content: bytes) -> str:
+        sha256 = hashlib.sha256(content).hexdigest()
+        target = self.preview_path(sha256)
+        if target.is_file():
+            return sha256
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=self.incoming, prefix="preview-")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(content)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(name, target)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return sha256
+
+    def read_preview(self, sha256: str) -> bytes:
+        if not _SHA256.fullmatch(sha256):
+            raise KeyError(sha256)
+        try:
+            return self.preview_path(sha256).read_bytes()
         except FileNotFoundError:
             raise KeyError(sha256) from None
 
@@ -126,6 +168,24 @@ class PostgresBlobStore(BlobStore):
         with self.pool.connection() as conn:
             # Binary format: in text a bytea travels hex-encoded, twice its size, and costs the server more.
             query = "SELECT content FROM blobs.models WHERE sha256 = %s"
+            row = conn.execute(query, (sha256,), binary=True).fetchone()
+        if row is None:
+            raise KeyError(sha256)
+        return bytes(row[0])
+
+    def put_preview(self, content: bytes) -> str:
+        sha256 = hashlib.sha256(content).hexdigest()
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO blobs.previews (sha256, size_bytes, content) VALUES (%s, %s, %s) "
+                "ON CONFLICT (sha256) DO NOTHING",
+                (sha256, len(content), content),
+            )
+        return sha256
+
+    def read_preview(self, sha256: str) -> bytes:
+        with self.pool.connection() as conn:
+            query = "SELECT content FROM blobs.previews WHERE sha256 = %s"
             row = conn.execute(query, (sha256,), binary=True).fetchone()
         if row is None:
             raise KeyError(sha256)

@@ -51,6 +51,7 @@ class RejectModel(Command):
     model_sha256: str
     reason: str
     submission: int | None = None
+    preview_sha256: str | None = None
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,8 @@ __all__ = [
     "OrderFacts",
     "OrderMessage",
     "OrderSubmittedV1",
+    "PreviewReader",
+    "PreviewWriter",
     "PricingResultV1",
     "Product",
     "PublishFailed",
@@ -173,6 +175,22 @@ class BlobReader(Protocol):
 
     def read(self, sha256: str) -> bytes:
         """The blob's bytes; raises KeyError if there is none."""
+        ...
+
+
+class PreviewWriter(Protocol):
+    """Where a pricing worker stores a model's preview (content-addressed, beside the models)."""
+
+    def put_preview(self, content: bytes) -> str:
+        """Store the preview; its sha256. Storing the same bytes again changes nothing."""
+        ...
+
+
+class PreviewReader(Protocol):
+    """Where the read API fetches previews by sha256."""
+
+    def read_preview(self, sha256: str) -> bytes:
+        """The preview's bytes; raises KeyError if there is none."""
         ...
 
 
@@ -250,6 +268,9 @@ class PricingResultV1(msgspec.Struct, frozen=True, kw_only=True, tag="pricing.re
     quote: Quote | None = None
     rejection_code: str | None = None
     rejection_reason: str | None = None
+    preview_sha256: str | None = None
+    """A rejected model's preview in the blob store (a quote carries its own in `quote`), if one was made:
+    a model rejected as too thin shows where."""
 
 
 def message_id_for(order_id: str, version: int) -> str:

@@ -117,6 +117,8 @@ class Order(Aggregate):
 
     class ModelRejected(Event):
         reason: str
+        preview_sha256: str | None = None
+        """The rejected model's preview (pricing.preview), if one was made."""
 
         def fold(self, order: Order) -> None:
             order.rejection_reason = self.reason
@@ -291,9 +293,12 @@ class Order(Aggregate):
             case RecordQuote(quote=quote, submission=submission):
                 stale = self._stale_submission_refusal(submission, actor)
                 return stale or self._quote_refusal(quote, actor) or {"quote": msgspec.to_builtins(quote)}
-            case RejectModel(model_sha256=sha256, reason=reason, submission=submission):
+            case RejectModel(
+                model_sha256=sha256, reason=reason, submission=submission, preview_sha256=preview
+            ):
                 stale = self._stale_submission_refusal(submission, actor)
-                return stale or self._stale_model_refusal(sha256, actor) or {"reason": reason}
+                shown = {"preview_sha256": preview} if preview else {}
+                return stale or self._stale_model_refusal(sha256, actor) or {"reason": reason, **shown}
             case StartManufacturing():
                 return {"operator_id": actor.subject}
             case ShipOrder(carrier=carrier, tracking_number=tracking):

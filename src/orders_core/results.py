@@ -86,4 +86,6 @@ def command_for(result: PricingResultV1, valid_until: datetime) -> Command:
         quote = msgspec.structs.replace(result.quote, valid_until=valid_until)
         return RecordQuote(quote, submission=result.submission)
     reason = result.rejection_reason or "the model could not be priced"
-    return RejectModel(result.model_sha256, reason, submission=result.submission)
+    return RejectModel(
+        result.model_sha256, reason, submission=result.submission, preview_sha256=result.preview_sha256
+    )

@@ -95,6 +95,9 @@ class Quote(msgspec.Struct, frozen=True, kw_only=True):
     """What a gram of the material cost in that catalog, in minor units of `currency`."""
     valid_until: datetime | None = None
     """Until when the price holds: approving the order after it is refused (re-price it)."""
+    preview_sha256: Sha256 | None = None
+    """The preview of the model (pricing.preview: a GLB coloured by wall thickness) in the blob store;
+    None when none was made (quotes before previews, or the preview ran out of time or failed)."""
 
     def holds_until(self, recorded_at: datetime) -> datetime:
         """Until when the quote holds, had it been recorded at `recorded_at` (older quotes have no term)."""

@@ -26,3 +26,10 @@ def mesh_size(triangles: int | None) -> str:
         if triangles < limit:
             return label
     return ">=1M"
+
+
+PREVIEWS = Counter(
+    "backbone_pricing_previews_total",
+    "Model previews by outcome: made, skipped (no time left within the quote's limit) or failed",
+    ["outcome"],
+)

@@ -23,7 +23,7 @@ alone, its figures recorded as unreliable, never rejected by them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from pathlib import Path
 
@@ -40,7 +40,7 @@ from orders_core.contracts import (
 )
 from pricing.geometry import DefectiveEdges, defective_edges, figures_of
 from pricing.limits import DEFAULT_LIMITS, Deadline, Limits
-from pricing.meshes import load_triangles
+from pricing.meshes import Triangles, load_triangles
 from pricing.rejections import Reason, Rejection
 from pricing.thickness import Thickness, describe_box, wall_thickness
 
@@ -66,10 +66,13 @@ def quote_for(
     model_sha256: str,
     limits: Limits = DEFAULT_LIMITS,
     deadline: Deadline | None = None,
+    measured: Callable[[Triangles, Thickness], None] | None = None,
 ) -> Quote | Rejection:
     """Price the model in `source` (a path or its bytes, format `fmt`), or say why it cannot be priced.
 
     `deadline` defaults to `limits.time_limit_s` from now; pass one to share a budget with earlier work.
+    `measured` is called with the triangles and their wall thickness once the analysis has run (the
+    worker's preview is made from them, for a quote and for a model rejected as too thin alike).
     """
     deadline = deadline or Deadline.after(limits.time_limit_s)
     triangles = load_triangles(source, fmt, limits)
@@ -93,6 +96,8 @@ def quote_for(
         return _too_slow(limits)
     # checked again after it: the analysis is one phase, 1-2 s at the 1M triangles (bench/thickness.py)
     thickness = wall_thickness(triangles, material.minimum_wall_mm)
+    if measured is not None:
+        measured(triangles, thickness)
     if deadline.passed():
         return _too_slow(limits)
     rejection = _too_thin_locally(thickness)

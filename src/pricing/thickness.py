@@ -31,7 +31,7 @@ import ctypes
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,9 @@ class Thickness:
     """The share of the triangles whose walls were measured: 1.0 up to MAX_MEASURED, a sample beyond."""
     unreliable_share: float
     """The share of the area whose inward ray found no proper exit or whose outward ray left the solid."""
+    per_triangle: npt.NDArray[np.float32] | None = field(default=None, repr=False, compare=False)
+    """The wall behind each triangle of the model, in its order (nan where the rays did not behave or the
+    triangle has no area): what the preview (pricing.preview) colours."""
 
     @property
     def reliable(self) -> bool:
@@ -167,9 +170,13 @@ def wall_thickness(
     measured = cast_area[exits]
     depth = distance[exits].astype(np.float64)
     unreliable = float(cast_area[~exits].sum()) / cast_total if cast_total > 0 else 1.0
+    per_triangle = np.full(count, np.nan, np.float32)
+    per_triangle[np.flatnonzero(cast)[exits]] = distance[exits]
     if len(depth) == 0:
         nan = float("nan")
-        return Thickness(nan, nan, min_wall_mm, 0.0, 0.0, None, None, rays, measured_share, unreliable)
+        return Thickness(
+            nan, nan, min_wall_mm, 0.0, 0.0, None, None, rays, measured_share, unreliable, per_triangle
+        )
     order = np.argsort(depth, kind="stable")
     cumulative = np.cumsum(measured[order])
     p1 = float(depth[order][min(int(np.searchsorted(cumulative, 0.01 * cumulative[-1])), len(depth) - 1)])
@@ -191,6 +198,7 @@ def wall_thickness(
         rays=rays,
         measured_share=measured_share,
         unreliable_share=unreliable,
+        per_triangle=per_triangle,
     )
 
 

@@ -33,7 +33,7 @@ ORDER_COLUMNS: tuple[str, ...] = (
     "promised_date", "promise_open", "operator_id", "model_sha256", "model_filename", "model_format",
     "model_size_bytes", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
     "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "quote_valid_until",
-    "start_by", "due_at", "held_since", "hold_reason",
+    "start_by", "due_at", "held_since", "hold_reason", "preview_sha256",
 )  # fmt: skip
 """Columns of a folded order row, in the order the MES table declares them."""
 
@@ -131,6 +131,7 @@ class ModelAttached(OrderEvent, kw_only=True):
             currency=None,
             quote_valid_until=None,
             rejection_reason=None,
+            preview_sha256=None,
         )
 
 
@@ -156,6 +157,7 @@ class PriceCalculated(OrderEvent, kw_only=True):
             currency=quote["currency"],
             quote_valid_until=quote["valid_until"],
             triangle_count=quote["figures"]["triangle_count"],
+            preview_sha256=quote.get("preview_sha256"),
         )
 
 
@@ -167,9 +169,11 @@ class RepriceRequested(OrderEvent, kw_only=True):
 
 class ModelRejected(OrderEvent, kw_only=True):
     reason: str
+    preview_sha256: str | None = None
 
     def fields_into(self, row: OrderRow, stamp: str) -> None:
         row["rejection_reason"] = self.reason
+        row["preview_sha256"] = self.preview_sha256
 
 
 class ManufacturingApproved(OrderEvent, kw_only=True):

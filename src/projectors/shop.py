@@ -18,7 +18,7 @@ ORDER_COLUMNS = (
     "contact_name", "material_code", "quantity", "created_at", "updated_at", "promised_date",
     "model_filename", "triangle_count", "quote_total_minor", "currency", "quote", "carrier",
     "tracking_number", "rejection_reason", "cancellation_reason", "status_times", "held_since",
-    "hold_reason",
+    "hold_reason", "preview_sha256",
 )  # fmt: skip
 JSON_COLUMNS = frozenset({"quote", "status_times"})
 CATALOG_TABLES = {

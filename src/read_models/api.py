@@ -30,7 +30,7 @@ from http_edge.health import UNTRACED, Probe, add_probe
 from http_edge.plugin import EdgeConfig, edge_application
 from http_edge.position import POSITION, documented_position
 from http_edge.rate_limit import RateLimiter, limit_description
-from orders_core.contracts import Actor, OrderFacts, Role, Status, allowed_commands
+from orders_core.contracts import Actor, OrderFacts, PreviewReader, Role, Status, allowed_commands
 from projectors.health import every_projection
 from read_models import mes, shop
 from read_models.bodies import (
@@ -190,6 +190,90 @@ def shop_order(
     return _positioned(found, ShopOrder, reached)
 
 
+PREVIEW_MEDIA_TYPE = "model/gltf-binary"
+PREVIEW_RESPONSES = {
+    200: ResponseSpec(
+        None,
+        description="the model's preview: binary glTF 2.0, one mesh in millimetres with COLOR_0 (red below "
+        "the material's minimum wall, amber near it) and _WALL_MM (float32, the wall there in mm); ETag: its "
+        "sha256",
+        media_type=PREVIEW_MEDIA_TYPE,
+    ),
+    304: ResponseSpec(None, description="the preview named in If-None-Match is still the order's preview"),
+}
+
+
+def _preview(order_id: UUID, sha256: str | None, request: Request[Any, Any, State]) -> Response[bytes]:
+    """The preview `sha256` of the order as a GLB answer, or the 404 that says why there is none."""
+    previews: PreviewReader | None = request.app.state.previews
+    if sha256 is None:
+        raise HTTPException(
+            f"order {order_id} has no preview yet: one is made when its model is quoted or rejected as too "
+            "thin",
+            status_code=404,
+        )
+    etag = f'"{sha256}"'
+    # The URL names the order, whose model (and so preview) may change: cached copies are revalidated
+    # (no-cache), which the strong ETag, the preview's sha256, answers with a 304 without the body.
+    headers = {"ETag": etag, "Cache-Control": "private, no-cache"}
+    if etag in [t.strip() for t in request.headers.get("if-none-match", "").split(",")]:
+        return Response(b"", status_code=304, headers=headers, media_type=PREVIEW_MEDIA_TYPE)
+    try:
+        if previews is None:
+            raise KeyError(sha256)
+        content = previews.read_preview(sha256)
+    except KeyError:
+        raise HTTPException(
+            f"the preview of order {order_id} is not in the blob store", status_code=404
+        ) from None
+    return Response(content, headers=headers, media_type=PREVIEW_MEDIA_TYPE)
+
+
+@get(
+    "/orders/{order_id:uuid}/preview",
+    sync_to_thread=True,
+    operation_id="ReadShopOrderPreview",
+    media_type=PREVIEW_MEDIA_TYPE,
+    responses=PREVIEW_RESPONSES,
+)
+def shop_order_preview(
+    order_id: FromPath[UUID],
+    actor: NamedDependency[Actor],
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
+    request: Request[Any, Any, State],
+) -> Response[bytes]:
+    """The 3D preview of the caller's own order (a GLB coloured by wall thickness against the material's
+    minimum); anyone else's order, including another customer's, is not found."""
+    with pool.connection() as conn:
+        found = shop.preview_of(conn, order_id)
+    if found is None or not actor.owns_orders or found[0] != actor.subject:
+        raise HTTPException(f"no order {order_id}", status_code=404)
+    return _preview(order_id, found[1], request)
+
+
+@get(
+    "/orders/{order_id:uuid}/preview",
+    sync_to_thread=True,
+    operation_id="ReadMesOrderPreview",
+    media_type=PREVIEW_MEDIA_TYPE,
+    responses=PREVIEW_RESPONSES,
+)
+def mes_order_preview(
+    order_id: FromPath[UUID],
+    actor: NamedDependency[Actor],
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
+    request: Request[Any, Any, State],
+) -> Response[bytes]:
+    """The 3D preview of any order, for operators, sellers and admins (a GLB coloured by wall thickness
+    against the material's minimum)."""
+    _mes_only(actor)
+    with pool.connection() as conn:
+        found = mes.preview_of(conn, order_id)
+    if found is None:
+        raise HTTPException(f"no order {order_id}", status_code=404)
+    return _preview(order_id, found[1], request)
+
+
 def _mes_only(actor: Actor) -> None:
     if actor.role not in MES_ROLES:
         raise PermissionDeniedException("the MES is for operators and sellers")
@@ -293,12 +377,12 @@ CONSOLE_DIR = Path(__file__).with_name("console")
 ROUTES: list[ControllerRouterHandler] = [
     Router(
         "/shop",
-        route_handlers=[shop_catalog, shop_orders, shop_order],
+        route_handlers=[shop_catalog, shop_orders, shop_order, shop_order_preview],
         tags=["shop"],
         response_headers=POSITIONED,
     ),
     Router("/mes", route_handlers=[mes_orders, mes_stats], tags=["mes"], response_headers=POSITIONED),
-    Router("/mes", route_handlers=[mes_stream], tags=["mes"]),
+    Router("/mes", route_handlers=[mes_stream, mes_order_preview], tags=["mes"]),
     create_static_files_router(
         path="/console", directories=[CONSOLE_DIR], html_mode=True, include_in_schema=False
     ),
@@ -313,19 +397,24 @@ class ReadApi(InitPlugin):
     health. `required`: whether the process is unready without the views' database (a process that also
     serves commands still serves them, and only reports itself degraded)."""
 
-    __slots__ = ("feed", "pool", "required")
+    __slots__ = ("feed", "pool", "previews", "required")
 
     def __init__(
-        self, pool: ConnectionPool[Connection[DictRow]], feed: ChangeFeed, *, required: bool = True
+        self,
+        pool: ConnectionPool[Connection[DictRow]],
+        feed: ChangeFeed,
+        *,
+        required: bool = True,
+        previews: PreviewReader | None = None,
     ) -> None:
-        self.pool, self.feed, self.required = pool, feed, required
+        self.pool, self.feed, self.required, self.previews = pool, feed, required, previews
         super().__init__()
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         pool = self.pool
         app_config.route_handlers = [*app_config.route_handlers, *ROUTES]
         app_config.dependencies["pool"] = Provide(provide_pool, sync_to_thread=False)
-        app_config.state.update(pool=pool, feed=self.feed)
+        app_config.state.update(pool=pool, feed=self.feed, previews=self.previews)
         app_config.on_startup.append(self.feed.start)
         app_config.on_shutdown.append(self.feed.stop)
         register_mes_collector(pool)
@@ -361,6 +450,8 @@ class ReadApiSettings:
     """The middleware to trace requests with (None: no tracing)."""
     limiter: RateLimiter | None = None
     """The rate limit of outside callers (None: no limit)."""
+    previews: PreviewReader | None = None
+    """Where model previews are read (None: every preview is a 404)."""
 
 
 def create_read_app(settings: ReadApiSettings) -> Litestar:
@@ -372,4 +463,4 @@ def create_read_app(settings: ReadApiSettings) -> Litestar:
         tracing=settings.tracing,
         limiter=settings.limiter,
     )
-    return edge_application(edge, ReadApi(settings.pool, settings.feed))
+    return edge_application(edge, ReadApi(settings.pool, settings.feed, previews=settings.previews))

@@ -76,6 +76,9 @@ class ShopOrder(msgspec.Struct, kw_only=True):
     hold_reason: str | None
     parked_since: datetime | None
     parked_reason: str | None
+    preview_sha256: str | None = None
+    """The model's 3D preview (`GET /shop/orders/{order_id}/preview` serves it, this its ETag): made when the
+    model is quoted or rejected as too thin; None until then."""
 
 
 class ShopOrderPage(msgspec.Struct, kw_only=True):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from psycopg import Connection, sql
@@ -422,3 +423,11 @@ def status_board(conn: Connection[DictRow], lists_limit: int = 20) -> dict[str, 
         "overdue": [_item(r, now) for r in overdue],
         "held": [_item(r, now) for r in held_list],
     }
+
+
+def preview_of(conn: Connection[DictRow], order_id: UUID) -> tuple[str, str | None] | None:
+    """The order's status and its preview's sha256 (None: no preview yet), or None for no such order."""
+    row = conn.execute(
+        "SELECT status, preview_sha256 FROM mes.orders WHERE order_id = %s", (order_id,)
+    ).fetchone()
+    return (row["status"], row["preview_sha256"]) if row else None

@@ -14,7 +14,7 @@ ORDER_FIELDS = (
     "quote_total_minor, "
     "currency, quote, carrier, tracking_number, rejection_reason, cancellation_reason, status_times, "
     "held_since, hold_reason, "
-    "parked_since, CASE WHEN parked_since IS NOT NULL THEN %(stale)s END AS parked_reason"
+    "parked_since, CASE WHEN parked_since IS NOT NULL THEN %(stale)s END AS parked_reason, preview_sha256"
 )
 """parked_since: set while the order's events are parked (the row is stale since then). The shop says so in
 words for its customers; the error itself is for staff (the MES view, `backbone projections parked`)."""
@@ -55,6 +55,14 @@ def orders_of(
         },
     ).fetchall()
     return [dict(r) for r in rows]
+
+
+def preview_of(conn: Connection[DictRow], order_id: UUID) -> tuple[str, str | None] | None:
+    """The order's owner and its preview's sha256 (None: no preview yet), or None for no such order."""
+    row = conn.execute(
+        "SELECT owner_id, preview_sha256 FROM shop.orders WHERE order_id = %s", (order_id,)
+    ).fetchone()
+    return (row["owner_id"], row["preview_sha256"]) if row else None
 
 
 def order(conn: Connection[DictRow], order_id: UUID) -> dict[str, Any] | None:

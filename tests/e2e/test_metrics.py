@@ -71,6 +71,8 @@ def test_pricing_outcomes_and_durations_are_counted(scraped: str) -> None:
     outcomes = {dict(k)["outcome"]: v for k, v in samples(scraped, "backbone_pricing_results_total").items()}
     assert outcomes.get("quoted", 0) >= 1 and outcomes.get("rejected", 0) >= 1
     assert samples(scraped, "backbone_pricing_duration_seconds_count")
+    previews = {dict(k)["outcome"]: v for k, v in samples(scraped, "backbone_pricing_previews_total").items()}
+    assert previews.get("made", 0) >= 1  # the quoted cube's; the open box was rejected before measuring
 
 
 def test_orders_per_status_come_from_the_mes_view(scraped: str) -> None:

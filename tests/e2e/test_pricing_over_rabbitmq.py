@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 import trimesh
 
@@ -123,6 +124,20 @@ def test_a_submitted_order_is_priced_through_rabbitmq(customer: httpx.Client) ->
     order = answered(customer, submit(customer, cube_stl(10.0), material_code="AG925"))
     assert order["status"] == "PRICE_CALCULATED"
     assert order["quote"]["figures"]["mass_g"] == pytest.approx(10.4)
+
+
+def test_the_worker_stores_the_preview_in_postgresql(topology: Topology, customer: httpx.Client) -> None:
+    """The worker shares no filesystem with the API: it writes the preview beside the models, in
+    blobs.previews, as the pricing role."""
+    order = answered(customer, submit(customer, cube_stl(10.0)))
+    sha = order["quote"]["preview_sha256"]
+    assert sha
+    with psycopg.connect(topology.api.database_url) as conn:
+        row = conn.execute(
+            "SELECT size_bytes, substr(content, 1, 4) FROM blobs.previews WHERE sha256 = %s", (sha,)
+        )
+        size, magic = row.fetchone() or (0, b"")
+    assert size > 0 and bytes(magic) == b"glTF"
 
 
 def test_a_re_priced_order_is_priced_again_through_rabbitmq(customer: httpx.Client) -> None:

@@ -46,3 +46,22 @@ def test_an_unknown_blob_is_a_key_error(store: BlobStore) -> None:
 def test_an_upload_over_the_limit_is_refused(store: BlobStore) -> None:
     with pytest.raises(TooLarge):
         upload(store, b"x" * 5000, limit=4000)
+
+
+def test_a_preview_is_stored_by_its_sha256_once_and_read_back(store: BlobStore) -> None:
+    content = b"glTF" + bytes(range(256)) * 8
+    sha = store.put_preview(content)
+    assert sha == hashlib.sha256(content).hexdigest()
+    assert store.put_preview(content) == sha  # a redelivered request stores nothing new
+    assert store.read_preview(sha) == content
+    assert list(store.incoming.iterdir()) == []
+    with pytest.raises(KeyError):
+        store.read_preview("0" * 64)
+    with pytest.raises(KeyError):
+        store.read(sha)  # previews are not models
+
+
+def test_a_preview_is_looked_up_by_a_sha256_only(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    with pytest.raises(KeyError):
+        store.read_preview("../../../etc/passwd")

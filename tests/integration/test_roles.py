@@ -45,6 +45,9 @@ FORBIDDEN: dict[str, list[str]] = {
         "DROP TABLE shop.orders",
         "SELECT backbone.grant_privileges()",
         "SELECT * FROM webhooks.messages",
+        f"INSERT INTO blobs.previews (sha256, size_bytes, content) VALUES ('{'cd' * 32}', 1, 'x')",
+        "DELETE FROM blobs.previews",
+        "SELECT content FROM blobs.models",
     ],
     "projector": [
         f"INSERT INTO {EVENTS} (originator_id, originator_version, topic, state) "
@@ -96,6 +99,8 @@ FORBIDDEN: dict[str, list[str]] = {
         f"INSERT INTO blobs.models (sha256, size_bytes, content) VALUES ('{'cd' * 32}', 1, 'x')",
         "UPDATE blobs.models SET content = 'x'",
         "DELETE FROM blobs.models",
+        "UPDATE blobs.previews SET content = 'x'",
+        "DELETE FROM blobs.previews",
     ],
     "crm": [
         "SELECT * FROM mes.orders",
@@ -198,7 +203,11 @@ def test_the_crm_role_appends_numbers_and_stores_models(database: str, tmp_path:
     pending.finish()
     sha = pending.commit()
     # The pricing role reads what the command API stored, and nothing else.
-    assert PostgresBlobStore(as_part(database, "pricing"), tmp_path).read(sha) == b"solid cube"
+    pricing = PostgresBlobStore(as_part(database, "pricing"), tmp_path)
+    assert pricing.read(sha) == b"solid cube"
+    # It stores previews beside the models, which the read API serves (and sees no model).
+    preview = pricing.put_preview(b"glTF preview")
+    assert PostgresBlobStore(as_part(database, "read"), tmp_path).read_preview(preview) == b"glTF preview"
 
 
 def test_the_projector_writes_views_the_read_role_reads(database: str) -> None:

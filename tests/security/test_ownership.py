@@ -184,6 +184,20 @@ class TestShop:
             with system.client(victim.role, victim.owner) as owner:
                 assert owner.get(f"/shop/orders/{victim.id}", params=wait).status_code == 200
 
+    def test_someone_elses_preview_is_not_found_as_if_there_were_no_order(
+        self, system: RunningApi, stranger: httpx.Client, victims: list[Victim]
+    ) -> None:
+        wait = {"min_position": position(system)}
+        stranger.get("/shop/orders", params=wait)  # the view has every victim's order
+        unknown = stranger.get("/shop/orders/00000000-0000-4000-8000-000000000000/preview")
+        for victim in victims:
+            answer = stranger.get(f"/shop/orders/{victim.id}/preview")
+            refused_without_a_trace(answer, 404, victim)
+            # worded as for an order that does not exist (not "no preview yet"): nothing to tell them apart
+            assert answer.json()["detail"] == unknown.json()["detail"].replace(
+                "00000000-0000-4000-8000-000000000000", str(victim.id)
+            )
+
     def test_the_list_holds_only_the_callers_orders_whatever_owner_is_asked_for(
         self, system: RunningApi, stranger: httpx.Client, victims: list[Victim]
     ) -> None:
@@ -219,6 +233,14 @@ class TestMes:
         assert response.status_code == 403, response.text
         assert response.json()["error"] == "forbidden"
         assert "items" not in response.text and "counts" not in response.text
+
+    def test_the_mes_preview_is_closed_to_them(
+        self, system: RunningApi, caller: tuple[Role, str], victims: list[Victim]
+    ) -> None:
+        with system.client(*caller) as client:
+            response = client.get(f"/mes/orders/{victims[0].id}/preview")
+        assert response.status_code == 403, response.text
+        assert response.json()["error"] == "forbidden"
 
     def test_the_mes_stream_is_closed_to_them(self, system: RunningApi, caller: tuple[Role, str]) -> None:
         with system.client(*caller) as client, client.stream("GET", "/mes/stream", timeout=5) as response:

@@ -58,6 +58,7 @@
     statsLast: 0,
     statsInterval: null,
     dialogOrder: null,
+    previewKey: null, // the order and preview the 3D view shows
   };
 
   const $ = (id) => document.getElementById(id);
@@ -813,8 +814,93 @@
         ? `${f.mass_g.toFixed(2)} g · ${(f.volume_mm3 / 1000).toFixed(3)} cm³ · ${f.triangle_count} triangles · ${f.bbox_mm.map((x) => x.toFixed(1)).join(" × ")} mm${terms}`
         : "";
     }
+    renderWallFigures(quote);
+    const previewKey = `${order.order_id}:${(quote && quote.preview_sha256) || order.status}`;
+    if (state.previewKey !== previewKey) {
+      state.previewKey = previewKey;
+      loadPreview(order.order_id, quote && quote.preview_sha256, order.status === "REJECTED");
+    }
     const buttons = actionButtons(order, { testidPrefix: "detail-" });
     $("detail-actions").replaceChildren(...(buttons.length ? buttons : [h("span", { class: "muted" }, "Nothing you can do to this order now.")]));
+  }
+
+  // ---- the model in 3D (preview.js, three.js) ------------------------------------------------
+
+  const WALL_COLOURS = { thin: "#d62828", near: "#f0a820", sound: "#c8c4ba", unmeasured: "#96a0af" };
+
+  function renderWallFigures(quote) {
+    const wall = quote && quote.figures && quote.figures.wall;
+    const mm = (x) => (x === null || x === undefined || Number.isNaN(x) ? "—" : `${Number(x).toFixed(2)} mm`);
+    const rows = wall ? [
+      ["Thinnest wall", mm(wall.minimum_mm)],
+      ["1st percentile", mm(wall.p1_mm)],
+      [`Below ${wall.min_wall_mm} mm`, `${(wall.share_below * 100).toFixed(2)} % (${wall.area_below_mm2.toFixed(1)} mm²)`],
+      ["Analysis", wall.reliable ? "reliable" : `unreliable (${(wall.unreliable_share * 100).toFixed(1)} % of the surface faulty)`],
+    ] : [];
+    $("wall-figures").replaceChildren(...rows.flatMap(([k, v]) => [h("dt", null, k), h("dd", { "data-figure": k.toLowerCase() }, v)]));
+  }
+
+  function renderLegend(extras) {
+    const min = Number(extras.min_wall_mm);
+    const near = min * Number(extras.near_factor || 1.25);
+    const items = Number.isFinite(min) ? [
+      ["thin", `under ${min.toFixed(2)} mm: too thin to cast`],
+      ["near", `${min.toFixed(2)}–${near.toFixed(2)} mm: close to the minimum`],
+      ["sound", `${near.toFixed(2)} mm and more`],
+      ["unmeasured", "not measured"],
+    ] : [];
+    $("preview-legend").replaceChildren(...items.map(([kind, text]) => h("li", { "data-kind": kind },
+      h("span", { class: "swatch", style: `background:${WALL_COLOURS[kind]}` }), text)));
+  }
+
+  let previewModule = null;
+
+  // `expected`: the preview's sha256 the order's quote names; `rejected`: the order was rejected (a too-thin
+  // model has a preview the write side does not name). The MES view may not show it yet: asked again a
+  // few times until it does (its ETag is the sha256).
+  async function loadPreview(id, expected, rejected) {
+    const view = $("preview-view");
+    const note = $("preview-note");
+    delete view.dataset.ready;
+    view.replaceChildren();
+    $("preview-legend").replaceChildren();
+    note.textContent = "Loading the 3D preview…";
+    let response;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        response = await fetch(apiUrl(`/mes/orders/${id}/preview`), {
+          headers: { Authorization: `Bearer ${state.token}` }, cache: "no-cache",
+        });
+      } catch (e) {
+        if (state.detailId === id) note.textContent = "Cannot reach the server for the 3D preview.";
+        return;
+      }
+      if (state.detailId !== id) return;
+      const behind = expected ? response.headers.get("ETag") !== `"${expected}"` : !response.ok && rejected;
+      if (!behind || attempt >= (expected ? 10 : 4)) break;
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      if (state.detailId !== id) return;
+    }
+    if (!response.ok) {
+      let body = null;
+      try { body = await response.json(); } catch (e) { /* not JSON */ }
+      note.textContent = response.status === 404
+        ? "No 3D preview: one is made when the model is quoted or rejected as too thin."
+        : describeError(response.status, body);
+      return;
+    }
+    const buffer = await response.arrayBuffer();
+    if (state.detailId !== id) return;
+    try {
+      previewModule = previewModule || await import("./preview.js");
+      const extras = await previewModule.showPreview(view, buffer);
+      if (state.detailId !== id) return;
+      renderLegend(extras);
+      note.textContent = "Drag to turn, scroll to zoom.";
+      view.dataset.ready = "true";
+    } catch (e) {
+      if (state.detailId === id) note.textContent = `The 3D preview cannot be shown in this browser: ${e.message}`;
+    }
   }
 
   async function loadHistory(id) {
@@ -849,6 +935,8 @@
 
   function closeDetail() {
     state.detailId = null;
+    state.previewKey = null;
+    if (previewModule) previewModule.disposePreview();
     $("detail").hidden = true;
   }
 
