@@ -139,10 +139,10 @@ class Material(msgspec.Struct, frozen=True, kw_only=True):
     casting_loss_permille: Annotated[int, msgspec.Meta(ge=0, le=500)] = 50
     min_wall_mm: Annotated[float, msgspec.Meta(gt=0, le=10)] | None = None
     """None (and in materials stored before it existed): the family's default, see `minimum_wall_mm`."""
-    manufacturing_hours: Annotated[float, msgspec.Meta(gt=0, le=2000)] | None = None
+    manufacturing_hours: Annotated[float, msgspec.Meta(ge=0.1, le=2000)] | None = None
     """How long an order of this material is expected to spend in manufacturing (taken to completed), in
-    hours; None: EXPECTED_MANUFACTURING (lifecycle.py). The operators' queue ranks orders by the slack it
-    leaves before their promised date."""
+    hours, 6 minutes to 2,000 hours; None: EXPECTED_MANUFACTURING (lifecycle.py). The operators' queue
+    ranks orders by the slack it leaves before their promised date."""
 
     @property
     def minimum_wall_mm(self) -> float:

@@ -333,5 +333,8 @@ def fold_order(
 def expected_manufacturing(material: Mapping[str, object]) -> timedelta | None:
     """A stored material's manufacturing estimate (`manufacturing_hours`), None when it gives none."""
     hours = material.get("manufacturing_hours")
-    # whole seconds: the projection re-derives start_by in SQL from the same figure, to the microsecond
-    return timedelta(seconds=round(float(hours) * 3600)) if isinstance(hours, int | float) else None
+    if not isinstance(hours, int | float):
+        return None
+    # whole seconds, at least one: the projection re-derives start_by in SQL from the same figure, to the
+    # microsecond, and its table takes only a positive time (a schemathesis run once sent 1e-5 hours)
+    return timedelta(seconds=max(1, round(float(hours) * 3600)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -181,17 +182,28 @@ def test_a_bad_token_gets_a_clear_message(browser: Browser, system: RunningApi) 
         context.close()
 
 
-def test_the_table_lists_approved_orders_newest_first(
+def test_the_queue_lists_the_earliest_promised_first_and_the_newest_approved_a_click_away(
     open_console: Any, customer: httpx.Client, seller: httpx.Client, store: OrdersApplication
 ) -> None:
-    made = [approved(customer, seller, store)["number"] for _ in range(3)]
+    today = datetime.now(UTC).date()
+    made = [
+        approved(customer, seller, store, promised_date=str(today + timedelta(days=d)))["number"]
+        for d in (2, 5, 9)
+    ]
     page = open_console("operator", "olga")
     for number in made:
         expect(row(page, number)).to_have_attribute("data-status", "MANUFACTURING_APPROVED")
     shown = numbers_shown(page)
-    assert [shown.index(n) for n in reversed(made)] == sorted(shown.index(n) for n in made)
+    assert [shown.index(n) for n in made] == sorted(shown.index(n) for n in made)
     statuses = page.locator('tr[data-testid="order-row"]').evaluate_all("rs => rs.map(r => r.dataset.status)")
     assert set(statuses) == {"MANUFACTURING_APPROVED"}
+    expect(page.locator("#f-sort")).to_have_value("due")
+
+    page.select_option("#f-sort", "approved")
+    page.get_by_test_id("apply").click()
+    expect(page.locator('tr[data-testid="order-row"]').first).to_have_attribute("data-number", made[-1])
+    shown = numbers_shown(page)
+    assert [shown.index(n) for n in reversed(made)] == sorted(shown.index(n) for n in made)
 
 
 def test_a_filter_and_the_search_box_narrow_the_table(
@@ -244,7 +256,8 @@ def test_changes_through_the_api_appear_without_a_reload(
     page = open_console("operator", "olga")
     page.evaluate("window.notReloaded = true")
 
-    fresh = approved(customer, seller, store, item_title=unique("Live ring"))
+    today = str(datetime.now(UTC).date())  # due today: the first in the queue, earliest promised first
+    fresh = approved(customer, seller, store, item_title=unique("Live ring"), promised_date=today)
     expect(row(page, fresh["number"])).to_have_attribute("data-status", "MANUFACTURING_APPROVED")
     assert numbers_shown(page)[0] == fresh["number"]
 

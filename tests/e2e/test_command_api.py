@@ -318,3 +318,31 @@ def test_a_seller_sets_a_labour_rate_and_lists_a_product(seller: httpx.Client) -
     assert "HOOPS-AG925" in {p["sku"] for p in listed.json()["products"]}
     removed = seller.delete("/catalog/products/HOOPS-AG925")
     assert "HOOPS-AG925" not in {p["sku"] for p in removed.json()["products"]}
+
+
+@pytest.mark.parametrize("hours", [0, 0.00001, 0.09, 2001, -1])
+def test_a_manufacturing_estimate_outside_6_minutes_to_2000_hours_is_a_400(
+    seller: httpx.Client, hours: float
+) -> None:
+    body = {
+        "name": "Palladium 950",
+        "density_g_cm3": 12.0,
+        "price_per_gram_minor": 5000,
+        "manufacturing_hours": hours,
+    }
+    answer = seller.put("/catalog/materials/PD950", json=body)
+    assert answer.status_code == 400, answer.text
+    assert "manufacturing_hours" in answer.text
+
+
+def test_a_seller_sets_a_materials_manufacturing_estimate(seller: httpx.Client) -> None:
+    body = {
+        "name": "Palladium 950",
+        "density_g_cm3": 12.0,
+        "price_per_gram_minor": 5000,
+        "manufacturing_hours": 0.1,
+    }
+    answer = seller.put("/catalog/materials/PD950", json=body)
+    assert answer.status_code == 200, answer.text
+    material = next(m for m in answer.json()["materials"] if m["code"] == "PD950")
+    assert material["manufacturing_hours"] == 0.1

@@ -9,6 +9,7 @@ import subprocess
 
 from orders_core.lifecycle import TRANSITIONS, Party
 from orders_core.values import MIN_WALL_BY_FAMILY, MIN_WALL_OTHERWISE, QUOTE_VALIDITY
+from orders_core.webhooks import WebhookEventType
 from pricing.geometry import MERGE_MAX_MM, MERGE_RELATIVE
 from pricing.limits import DEFAULT_LIMITS
 from pricing.quote import THIN_SHARE
@@ -77,3 +78,9 @@ def test_the_pricing_page_states_the_rules_the_code_applies() -> None:
     assert f"mean wall (2 x volume / area) at least {DEFAULT_LIMITS.min_wall_mm:g} mm" in text
     assert f"`QUOTE_VALID_HOURS` ({QUOTE_VALIDITY.total_seconds() / 3600:g})" in text
     assert f"more than {MAX_MEASURED:,}".replace("1,000,000", "a million") in text
+
+
+def test_the_webhooks_guide_lists_every_event_type() -> None:
+    text = (ROOT / "docs" / "webhooks.md").read_text()
+    missing = [t.value for t in WebhookEventType if f"| `{t.value}` |" not in text]
+    assert not missing, f"docs/webhooks.md's table of event types lacks {missing}"

@@ -79,7 +79,7 @@ class MaterialRequest(Strict):
     casting_loss_permille: Annotated[int, msgspec.Meta(ge=0, le=500)] = 50
     min_wall_mm: Annotated[float, msgspec.Meta(gt=0, le=10)] | None = None
     """The thinnest wall this alloy casts; omitted: its family's (gold 0.6, silver 0.8, platinum 0.5 mm)."""
-    manufacturing_hours: Annotated[float, msgspec.Meta(gt=0, le=2000)] | None = None
+    manufacturing_hours: Annotated[float, msgspec.Meta(ge=0.1, le=2000)] | None = None
     """Expected hours from taking an order of this material to completing it; omitted: 48."""
 
 

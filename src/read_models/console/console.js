@@ -26,11 +26,12 @@
     ReleaseOrder: { path: "release", label: "Release" },
   };
 
-  // Views per role: each is a preset of filters; the filter bar can refine it.
+  // Views per role: each is a preset of filters; the filter bar can refine it. The operators' queue is
+  // earliest promised first: of the orders in it, bench/dispatch.py found that order keeps most promises.
   const TABS = {
     queue: { label: "Approved, waiting", roles: ["operator", "admin"],
-             preset: { status: "MANUFACTURING_APPROVED", sort: "approved", held: "false" } },
-    mine: { label: "My orders", roles: ["operator", "admin"], preset: { sort: "approved" }, mine: true },
+             preset: { status: "MANUFACTURING_APPROVED", sort: "due", held: "false" } },
+    mine: { label: "My orders", roles: ["operator", "admin"], preset: { sort: "due" }, mine: true },
     quotes: { label: "Quotes to approve", roles: ["seller", "admin"],
               preset: { status: "PRICE_CALCULATED", sort: "created" } },
     all: { label: "All orders", roles: ["operator", "seller", "admin"], preset: { sort: "created" } },

@@ -13,7 +13,7 @@ from orders_core.commands import AttachModel, CancelOrder, RecordQuote, RepriceO
 from orders_core.contracts import read_stored_event
 from orders_core.lifecycle import Status
 from orders_core.order import Order
-from projectors.order_rows import NEVER, fold_order
+from projectors.order_rows import NEVER, expected_manufacturing, fold_order
 from tests.orders import EVERYONE, OWNER, PRICING, SELLER, model_file, new_order, quote_for, valid_command
 
 MAPPER = OrdersApplication().mapper  # in-memory application: the same transcoder as the real store
@@ -119,3 +119,10 @@ def test_the_row_shows_the_quotes_term_and_clears_the_quote_while_it_is_re_price
     row = folded(events + list(order.collect_events()))
     assert row["status"] == "SUBMITTED"
     assert (row["quote"], row["quote_total_minor"], row["quote_valid_until"]) == (None, None, None)
+
+
+def test_a_manufacturing_estimate_is_whole_seconds_and_never_zero() -> None:
+    assert expected_manufacturing({"manufacturing_hours": 7.25}) == timedelta(hours=7, minutes=15)
+    assert expected_manufacturing({"manufacturing_hours": 1e-9}) == timedelta(seconds=1)
+    assert expected_manufacturing({"manufacturing_hours": None}) is None
+    assert expected_manufacturing({}) is None
