@@ -39,6 +39,7 @@ from projectors.mes import MesProjector
 from projectors.runner import Projector, ProjectorRunner, ViewTrackingRecorder
 from projectors.shop import ShopProjector
 from read_models.api import ReadApi, ReadApiSettings, create_read_app
+from read_models.mes import ApprovedQueue
 from read_models.stream import ChangeFeed
 from webhook_sender.delivery import DeliveryConfig
 from webhook_sender.log import DeliveryLog
@@ -69,6 +70,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
     )
     pool = read_pool(reads) if with_reads else None
     delivery_log = DeliveryLog(read_pool(crm, size=2))
+    queue = ApprovedQueue(read_pool(reads, size=2))
     app = create_app(
         CommandApiSettings(
             orders=orders,
@@ -81,6 +83,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
             webhook_log=delivery_log,
             tracing=tracing_middleware(),
             limiter=limiter_from_settings(settings.rate_limit_per_minute, settings.rate_limited_roles),
+            queue=queue,
         ),
         *(
             [ReadApi(pool, ChangeFeed(reads), required=False, previews=blob_store(settings, reads))]
@@ -90,6 +93,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
     )
     app.on_shutdown.append(lambda: orders.close())
     app.on_shutdown.append(lambda: delivery_log.pool.close())
+    app.on_shutdown.append(lambda: queue.pool.close())
     if pool is not None:
         app.on_shutdown.append(lambda: pool.close())
     return app

@@ -35,6 +35,7 @@ from orders_core.idempotency import (
 )
 from orders_core.lifecycle import Role
 from orders_core.numbers import OrderNumbers, local_blocks, sequence_blocks
+from orders_core.operators import OperatorProfile, operator_profile_id
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
 from orders_core.webhooks import PartnerWebhooks, partner_webhooks_id
@@ -46,7 +47,7 @@ CONFLICT_RETRIES = 8
 SAVED_ORDERS_REMEMBERED = 10_000
 """Orders this process saved last, kept to decide the next command on one without reading the store."""
 
-A = TypeVar("A", Order, Catalog, PartnerWebhooks)
+A = TypeVar("A", Order, Catalog, PartnerWebhooks, OperatorProfile)
 
 
 def utc_now() -> datetime:
@@ -333,6 +334,36 @@ class OrdersApplication(Application[UUID]):
             return result
         raise RuntimeError(f"the webhook endpoints of {partner_id} kept changing")
 
+    # --- operator profiles ------------------------------------------------------------------------------
+
+    def operator_profile(self, operator_id: str) -> OperatorProfile | None:
+        """What an operator declared they work, or None if they never declared anything (every material)."""
+        return self._get(operator_profile_id(operator_id), OperatorProfile)
+
+    def declare_materials(
+        self, operator_id: str, materials: list[str], actor: Actor
+    ) -> Accepted[OperatorProfile] | Refusal:
+        """Declare the materials `operator_id` works (none: every material); a repeat stores nothing."""
+        for _ in range(CONFLICT_RETRIES):
+            profile = self.operator_profile(operator_id) or OperatorProfile.start(operator_id, actor)
+            refusal = profile.declare(materials, frozenset(self.catalog().materials), actor)
+            if refusal is not None:
+                return refusal
+            try:
+                stored = self._append(profile) if profile.pending_events else self.position()
+            except IntegrityError:
+                metrics.CONFLICTS.inc()
+                continue
+            log.info(
+                "operator profile",
+                operator_id=operator_id,
+                materials=list(profile.materials),
+                actor_role=actor.role.value,
+                actor_id=actor.subject,
+            )
+            return Accepted(profile, stored)
+        raise RuntimeError(f"the profile of {operator_id} kept changing")
+
     # --- store ------------------------------------------------------------------------------------------
 
     def position(self) -> int:
@@ -343,7 +374,7 @@ class OrdersApplication(Application[UUID]):
         self._grouped_saves.close()
         super().close()
 
-    def _append(self, aggregate: Order | Catalog | PartnerWebhooks) -> int:
+    def _append(self, aggregate: Order | Catalog | PartnerWebhooks | OperatorProfile) -> int:
         with metrics.APPEND_SECONDS.time():
             recordings = self._grouped_saves.save(aggregate.collect_events())
         position = self._remember(aggregate, recordings)
@@ -357,7 +388,9 @@ class OrdersApplication(Application[UUID]):
         return await asyncio.to_thread(self.position) if position is None else position
 
     def _remember(
-        self, aggregate: Order | Catalog | PartnerWebhooks, recordings: list[Recording[UUID]]
+        self,
+        aggregate: Order | Catalog | PartnerWebhooks | OperatorProfile,
+        recordings: list[Recording[UUID]],
     ) -> int | None:
         """Remember an order as saved; the position its events reached (None if there were none)."""
         if isinstance(aggregate, Order):

@@ -133,9 +133,11 @@ ORDER_TOPIC = "orders_core.order:Order"
 CATALOG_TOPIC = "orders_core.catalog:Catalog"
 """Stored events' topics are `<aggregate topic>.<EventName>`; projections select and decode by them."""
 WEBHOOKS_TOPIC = "orders_core.webhooks:PartnerWebhooks"
-UNPROJECTED_TOPICS: tuple[str, ...] = (WEBHOOKS_TOPIC + ".",)
+OPERATORS_TOPIC = "orders_core.operators:OperatorProfile"
+UNPROJECTED_TOPICS: tuple[str, ...] = (WEBHOOKS_TOPIC + ".", OPERATORS_TOPIC + ".")
 """Topics of the write side that no view reads: known, so not counted as skipped. The webhook endpoints'
-events carry signing secrets, which no view may copy; the webhook sender will read the aggregate itself."""
+events carry signing secrets, which no view may copy; the webhook sender reads the aggregate itself. Operator
+profiles are read by the command API itself (take-next)."""
 
 
 class StoredEvent(msgspec.Struct, frozen=True):

@@ -284,7 +284,9 @@ def mes_orders(
     actor: NamedDependency[Actor],
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
     status: Annotated[str | None, STATUS_FILTER] = None,
-    material_code: Annotated[str | None, QueryParameter(max_length=32)] = None,
+    material_code: Annotated[
+        str | None, QueryParameter(max_length=400, description="a material code, or several comma-separated")
+    ] = None,
     channel: Annotated[str | None, QueryParameter(max_length=16)] = None,
     operator_id: Annotated[str | None, QueryParameter(max_length=128)] = None,
     overdue: FromQuery[bool] = False,

@@ -18,6 +18,7 @@ from uuid import UUID
 import msgspec
 from psycopg import Connection, sql
 from psycopg.rows import DictRow
+from psycopg_pool import ConnectionPool
 
 from orders_core.contracts import Status
 from read_models.paging import BadQuery, decode_cursor, encode_cursor
@@ -59,6 +60,7 @@ class MesFilters(msgspec.Struct, frozen=True, kw_only=True):
 
     statuses: tuple[Status, ...] = ()
     material_code: str | None = None
+    """One material code, or several separated by commas."""
     channel: str | None = None
     operator_id: str | None = None
     overdue: bool = False
@@ -247,14 +249,17 @@ def _conditions(f: MesFilters) -> tuple[list[sql.Composable], list[Any]]:
     elif f.statuses:
         where.append(sql.SQL("status = ANY(%s)"))
         params.append([s.value for s in f.statuses])
-    for column, value in (
-        ("material_code", f.material_code),
-        ("channel", f.channel),
-        ("operator_id", f.operator_id),
-    ):
+    materials = [c.strip().upper() for c in (f.material_code or "").split(",") if c.strip()]
+    if len(materials) == 1:
+        where.append(sql.SQL("material_code = %s"))
+        params.append(materials[0])
+    elif materials:  # an operator's declared materials
+        where.append(sql.SQL("material_code = ANY(%s)"))
+        params.append(materials)
+    for column, value in (("channel", f.channel), ("operator_id", f.operator_id)):
         if value is not None:
             where.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-            params.append(value.upper() if column == "material_code" else value)
+            params.append(value)
     if f.overdue:
         where.append(sql.SQL("promise_open AND promised_date < current_date"))
     if f.stuck:
@@ -431,3 +436,27 @@ def preview_of(conn: Connection[DictRow], order_id: UUID) -> tuple[str, str | No
         "SELECT status, preview_sha256 FROM mes.orders WHERE order_id = %s", (order_id,)
     ).fetchone()
     return (row["status"], row["preview_sha256"]) if row else None
+
+
+class ApprovedQueue:
+    """The approved orders not on hold, earliest promised first, as take-next reads its candidates (the
+    command API's `orders_core.api.take_next.Queue`)."""
+
+    def __init__(self, pool: ConnectionPool[Connection[DictRow]]) -> None:
+        self.pool = pool
+
+    def page(
+        self, materials: tuple[str, ...], cursor: str | None, limit: int
+    ) -> tuple[list[UUID], str | None]:
+        """Ids of the next `limit` orders of `materials` (every material when empty) after `cursor`."""
+        filters = MesFilters(
+            statuses=(Status.MANUFACTURING_APPROVED,),
+            held=False,
+            material_code=",".join(materials) or None,
+            sort=MesOrderSort.DUE,
+            cursor=cursor,
+            limit=limit,
+        )
+        with self.pool.connection() as conn:
+            found = find_orders(conn, filters)
+        return [UUID(str(i["order_id"])) for i in found.items], found.next_cursor

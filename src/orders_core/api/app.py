@@ -18,6 +18,7 @@ from http_edge.plugin import JSON_BODY_LIMIT, EdgeConfig, edge_application
 from http_edge.rate_limit import RateLimiter, limit_description
 from orders_core.api.catalog import catalog_router
 from orders_core.api.orders import orders_router, provide_orders
+from orders_core.api.take_next import Dispatcher, Queue, operators_router, orders_next_router
 from orders_core.api.webhook_log import webhook_log_router
 from orders_core.api.webhooks import webhooks_router
 from orders_core.application import OrdersApplication
@@ -48,6 +49,8 @@ class CommandApiSettings:
     """The middleware to trace requests with (None: no tracing)."""
     limiter: RateLimiter | None = None
     """The rate limit of outside callers (None: no limit)."""
+    queue: Queue | None = None
+    """The approved orders as the MES view lists them, for take-next (None: take-next answers 503)."""
 
 
 class CommandApi(InitPlugin):
@@ -68,6 +71,8 @@ class CommandApi(InitPlugin):
             catalog_router,
             webhooks_router,
             webhook_log_router,
+            orders_next_router,
+            operators_router,
         ]
         app_config.dependencies["orders"] = Provide(provide_orders, sync_to_thread=False)
         app_config.state.update(
@@ -78,6 +83,7 @@ class CommandApi(InitPlugin):
             resolve_webhook_host=settings.resolve_webhook_host,
             allow_private_webhooks=settings.allow_private_webhooks,
             webhook_log=settings.webhook_log,
+            dispatcher=Dispatcher(settings.orders, settings.queue) if settings.queue else None,
         )
         orders = settings.orders
         add_probe(
@@ -89,7 +95,7 @@ class CommandApi(InitPlugin):
                 ready=orders.position,
             ),
         )
-        documents_errors(app_config, COMMAND_ERRORS, ("/orders", "/catalog", "/webhooks"))
+        documents_errors(app_config, COMMAND_ERRORS, ("/orders", "/catalog", "/webhooks", "/operators"))
         return app_config
 
 

@@ -67,6 +67,20 @@ class CancelRequest(Strict):
     reason: Reason
 
 
+class ProfileRequest(Strict):
+    materials: Annotated[list[Code], msgspec.Meta(max_length=32)]
+    """The material codes the operator works; `[]`: every material."""
+
+
+class OperatorProfileView(msgspec.Struct, kw_only=True):
+    """What an operator works: the materials their queue and take-next offer (`[]`: every material)."""
+
+    operator_id: str
+    materials: list[str]
+    version: int
+    """0: never declared."""
+
+
 class HoldRequest(Strict):
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=HOLD_REASON_MAX, pattern=SOME_TEXT)]
     """Why the order waits: "awaiting material", "question about the model", "customer asked to wait"."""

@@ -314,6 +314,7 @@
     fillStatuses(Object.keys(stats.counts || {}));
     renderStats(stats);
     buildTabs();
+    $("take-next").hidden = state.actor.role !== "operator";
     loadMaterials();
     startStream();
     state.statsInterval = setInterval(() => refreshStats(), 60000);
@@ -699,6 +700,28 @@
       return e.message;
     } finally {
       setBusy(order.order_id, false);
+    }
+  }
+
+  // The server picks: the most urgent approved order of the operator's materials, taken for them at once.
+  async function takeNext() {
+    const button = $("take-next");
+    button.disabled = true;
+    try {
+      const { data, position } = await api("/orders/take-next", { method: "POST" });
+      if (!data) {
+        notify("Nothing is waiting for you: no approved order of the materials you work.", "info");
+        return;
+      }
+      state.orders.set(data.order_id, { version: data.version, order: data });
+      notify(DONE.StartManufacturing(data), "ok");
+      await reload({ minPosition: position });
+      openDetail(data.order_id);
+      scheduleStats();
+    } catch (e) {
+      if (e.status !== 401) notify(e.message, "error");
+    } finally {
+      button.disabled = false;
     }
   }
 
@@ -1155,6 +1178,7 @@
       typing = setTimeout(() => reload({ fresh: true }), 250);
     });
     $("more").addEventListener("click", more);
+    $("take-next").addEventListener("click", takeNext);
     $("detail-close").addEventListener("click", closeDetail);
     for (const kind of ["ship", "cancel", "hold"]) {
       $(`${kind}-form`).addEventListener("submit", (e) => submitDialog(kind, e));

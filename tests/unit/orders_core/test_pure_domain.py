@@ -23,6 +23,7 @@ DOMAIN = (
     "orders_core.webhooks",
     "orders_core.webhook_urls",
     "orders_core.webhook_messages",
+    "orders_core.operators",
     "orders_core.audit",
     "orders_core.contracts",
     "pricing.quote",

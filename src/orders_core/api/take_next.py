@@ -1,0 +1,179 @@
+"""`POST /orders/take-next` and the operators' profiles: an operator takes the most urgent order they work.
+
+The queue is read from the MES view (earliest promised first, not on hold, of the operator's declared
+materials), through `Queue`, which the wiring provides; the write side decides. Each candidate is tried
+with StartManufacturing in turn, so an order is taken exactly once whatever the view says: a candidate
+another operator took first is refused (it was taken) and the next is tried. Within one API process,
+concurrent callers skip the candidates another caller is trying at that moment and those this process
+took in the last seconds (the view may still list them), so 20 operators pressing "Take next" at once
+each go straight to an order of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any, Protocol
+from uuid import UUID
+
+from litestar import Request, Response, Router, get, post, put
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.exceptions import ServiceUnavailableException
+from litestar.openapi import ResponseSpec
+from litestar.params import FromPath, JSONBody, Parameter
+
+from http_edge.position import POSITION
+from orders_core.actors import Actor
+from orders_core.api.orders import (
+    ErrorAnswer,
+    OrderResponse,
+    accepted,
+    provide_orders,
+    refused,
+    request_meta,
+    send_error_answer,
+)
+from orders_core.api.schemas import OperatorProfileView, OrderView, ProfileRequest
+from orders_core.application import OrdersApplication
+from orders_core.commands import StartManufacturing
+from orders_core.lifecycle import Role
+from orders_core.operators import OperatorProfile, reading_refusal
+from orders_core.order import Order
+from orders_core.outcomes import Accepted, Refusal, Refused
+
+PAGE = 20
+"""Candidates read from the view at a time: as many as operators may press at once."""
+PAGES = 5
+"""Pages tried before the view is called behind rather than the queue empty."""
+RECENT_SECONDS = 10.0
+"""How long an order this process took is skipped although the view may still list it."""
+
+
+class Queue(Protocol):
+    """The approved orders not on hold, earliest promised first: one page of ids and the next cursor."""
+
+    def page(
+        self, materials: tuple[str, ...], cursor: str | None, limit: int
+    ) -> tuple[list[UUID], str | None]:
+        """Ids of the next `limit` orders of `materials` (all when empty) after `cursor`."""
+        ...
+
+
+class Dispatcher:
+    """Takes the next order for an operator; one per process."""
+
+    def __init__(self, orders: OrdersApplication, queue: Queue) -> None:
+        self.orders = orders
+        self.queue = queue
+        self._trying: set[UUID] = set()
+        self._taken: dict[UUID, float] = {}
+
+    async def take_next(self, actor: Actor, meta: dict[str, str]) -> Accepted[Order] | None:
+        """The order `actor` took, the most urgent they may; None when nothing waits for them."""
+        profile = await asyncio.to_thread(self.orders.operator_profile, actor.subject)
+        materials = profile.materials if profile else ()
+        cursor: str | None = None
+        for _ in range(PAGES):
+            ids, cursor = await asyncio.to_thread(self.queue.page, materials, cursor, PAGE)
+            for order_id in ids:
+                result = await self._try(order_id, actor, meta)
+                if result is not None:
+                    return result
+            if cursor is None:
+                return None
+        raise ServiceUnavailableException("the queue's view is behind the orders: try again in a moment")
+
+    async def _try(self, order_id: UUID, actor: Actor, meta: dict[str, str]) -> Accepted[Order] | None:
+        now = time.monotonic()
+        self._taken = {i: t for i, t in self._taken.items() if now - t < RECENT_SECONDS}
+        if order_id in self._trying or order_id in self._taken:
+            return None
+        self._trying.add(order_id)  # the event loop runs one handler step at a time: no lock needed
+        try:
+            result = await self.orders.execute_async(order_id, StartManufacturing(), actor, meta)
+        finally:
+            self._trying.discard(order_id)
+        if isinstance(result, Accepted):
+            self._taken[order_id] = time.monotonic()
+            return result
+        if result.code is Refused.FORBIDDEN:  # not theirs to take at all: say so rather than try the rest
+            raise refused(result)
+        return None  # taken by someone else, held, or moved on since the view saw it
+
+
+@post(
+    "/take-next",
+    status_code=200,
+    summary="TakeNextOrder",
+    operation_id="TakeNextOrder",
+    responses={
+        200: ResponseSpec(OrderView, description="The order taken, now the caller's"),
+        204: ResponseSpec(None, description="No approved order of the caller's materials waits"),
+    },
+)
+async def take_next(actor: NamedDependency[Actor], request: Request[Any, Any, State]) -> OrderResponse:
+    """Take the most urgent approved order the calling operator works (earliest promised first, not on
+    hold, of their declared materials): 200 with the order, now theirs; 204 when none waits for them."""
+    if actor.role is not Role.OPERATOR:
+        raise refused(Refusal(Refused.FORBIDDEN, f"a {actor.role} may not take orders"))
+    dispatcher: Dispatcher | None = request.app.state.get("dispatcher")
+    if dispatcher is None:
+        raise ServiceUnavailableException("this API has no view of the queue")
+    result = await dispatcher.take_next(actor, request_meta(request))
+    if result is None:
+        return Response(None, status_code=204)  # type: ignore[arg-type]  # documented above
+    return accepted(result, actor)
+
+
+orders_next_router = Router(
+    path="/orders",
+    route_handlers=[take_next],
+    tags=["orders"],
+    exception_handlers={ErrorAnswer: send_error_answer},
+)
+
+
+OperatorId = Annotated[str, Parameter(min_length=1, max_length=128, pattern=r"^[\w.@:+-]+$")]
+
+
+def _profile_view(operator_id: str, profile: OperatorProfile | None) -> OperatorProfileView:
+    return OperatorProfileView(
+        operator_id=operator_id,
+        materials=list(profile.materials) if profile else [],
+        version=profile.version if profile else 0,
+    )
+
+
+@get("/{operator_id:str}/profile", sync_to_thread=True, operation_id="ReadOperatorProfile")
+def read_profile(
+    operator_id: FromPath[OperatorId], actor: NamedDependency[Actor], state: State
+) -> OperatorProfileView:
+    """The materials an operator works (none: every material); staff read any, an operator their own."""
+    refusal = reading_refusal(actor, operator_id)
+    if refusal is not None:
+        raise refused(refusal)
+    return _profile_view(operator_id, provide_orders(state).operator_profile(operator_id))
+
+
+@put("/{operator_id:str}/profile", sync_to_thread=True, operation_id="DeclareOperatorMaterials")
+def declare_materials(
+    operator_id: FromPath[OperatorId],
+    data: JSONBody[ProfileRequest],
+    actor: NamedDependency[Actor],
+    state: State,
+) -> Response[OperatorProfileView]:
+    """Declare the materials an operator works (`[]`: every material): the operator, or an admin. Their
+    queue in the console and take-next offer only orders of these."""
+    result = provide_orders(state).declare_materials(operator_id, data.materials, actor)
+    if isinstance(result, Refusal):
+        raise refused(result)
+    return Response(_profile_view(operator_id, result.value), headers={POSITION: str(result.position)})
+
+
+operators_router = Router(
+    path="/operators",
+    route_handlers=[read_profile, declare_materials],
+    tags=["operators"],
+    exception_handlers={ErrorAnswer: send_error_answer},
+)
