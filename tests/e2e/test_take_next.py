@@ -43,10 +43,10 @@ def test_an_operator_takes_their_materials_earliest_promised_first_then_hears_no
     sooner = approved(customer, seller, "PD950", 3)
     approved(customer, seller, "AU585", 1)  # sooner still, but not hers
     with system.client("operator", "pia") as pia:
-        declared = pia.put("/operators/pia/profile", json={"materials": ["pd950"]})
+        declared = pia.put("/operators/pia/materials", json={"materials": ["pd950"]})
         assert declared.status_code == 200, declared.text
         assert declared.json()["materials"] == ["PD950"]
-        assert pia.get("/operators/pia/profile").json()["materials"] == ["PD950"]
+        assert pia.get("/operators/pia").json()["materials"] == ["PD950"]
         position = declared.headers["X-Position"]
         seller.get("/mes/orders", params={"min_position": position})  # the view has the orders
         first = pia.post("/orders/take-next")
@@ -69,18 +69,18 @@ def test_take_next_is_for_operators(system: RunningApi, role: str) -> None:
 
 def test_profiles_are_the_operators_own_and_name_real_materials(system: RunningApi) -> None:
     with system.client("operator", "omar") as omar, system.client("operator", "otto") as otto:
-        assert otto.put("/operators/omar/profile", json={"materials": ["AU750"]}).status_code == 403
-        unknown = omar.put("/operators/omar/profile", json={"materials": ["AU750", "XX999"]})
+        assert otto.put("/operators/omar/materials", json={"materials": ["AU750"]}).status_code == 403
+        unknown = omar.put("/operators/omar/materials", json={"materials": ["AU750", "XX999"]})
         assert unknown.status_code == 422 and "XX999" in unknown.json()["detail"]
         for bad in ({"materials": "AU750"}, {"materials": ["a" * 40]}, {}, {"materials": ["AU750"] * 33}):
-            answer = omar.put("/operators/omar/profile", json=bad)
+            answer = omar.put("/operators/omar/materials", json=bad)
             assert answer.status_code == 400, (bad, answer.text)
-        assert omar.get("/operators/omar/profile").json() == {
+        assert omar.get("/operators/omar").json() == {
             "operator_id": "omar",
             "materials": [],
             "version": 0,
         }
-        assert otto.get("/operators/omar/profile").status_code == 403
+        assert otto.get("/operators/omar").status_code == 403
     with system.client("seller", "sue") as sue, system.client("customer", "cid") as cid:
-        assert sue.get("/operators/omar/profile").status_code == 200
-        assert cid.get("/operators/omar/profile").status_code == 403
+        assert sue.get("/operators/omar").status_code == 200
+        assert cid.get("/operators/omar").status_code == 403
