@@ -220,7 +220,7 @@ def test_one_openapi_document_covers_both_apis(system: RunningApi) -> None:
     assert {"/orders", "/mes/orders", "/shop/catalog", "/mes/stats"} <= set(paths)
 
 
-TAGS = {"orders", "catalog", "shop", "mes", "webhooks", "operations"}
+TAGS = {"orders", "catalog", "shop", "mes", "webhooks", "operators", "operations"}
 """The sections of both APIs' documents, as the business names them."""
 
 
