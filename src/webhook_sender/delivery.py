@@ -266,11 +266,13 @@ class Sender:
         endpoint = await self._endpoint(due.partner_id, due.endpoint_id)
         if endpoint is None or not endpoint.enabled:
             why = "the endpoint was deleted" if endpoint is None else "the endpoint is disabled"
-            await self._record(pool, due, Answer(None, why, "refused"), 0, given_up=True)
+            # A deleted endpoint's messages wait for nobody (its log is gone with it): dropped, not failed.
+            status = "dropped" if endpoint is None else Outcome.FAILED.value
+            await self._record(pool, due, Answer(None, why, "refused"), 0, given_up=status)
             return
         started = time.perf_counter()
         answer = await self._post(client, endpoint, due)
-        await self._record(pool, due, answer, time.perf_counter() - started, given_up=False)
+        await self._record(pool, due, answer, time.perf_counter() - started, given_up=None)
 
     async def _endpoint(self, partner_id: str, endpoint_id: UUID) -> WebhookEndpoint | None:
         """The endpoint as the store holds it now: a secret rotated or an endpoint disabled a moment ago
@@ -307,10 +309,17 @@ class Sender:
         return Answer(code, error, f"{code // 100}xx")
 
     async def _record(
-        self, pool: AsyncConnectionPool[Any], due: Due, answer: Answer, seconds: float, *, given_up: bool
+        self,
+        pool: AsyncConnectionPool[Any],
+        due: Due,
+        answer: Answer,
+        seconds: float,
+        *,
+        given_up: str | None,
     ) -> None:
         """The attempt, the message's new state and the endpoint's health, in one transaction; then, if the
-        verdict says so, the endpoint disabled (a command on the write side)."""
+        verdict says so, the endpoint disabled (a command on the write side). `given_up` is the message's
+        status when it was not sent at all (its endpoint disabled or deleted)."""
         now = datetime.now(UTC)
         delivered = answer.status_code is not None and 200 <= answer.status_code < 300
         async with pool.connection() as conn, conn.transaction():
@@ -351,7 +360,8 @@ class Sender:
                     "END WHERE message_id = %(id)s AND status = 'pending'"
                 ).format(self.table("messages")),
                 {
-                    "status": "pending" if decided.outcome is Outcome.RETRY else decided.outcome.value,
+                    "status": given_up
+                    or ("pending" if decided.outcome is Outcome.RETRY else decided.outcome.value),
                     "attempted": 0 if given_up else 1,
                     "retry_at": decided.retry_at,
                     "now": now,
@@ -371,7 +381,7 @@ class Sender:
         if decided.outcome is Outcome.DELIVERED:
             metrics.DELIVERY_SECONDS.observe(max((now - due.occurred_at).total_seconds(), 0.0))
         if decided.outcome is not Outcome.RETRY:
-            metrics.DELIVERIES.labels(decided.outcome.value).inc()
+            metrics.DELIVERIES.labels(given_up or decided.outcome.value).inc()
         log.info(
             "webhook attempt",
             message_id=due.message_id,

@@ -7,7 +7,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 DELIVERIES = Counter(
     "backbone_webhook_deliveries_total",
-    "Messages that reached an end: delivered (2xx) or failed (retries spent, 410, endpoint off or gone)",
+    "Messages that reached an end: delivered (2xx), failed (retries spent, 410, endpoint disabled) "
+    "or dropped (endpoint deleted)",
     ["outcome"],
 )
 ATTEMPTS = Counter(
@@ -41,7 +42,7 @@ DISABLED = Counter(
 
 # Every label value exported from the start, at 0: a series that first appears at 1 shows no increase, so
 # increase() and rate() (and the alerts on them, deploy/prometheus/alerts.yml) would miss the first one.
-for _outcome in ("delivered", "failed"):
+for _outcome in ("delivered", "failed", "dropped"):
     DELIVERIES.labels(_outcome)
 for _result in ("2xx", "3xx", "4xx", "5xx", "timeout", "connection", "refused"):
     ATTEMPTS.labels(_result)

@@ -11,11 +11,13 @@ from uuid import UUID, uuid4
 
 import psycopg
 
+from backbone.audit import audit
 from backbone.database import eventsourcing_env
 from backbone.migrate import migrate
 from backbone.wiring import runner_for
 from orders_core.actors import Actor
 from orders_core.application import OrdersApplication
+from orders_core.audit import Problem
 from orders_core.lifecycle import Role
 from orders_core.outcomes import Accepted
 from orders_core.webhooks import EndpointSettings, WebhookEventType, new_signing_secret
@@ -98,6 +100,69 @@ def test_an_endpoint_failing_past_the_limit_is_disabled_and_a_2xx_clears_failing
             ).fetchone()
         assert statuses == {"delivered", "failed"}
         assert last is not None and last[0] == "failed" and "every attempt has failed" in str(last[1])
+    finally:
+        receiver.server.stop()
+        runner.close()
+        app.close()
+
+
+def test_a_deleted_endpoints_messages_are_dropped_and_a_disabled_ones_failed_which_the_audit_reports(
+    postgres: PostgresServer,
+) -> None:
+    """A partner who deletes an endpoint wants nothing more sent to it: its messages on their way are dropped,
+    not findings of the audit. A disabled endpoint's are given up (failed), and the audit names them: the
+    partner may enable it and replay them."""
+    url = postgres.create_database("webhook_dropped")
+    migrate(url)
+    app = OrdersApplication(env=eventsourcing_env(url, pool_size=2))
+    receiver = start_receiver(answer=lambda n: 200)
+    partner = Actor(Role.PARTNER, "acme")
+    deleted, disabled = uuid4(), uuid4()
+    settings = EndpointSettings(receiver.url, frozenset({WebhookEventType.ORDER_CREATED}))
+    for endpoint in (deleted, disabled):
+        registered = app.change_webhooks(
+            "r", "acme", lambda w, e=endpoint: w.register(e, settings, new_signing_secret(), partner), partner
+        )
+        assert isinstance(registered, Accepted)
+    runner = runner_for(WebhookOutbox(app), url, "webhooks")
+    sender = Sender(url, app, DeliveryConfig(allow_private=True))
+    try:
+        assert isinstance(app.initiate(initiate_command(partner), partner), Accepted)
+        runner.catch_up()
+        assert isinstance(
+            app.change_webhooks("d", "acme", lambda w: w.delete(deleted, partner), partner), Accepted
+        )
+        assert isinstance(
+            app.change_webhooks("o", "acme", lambda w: w.disable(disabled, partner), partner), Accepted
+        )
+
+        def statuses() -> dict[UUID, str]:
+            with psycopg.connect(url) as conn:
+                return {
+                    UUID(str(e)): str(s)
+                    for e, s in conn.execute("SELECT endpoint_id, status FROM webhooks.messages")
+                }
+
+        async def run_until_settled() -> None:
+            stop = asyncio.Event()
+            task = asyncio.create_task(sender.run(stop))
+            for _ in range(600):
+                if "pending" not in statuses().values():
+                    break
+                await asyncio.sleep(0.05)
+            stop.set()
+            await task
+
+        asyncio.run(run_until_settled())
+        assert statuses() == {deleted: "dropped", disabled: "failed"}
+        assert receiver.arrivals == [], "neither endpoint is posted to"
+        findings = [
+            d
+            for d in audit(url, grace_s=3600, settle_s=0).discrepancies
+            if d.problem is Problem.UNDELIVERED_WEBHOOK
+        ]
+        assert len(findings) == 1 and str(disabled) in findings[0].detail
+        assert "the endpoint is disabled" in findings[0].detail
     finally:
         receiver.server.stop()
         runner.close()

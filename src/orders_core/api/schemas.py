@@ -213,7 +213,8 @@ class WebhookMessageStatus(enum.StrEnum):
     DELIVERED = "delivered"
     """An attempt was answered 2xx."""
     FAILED = "failed"
-    """Given up: retries spent, the endpoint answered 410, or it was disabled or removed."""
+    """Given up: retries spent, the endpoint answered 410, or it was disabled. (A deleted endpoint's messages
+    are dropped, and its log goes with it.)"""
 
 
 class WebhookMessageView(msgspec.Struct, kw_only=True):
