@@ -38,6 +38,7 @@ from orders_core.audit import (
 )
 from orders_core.contracts import DEAD_QUEUE, ORDER_TOPIC, PRICING_REQUESTS, RESULTS_QUEUE, Transport
 from orders_core.order import Order
+from orders_core.webhook_messages import ENDPOINT_DISABLED
 from projectors.health import PROJECTION_SCHEMAS
 from projectors.parked import parked_aggregates
 
@@ -142,7 +143,8 @@ def _audit_once(
 
 def _webhooks(conn: psycopg.Connection[tuple[object, ...]], head: int, grace_s: float) -> list[Discrepancy]:
     """The webhook outbox behind the store, and every message that never got through: given up, or
-    pending for longer than `grace_s`. A system that never ran the sender (no position) has no outbox."""
+    pending for longer than `grace_s`. A system that never ran the sender (no position) has no outbox.
+    Messages not sent because their endpoint is disabled or deleted are the partner's choice, not lost."""
     found: list[Discrepancy] = []
     started = conn.execute(
         "SELECT notification_id FROM webhooks.tracking WHERE application_name = %s", (OrdersApplication.name,)
@@ -155,9 +157,9 @@ def _webhooks(conn: psycopg.Connection[tuple[object, ...]], head: int, grace_s: 
         found.append(Discrepancy(Problem.WEBHOOKS_BEHIND, "webhooks", None, behind))
     rows = conn.execute(
         "SELECT order_id::text, message_id, endpoint_id::text, event_type, status, attempts, last_error "
-        "FROM webhooks.messages WHERE status = 'failed' OR (status = 'pending' "
-        "AND occurred_at < now() - make_interval(secs => %s)) ORDER BY occurred_at",
-        (grace_s,),
+        "FROM webhooks.messages WHERE (status = 'failed' AND last_error IS DISTINCT FROM %s) "
+        "OR (status = 'pending' AND occurred_at < now() - make_interval(secs => %s)) ORDER BY occurred_at",
+        (ENDPOINT_DISABLED, grace_s),
     ).fetchall()
     for order_id, message_id, endpoint_id, event_type, status, attempts, error in rows:
         state = "given up" if status == "failed" else "still waiting"

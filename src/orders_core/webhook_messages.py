@@ -76,6 +76,13 @@ def signed_headers(secrets: Sequence[str], msg_id: str, sent_at: datetime, body:
     }
 
 
+ENDPOINT_DISABLED = "the endpoint is disabled"
+"""Why a message is given up unsent (`failed`) while its endpoint is disabled: the partner's choice, or
+the sender's, which the endpoint and its metric report. Not a failed delivery: enable, then replay."""
+ENDPOINT_DELETED = "the endpoint was deleted"
+"""Why a message is `dropped`: the partner removed its endpoint, and nobody is left to deliver it to."""
+
+
 class Outcome(enum.StrEnum):
     """What an attempt means for its message."""
 

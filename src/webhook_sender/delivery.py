@@ -40,6 +40,8 @@ from orders_core.resolver import Resolve, system_resolve
 from orders_core.webhook_messages import (
     ATTEMPT_SECONDS,
     DISABLE_AFTER,
+    ENDPOINT_DELETED,
+    ENDPOINT_DISABLED,
     RETRY_SCHEDULE,
     Outcome,
     Verdict,
@@ -265,7 +267,7 @@ class Sender:
     async def _deliver(self, pool: AsyncConnectionPool[Any], client: httpx.AsyncClient, due: Due) -> None:
         endpoint = await self._endpoint(due.partner_id, due.endpoint_id)
         if endpoint is None or not endpoint.enabled:
-            why = "the endpoint was deleted" if endpoint is None else "the endpoint is disabled"
+            why = ENDPOINT_DELETED if endpoint is None else ENDPOINT_DISABLED
             # A deleted endpoint's messages wait for nobody (its log is gone with it): dropped, not failed.
             status = "dropped" if endpoint is None else Outcome.FAILED.value
             await self._record(pool, due, Answer(None, why, "refused"), 0, given_up=status)
