@@ -38,6 +38,7 @@ from orders_core.numbers import OrderNumbers, local_blocks, sequence_blocks
 from orders_core.operators import OperatorProfile, operator_profile_id
 from orders_core.order import Order
 from orders_core.outcomes import Accepted, Refusal, Refused
+from orders_core.values import Material
 from orders_core.webhooks import PartnerWebhooks, partner_webhooks_id
 
 SYSTEM = Actor(Role.ADMIN, "system")
@@ -340,13 +341,35 @@ class OrdersApplication(Application[UUID]):
         """What an operator declared they work, or None if they never declared anything (every material)."""
         return self._get(operator_profile_id(operator_id), OperatorProfile)
 
+    def works(self, operator_id: str) -> tuple[str, ...] | None:
+        """The material codes `operator_id` works by today's catalog (None: every material)."""
+        profile = self.operator_profile(operator_id)
+        return profile.works(self.catalog().materials.values()) if profile else None
+
     def declare_materials(
         self, operator_id: str, materials: list[str], actor: Actor
     ) -> Accepted[OperatorProfile] | Refusal:
-        """Declare the materials `operator_id` works (none: every material); a repeat stores nothing."""
+        """Declare the materials `operator_id` works by code (none: only their work centres', or every
+        material if they declare no work centre either); a repeat stores nothing."""
+        return self._change_profile(operator_id, lambda p, known: p.declare(materials, known, actor), actor)
+
+    def declare_work_centres(
+        self, operator_id: str, work_centres: list[str], actor: Actor
+    ) -> Accepted[OperatorProfile] | Refusal:
+        """Declare the work centres `operator_id` works; a repeat stores nothing."""
+        return self._change_profile(
+            operator_id, lambda p, known: p.declare_work_centres(work_centres, known, actor), actor
+        )
+
+    def _change_profile(
+        self,
+        operator_id: str,
+        change: Callable[[OperatorProfile, list[Material]], Refusal | None],
+        actor: Actor,
+    ) -> Accepted[OperatorProfile] | Refusal:
         for _ in range(CONFLICT_RETRIES):
             profile = self.operator_profile(operator_id) or OperatorProfile.start(operator_id, actor)
-            refusal = profile.declare(materials, frozenset(self.catalog().materials), actor)
+            refusal = change(profile, list(self.catalog().materials.values()))
             if refusal is not None:
                 return refusal
             try:
@@ -358,6 +381,7 @@ class OrdersApplication(Application[UUID]):
                 "operator profile",
                 operator_id=operator_id,
                 materials=list(profile.materials),
+                work_centres=list(profile.work_centres),
                 actor_role=actor.role.value,
                 actor_id=actor.subject,
             )

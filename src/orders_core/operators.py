@@ -1,11 +1,15 @@
-"""An operator's profile: which materials they work, so that their queue and take-next offer only those.
+"""An operator's profile: which materials and work centres they work, so that their queue and take-next
+offer only those.
 
 Event-sourced like the rest of the write side: one aggregate per operator, its id derived from the
-operator's subject. No profile, or one declaring no material, means every material. Pure: no I/O.
+operator's subject. An operator works the materials they declared and the materials the catalog makes at
+the work centres they declared (`Material.work_centre`, resolved when asked, so a material moved to
+another work centre moves with it). No profile, or one declaring neither, means every material. Pure.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -14,9 +18,10 @@ from eventsourcing.domain import Aggregate
 from orders_core.actors import Actor
 from orders_core.lifecycle import Role
 from orders_core.outcomes import Refusal, Refused
+from orders_core.values import Material
 
-MAX_MATERIALS = 32
-"""More codes than any catalog here holds: bounds a profile."""
+MAX_DECLARED = 32
+"""More materials, or work centres, than any catalog here holds: bounds a profile."""
 
 
 def operator_profile_id(operator_id: str) -> UUID:
@@ -33,7 +38,7 @@ def reading_refusal(actor: Actor, operator_id: str) -> Refusal | None:
 
 
 def declaring_refusal(actor: Actor, operator_id: str) -> Refusal | None:
-    """Why `actor` may not declare `operator_id`'s materials: the operator does, or an admin for them."""
+    """Why `actor` may not declare what `operator_id` works: the operator does, or an admin for them."""
     if actor.role is Role.ADMIN or (actor.role is Role.OPERATOR and actor.subject == operator_id):
         return None
     return _not_theirs(actor, operator_id)
@@ -46,7 +51,7 @@ def _not_theirs(actor: Actor, operator_id: str) -> Refusal:
 
 
 class OperatorProfile(Aggregate):
-    """What one operator works: the materials of the orders their queue and take-next offer them."""
+    """What one operator works: materials by code, and work centres."""
 
     class Event(Aggregate.Event):
         actor_role: str
@@ -64,10 +69,18 @@ class OperatorProfile(Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.materials = tuple(self.materials)
 
+    class WorkCentresDeclared(Event):
+        work_centres: list[str]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.work_centres = tuple(self.work_centres)
+
     def __init__(self) -> None:
         self.operator_id = ""
         self.materials: tuple[str, ...] = ()
-        """Sorted material codes; empty: every material."""
+        """Sorted material codes."""
+        self.work_centres: tuple[str, ...] = ()
+        """Sorted work centres."""
 
     @classmethod
     def start(cls, operator_id: str, actor: Actor) -> OperatorProfile:
@@ -80,19 +93,57 @@ class OperatorProfile(Aggregate):
             operator_id=operator_id,
         )
 
-    def declare(self, materials: list[str], known: frozenset[str], actor: Actor) -> Refusal | None:
-        """Declare the materials the operator works (none: every material); `known`: the catalog's codes."""
-        refusal = declaring_refusal(actor, self.operator_id)
-        if refusal is not None:
-            return refusal
-        codes = sorted({m.strip().upper() for m in materials})
-        if len(codes) > MAX_MATERIALS:
-            return Refusal(Refused.INVALID, f"a profile names at most {MAX_MATERIALS} materials")
-        unknown = [c for c in codes if c not in known]
-        if unknown:
-            return Refusal(Refused.INVALID, f"no material {', '.join(unknown)} in the catalog")
+    def declare(self, materials: list[str], known: Iterable[Material], actor: Actor) -> Refusal | None:
+        """Declare the materials the operator works by code; `known`: the catalog's materials."""
+        codes = _declared(actor, self.operator_id, materials, {m.code for m in known}, "material")
+        if isinstance(codes, Refusal):
+            return codes
         if tuple(codes) != self.materials:
             self.trigger_event(
                 self.MaterialsDeclared, actor_role=actor.role.value, actor_id=actor.subject, materials=codes
             )
         return None
+
+    def declare_work_centres(
+        self, work_centres: list[str], known: Iterable[Material], actor: Actor
+    ) -> Refusal | None:
+        """Declare the work centres the operator works; `known`: the catalog's materials, whose work
+        centres are the ones there are."""
+        centres = {m.work_centre for m in known if m.work_centre is not None}
+        codes = _declared(actor, self.operator_id, work_centres, centres, "work centre")
+        if isinstance(codes, Refusal):
+            return codes
+        if tuple(codes) != self.work_centres:
+            self.trigger_event(
+                self.WorkCentresDeclared,
+                actor_role=actor.role.value,
+                actor_id=actor.subject,
+                work_centres=codes,
+            )
+        return None
+
+    def works(self, catalog: Iterable[Material]) -> tuple[str, ...] | None:
+        """The material codes this operator works by `catalog`, sorted: those declared, and those made at a
+        declared work centre. None: every material (nothing declared). Empty: none the catalog has now."""
+        if not self.materials and not self.work_centres:
+            return None
+        centres = set(self.work_centres)
+        made_here = {m.code for m in catalog if m.work_centre in centres}
+        return tuple(sorted(made_here.union(self.materials)))
+
+
+def _declared(
+    actor: Actor, operator_id: str, named: list[str], known: set[str], kind: str
+) -> list[str] | Refusal:
+    """The codes `named`, sorted and unique, if `actor` may declare them for `operator_id` and `known`
+    has each; else why not."""
+    refusal = declaring_refusal(actor, operator_id)
+    if refusal is not None:
+        return refusal
+    codes = sorted({c.strip().upper() for c in named})
+    if len(codes) > MAX_DECLARED:
+        return Refusal(Refused.INVALID, f"a profile names at most {MAX_DECLARED} of each")
+    unknown = [c for c in codes if c not in known]
+    if unknown:
+        return Refusal(Refused.INVALID, f"no {kind} {', '.join(unknown)} in the catalog")
+    return codes

@@ -143,6 +143,9 @@ class Material(msgspec.Struct, frozen=True, kw_only=True):
     """How long an order of this material is expected to spend in manufacturing (taken to completed), in
     hours, 6 minutes to 2,000 hours; None: EXPECTED_MANUFACTURING (lifecycle.py). The operators' queue
     ranks orders by the slack it leaves before their promised date."""
+    work_centre: Code | None = None
+    """Where orders of this material are made (a bench or a casting line, e.g. `CASTING-AU`): operators
+    who declare the work centre work its materials. None: no work centre named."""
 
     @property
     def minimum_wall_mm(self) -> float:

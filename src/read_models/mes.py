@@ -446,13 +446,15 @@ class ApprovedQueue:
         self.pool = pool
 
     def page(
-        self, materials: tuple[str, ...], cursor: str | None, limit: int
+        self, materials: tuple[str, ...] | None, cursor: str | None, limit: int
     ) -> tuple[list[UUID], str | None]:
-        """Ids of the next `limit` orders of `materials` (every material when empty) after `cursor`."""
+        """Ids of the next `limit` orders of `materials` (None: every material) after `cursor`."""
+        if materials == ():
+            return [], None
         filters = MesFilters(
             statuses=(Status.MANUFACTURING_APPROVED,),
             held=False,
-            material_code=",".join(materials) or None,
+            material_code=None if materials is None else ",".join(materials),
             sort=MesOrderSort.DUE,
             cursor=cursor,
             limit=limit,

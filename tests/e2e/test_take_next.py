@@ -78,9 +78,59 @@ def test_profiles_are_the_operators_own_and_name_real_materials(system: RunningA
         assert omar.get("/operators/omar").json() == {
             "operator_id": "omar",
             "materials": [],
+            "work_centres": [],
+            "works": None,
             "version": 0,
         }
         assert otto.get("/operators/omar").status_code == 403
     with system.client("seller", "sue") as sue, system.client("customer", "cid") as cid:
         assert sue.get("/operators/omar").status_code == 200
         assert cid.get("/operators/omar").status_code == 403
+
+
+def test_an_operator_of_a_work_centre_takes_the_materials_made_there_as_the_catalog_says_now(
+    system: RunningApi, customer: httpx.Client, seller: httpx.Client
+) -> None:
+    catalog = seller.get("/catalog").json()
+    palladium = next(m for m in catalog["materials"] if m["code"] == "PD950")
+    fields = {k: v for k, v in palladium.items() if k != "code"}
+
+    def place(work_centre: str | None) -> str:
+        moved = seller.put("/catalog/materials/PD950", json={**fields, "work_centre": work_centre})
+        assert moved.status_code == 200, moved.text
+        return str(moved.headers["X-Position"])
+
+    bad = seller.put("/catalog/materials/PD950", json={**fields, "work_centre": "bench pd"})
+    assert bad.status_code == 400 and "work_centre" in bad.text, bad.text
+    place("bench-pd")
+    try:
+        stored = next(m for m in seller.get("/catalog").json()["materials"] if m["code"] == "PD950")
+        assert stored["work_centre"] == "BENCH-PD"
+        waiting = approved(customer, seller, "PD950", 2)
+        approved(customer, seller, "AU585", 1)  # sooner, not made at her bench
+        with system.client("operator", "wendy") as wendy:
+            unknown = wendy.put("/operators/wendy/work-centres", json={"work_centres": ["BENCH-XX"]})
+            assert unknown.status_code == 422 and "BENCH-XX" in unknown.json()["detail"]
+            for bad in ({"work_centres": "BENCH-PD"}, {}, {"work_centres": ["bench pd"]}):
+                assert wendy.put("/operators/wendy/work-centres", json=bad).status_code == 400, bad
+            declared = wendy.put("/operators/wendy/work-centres", json={"work_centres": ["bench-pd"]})
+            assert declared.status_code == 200, declared.text
+            profile = {
+                "operator_id": "wendy",
+                "materials": [],
+                "work_centres": ["BENCH-PD"],
+                "works": ["PD950"],
+            }
+            assert declared.json() == {**profile, "version": 2}
+            assert wendy.get("/operators/wendy").json() == {**profile, "version": 2}
+            seller.get("/mes/orders", params={"min_position": declared.headers["X-Position"]})
+            taken = wendy.post("/orders/take-next")
+            assert taken.status_code == 200, taken.text
+            assert taken.json()["material_code"] == "PD950"
+            if taken.json()["order_id"] != waiting["order_id"]:  # an earlier test's palladium, sooner
+                assert str(taken.json()["promised_date"]) <= str(waiting["promised_date"])
+            place(None)  # the bench makes nothing now: she works nothing, not everything
+            assert wendy.get("/operators/wendy").json()["works"] == []
+            assert wendy.post("/orders/take-next").status_code == 204
+    finally:
+        place(palladium.get("work_centre"))

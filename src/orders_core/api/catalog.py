@@ -72,8 +72,8 @@ def put_material(
     actor: NamedDependency[Actor],
     orders: NamedDependency[OrdersApplication],
 ) -> CatalogResponse:
-    """Add a material or change its density, today's price per gram, the thinnest wall it casts, or how
-    long its orders take to make."""
+    """Add a material or change its density, today's price per gram, the thinnest wall it casts, how long
+    its orders take to make, or the work centre that makes them."""
     material = Material(
         code=code.upper(),
         name=data.name.strip(),
@@ -82,6 +82,7 @@ def put_material(
         casting_loss_permille=data.casting_loss_permille,
         min_wall_mm=data.min_wall_mm,
         manufacturing_hours=data.manufacturing_hours,
+        work_centre=data.work_centre.upper() if data.work_centre else None,
     )
     return _change(orders, lambda c: c.set_material(material, actor))
 

@@ -13,6 +13,7 @@ from orders_core.actors import Actor
 from orders_core.catalog import Catalog
 from orders_core.commands import HOLD_REASON_MAX
 from orders_core.contracts import LabourRate, LabourUnit, Material, ModelFile, Product, Quote, Status
+from orders_core.operators import MAX_DECLARED
 from orders_core.order import Order
 from orders_core.webhook_urls import MAX_URL_LENGTH
 from orders_core.webhooks import (
@@ -31,6 +32,14 @@ Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SOME_TE
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=SOME_TEXT)]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=NO_NUL)]
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\w.@:+-]+$")]
+WorkCentre = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$",
+        description="a work centre's code, stored upper-case",
+        examples=["CASTING-AU"],
+    ),
+]
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 
 
@@ -68,15 +77,24 @@ class CancelRequest(Strict):
 
 
 class ProfileRequest(Strict):
-    materials: Annotated[list[Code], msgspec.Meta(max_length=32)]
-    """The material codes the operator works; `[]`: every material."""
+    materials: Annotated[list[Code], msgspec.Meta(max_length=MAX_DECLARED)]
+    """The material codes the operator works; `[]`: none by code."""
+
+
+class WorkCentresRequest(Strict):
+    work_centres: Annotated[list[WorkCentre], msgspec.Meta(max_length=MAX_DECLARED)]
+    """The work centres the operator works (each works the catalog's materials made there); `[]`: none."""
 
 
 class OperatorProfileView(msgspec.Struct, kw_only=True):
-    """What an operator works: the materials their queue and take-next offer (`[]`: every material)."""
+    """What an operator works: the materials they declared, and those made at the work centres they
+    declared. Declaring neither: every material."""
 
     operator_id: str
     materials: list[str]
+    work_centres: list[str]
+    works: list[str] | None
+    """The material codes their queue and take-next offer, by today's catalog; null: every material."""
     version: int
     """0: never declared."""
 
@@ -95,6 +113,8 @@ class MaterialRequest(Strict):
     """The thinnest wall this alloy casts; omitted: its family's (gold 0.6, silver 0.8, platinum 0.5 mm)."""
     manufacturing_hours: Annotated[float, msgspec.Meta(ge=0.1, le=2000)] | None = None
     """Expected hours from taking an order of this material to completing it; omitted: 48."""
+    work_centre: WorkCentre | None = None
+    """Where its orders are made (e.g. `CASTING-AU`); operators who declare it work this material."""
 
 
 class LabourRateRequest(Strict):

@@ -1,12 +1,12 @@
 """`POST /orders/take-next` and the operators' profiles: an operator takes the most urgent order they work.
 
-The queue is read from the MES view (earliest promised first, not on hold, of the operator's declared
-materials), through `Queue`, which the wiring provides; the write side decides. Each candidate is tried
-with StartManufacturing in turn, so an order is taken exactly once whatever the view says: a candidate
-another operator took first is refused (it was taken) and the next is tried. Within one API process,
-concurrent callers skip the candidates another caller is trying at that moment and those this process
-took in the last seconds (the view may still list them), so 20 operators pressing "Take next" at once
-each go straight to an order of their own.
+The queue is read from the MES view (earliest promised first, not on hold, of the materials the operator
+works: `OperatorProfile.works`), through `Queue`, which the wiring provides; the write side decides.
+Each candidate is tried with StartManufacturing in turn, so an order is taken exactly once whatever the
+view says: a candidate another operator took first is refused (it was taken) and the next is tried.
+Within one API process, concurrent callers skip the candidates another caller is trying at that moment
+and those this process took in the last seconds (the view may still list them), so 20 operators pressing
+"Take next" at once each go straight to an order of their own.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from orders_core.api.orders import (
     request_meta,
     send_error_answer,
 )
-from orders_core.api.schemas import OperatorProfileView, OrderView, ProfileRequest
+from orders_core.api.schemas import OperatorProfileView, OrderView, ProfileRequest, WorkCentresRequest
 from orders_core.application import OrdersApplication
 from orders_core.commands import StartManufacturing
 from orders_core.lifecycle import Role
@@ -54,9 +54,9 @@ class Queue(Protocol):
     """The approved orders not on hold, earliest promised first: one page of ids and the next cursor."""
 
     def page(
-        self, materials: tuple[str, ...], cursor: str | None, limit: int
+        self, materials: tuple[str, ...] | None, cursor: str | None, limit: int
     ) -> tuple[list[UUID], str | None]:
-        """Ids of the next `limit` orders of `materials` (all when empty) after `cursor`."""
+        """Ids of the next `limit` orders of `materials` (None: every material) after `cursor`."""
         ...
 
 
@@ -71,8 +71,9 @@ class Dispatcher:
 
     async def take_next(self, actor: Actor, meta: dict[str, str]) -> Accepted[Order] | None:
         """The order `actor` took, the most urgent they may; None when nothing waits for them."""
-        profile = await asyncio.to_thread(self.orders.operator_profile, actor.subject)
-        materials = profile.materials if profile else ()
+        materials = await asyncio.to_thread(self.orders.works, actor.subject)
+        if materials == ():
+            return None  # they work no material the catalog has now
         cursor: str | None = None
         for _ in range(PAGES):
             ids, cursor = await asyncio.to_thread(self.queue.page, materials, cursor, PAGE)
@@ -109,12 +110,13 @@ class Dispatcher:
     operation_id="TakeNextOrder",
     responses={
         200: ResponseSpec(OrderView, description="The order taken, now the caller's"),
-        204: ResponseSpec(None, description="No approved order of the caller's materials waits"),
+        204: ResponseSpec(None, description="No approved order the caller works waits"),
     },
 )
 async def take_next(actor: NamedDependency[Actor], request: Request[Any, Any, State]) -> OrderResponse:
     """Take the most urgent approved order the calling operator works (earliest promised first, not on
-    hold, of their declared materials): 200 with the order, now theirs; 204 when none waits for them."""
+    hold, of the materials and work centres in their profile): 200 with the order, now theirs; 204 when
+    none waits for them."""
     if actor.role is not Role.OPERATOR:
         raise refused(Refusal(Refused.FORBIDDEN, f"a {actor.role} may not take orders"))
     dispatcher: Dispatcher | None = request.app.state.get("dispatcher")
@@ -138,10 +140,15 @@ OperatorId = Annotated[str, Parameter(min_length=1, max_length=128, pattern=r"^[
 """ASCII word characters spelled out: JSON Schema's `\\w` is ASCII, Python's any letter (a fuzzer sent Å)."""
 
 
-def _profile_view(operator_id: str, profile: OperatorProfile | None) -> OperatorProfileView:
+def _profile_view(
+    orders: OrdersApplication, operator_id: str, profile: OperatorProfile | None
+) -> OperatorProfileView:
+    works = profile.works(orders.catalog().materials.values()) if profile else None
     return OperatorProfileView(
         operator_id=operator_id,
         materials=list(profile.materials) if profile else [],
+        work_centres=list(profile.work_centres) if profile else [],
+        works=None if works is None else list(works),
         version=profile.version if profile else 0,
     )
 
@@ -152,11 +159,13 @@ def _profile_view(operator_id: str, profile: OperatorProfile | None) -> Operator
 def read_profile(
     operator_id: FromPath[OperatorId], actor: NamedDependency[Actor], state: State
 ) -> OperatorProfileView:
-    """The materials an operator works (none: every material); staff read any, an operator their own."""
+    """What an operator works: the materials and work centres they declared, and the material codes these
+    come to by today's catalog (`works`, null: every material). Staff read any, an operator their own."""
     refusal = reading_refusal(actor, operator_id)
     if refusal is not None:
         raise refused(refusal)
-    return _profile_view(operator_id, provide_orders(state).operator_profile(operator_id))
+    orders = provide_orders(state)
+    return _profile_view(orders, operator_id, orders.operator_profile(operator_id))
 
 
 @put("/{operator_id:str}/materials", sync_to_thread=True, operation_id="DeclareOperatorMaterials")
@@ -166,17 +175,39 @@ def declare_materials(
     actor: NamedDependency[Actor],
     state: State,
 ) -> Response[OperatorProfileView]:
-    """Declare the materials an operator works (`[]`: every material): the operator, or an admin. Their
-    queue in the console and take-next offer only orders of these."""
-    result = provide_orders(state).declare_materials(operator_id, data.materials, actor)
+    """Declare the materials an operator works by code: the operator, or an admin. Their queue in the
+    console and take-next offer only orders of these and of their work centres' materials (declaring
+    neither: every material)."""
+    orders = provide_orders(state)
+    return _declared(orders, operator_id, orders.declare_materials(operator_id, data.materials, actor))
+
+
+@put("/{operator_id:str}/work-centres", sync_to_thread=True, operation_id="DeclareOperatorWorkCentres")
+def declare_work_centres(
+    operator_id: FromPath[OperatorId],
+    data: JSONBody[WorkCentresRequest],
+    actor: NamedDependency[Actor],
+    state: State,
+) -> Response[OperatorProfileView]:
+    """Declare the work centres an operator works (the catalog names each material's): the operator, or
+    an admin. They then work every material made there, as the catalog says at the time."""
+    orders = provide_orders(state)
+    centres = data.work_centres
+    return _declared(orders, operator_id, orders.declare_work_centres(operator_id, centres, actor))
+
+
+def _declared(
+    orders: OrdersApplication, operator_id: str, result: Accepted[OperatorProfile] | Refusal
+) -> Response[OperatorProfileView]:
     if isinstance(result, Refusal):
         raise refused(result)
-    return Response(_profile_view(operator_id, result.value), headers={POSITION: str(result.position)})
+    view = _profile_view(orders, operator_id, result.value)
+    return Response(view, headers={POSITION: str(result.position)})
 
 
 operators_router = Router(
     path="/operators",
-    route_handlers=[read_profile, declare_materials],
+    route_handlers=[read_profile, declare_materials, declare_work_centres],
     tags=["operators"],
     exception_handlers={ErrorAnswer: send_error_answer},
 )
