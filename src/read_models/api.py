@@ -285,7 +285,10 @@ def mes_orders(
     pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
     status: Annotated[str | None, STATUS_FILTER] = None,
     material_code: Annotated[
-        str | None, QueryParameter(max_length=400, description="a material code, or several comma-separated")
+        str | None,
+        QueryParameter(
+            max_length=4000, description="a material code, or several comma-separated (an operator's profile)"
+        ),
     ] = None,
     channel: Annotated[str | None, QueryParameter(max_length=16)] = None,
     operator_id: Annotated[str | None, QueryParameter(max_length=128)] = None,

@@ -29,7 +29,7 @@
   // Views per role: each is a preset of filters; the filter bar can refine it. The operators' queue is
   // earliest promised first: of the orders in it, bench/dispatch.py found that order keeps most promises.
   const TABS = {
-    queue: { label: "Approved, waiting", roles: ["operator", "admin"],
+    queue: { label: "Approved, waiting", roles: ["operator", "admin"], profile: true,
              preset: { status: "MANUFACTURING_APPROVED", sort: "due", held: "false" } },
     mine: { label: "My orders", roles: ["operator", "admin"], preset: { sort: "due" }, mine: true },
     quotes: { label: "Quotes to approve", roles: ["seller", "admin"],
@@ -59,6 +59,7 @@
     statsLast: 0,
     statsInterval: null,
     dialogOrder: null,
+    works: null, // the material codes the operator's profile offers (GET /operators/{id}); null: every one
     previewKey: null, // the order and preview the 3D view shows
   };
 
@@ -293,7 +294,7 @@
     sessionStorage.removeItem(TOKEN_KEY);
     Object.assign(state, {
       token: null, actor: null, tab: null, rows: [], nextCursor: null, detailId: null,
-      rowEls: new Map(), versions: new Map(), orders: new Map(), busy: new Set(),
+      rowEls: new Map(), versions: new Map(), orders: new Map(), busy: new Set(), works: null,
     });
     state.seq += 1;
     $("rows").replaceChildren();
@@ -319,7 +320,43 @@
     startStream();
     state.statsInterval = setInterval(() => refreshStats(), 60000);
     const first = Object.keys(TABS).find((t) => TABS[t].roles.includes(state.actor.role));
-    selectTab(first);
+    // The queue shows what take-next offers: the profile first, so the first list is already the right one.
+    loadProfile().then(() => { if (state.token) selectTab(first); });
+  }
+
+  // What the operator works, by their profile (materials declared and those made at their work centres).
+  async function loadProfile() {
+    state.works = null;
+    if (state.actor.role !== "operator") return;
+    try {
+      const { data } = await api(`/operators/${encodeURIComponent(state.actor.sub)}`);
+      state.works = Array.isArray(data.works) ? data.works : null;
+    } catch (e) {
+      if (e.status !== 401) notify(`Your profile could not be read, so the queue shows every material: ${e.message}`, "error");
+    }
+  }
+
+  // The tab's preset, with the operator's materials in the queue.
+  function presetOf(key) {
+    const preset = TABS[key].preset;
+    if (!TABS[key].profile || !state.works || !state.works.length) return preset;
+    return { ...preset, material_code: state.works.join(",") };
+  }
+
+  // The queue of an operator whose profile offers no material now is empty, as take-next is (204);
+  // typing a material in the filter looks anyway.
+  function profileEmpty() {
+    return Boolean(TABS[state.tab].profile && state.works && !state.works.length && !$("f-material").value.trim());
+  }
+
+  function showQueueNote() {
+    const note = $("queue-note");
+    note.hidden = !(TABS[state.tab] && TABS[state.tab].profile && state.works);
+    if (note.hidden) return;
+    note.textContent = state.works.length
+      ? `Your profile: ${state.works.join(", ")}. Clear the material filter to see every material.`
+      : "Your profile's materials and work centres offer no material now, so nothing here is for you. "
+        + "Type a material in the filter to look anyway.";
   }
 
   // ---- filters and tabs ---------------------------------------------------------------------
@@ -363,7 +400,8 @@
       button.setAttribute("aria-pressed", String(button.dataset.tab === key));
     }
     $("list-title").textContent = TABS[key].mine ? `Orders taken by ${state.actor.sub}` : TABS[key].label;
-    setFilters(TABS[key].preset);
+    setFilters(presetOf(key));
+    showQueueNote();
     reload({ fresh: true });
   }
 
@@ -399,6 +437,12 @@
   async function reload({ fresh = false, minPosition = 0 } = {}) {
     const seq = ++state.seq;
     const limit = fresh ? PAGE_SIZE : Math.min(MAX_PAGE, Math.max(PAGE_SIZE, state.rows.length));
+    if (profileEmpty()) {
+      state.rows = [];
+      state.nextCursor = null;
+      renderRows({ highlight: false });
+      return;
+    }
     $("orders").setAttribute("aria-busy", "true");
     try {
       const { data } = await read("/mes/orders", { ...filterParams(), limit }, minPosition);
@@ -1168,7 +1212,7 @@
     $("signin-form").addEventListener("submit", (e) => { e.preventDefault(); signIn($("token").value); });
     $("signout").addEventListener("click", () => signOut(""));
     $("filters").addEventListener("submit", (e) => { e.preventDefault(); reload({ fresh: true }); });
-    $("reset").addEventListener("click", () => { setFilters(TABS[state.tab].preset); reload({ fresh: true }); });
+    $("reset").addEventListener("click", () => { setFilters(presetOf(state.tab)); reload({ fresh: true }); });
     for (const id of ["f-status", "f-channel", "f-overdue", "f-stuck", "f-sort", "f-material"]) {
       $(id).addEventListener("change", () => reload({ fresh: true }));
     }
