@@ -1,19 +1,23 @@
 """The repository explains itself: docs/architecture.md's lifecycle table is the one in lifecycle.py,
-docs/pricing.md states the rules pricing applies, and nothing in the repository cites a document outside
-it."""
+docs/pricing.md and docs/operators.md state the rules the code applies, and nothing in the repository
+cites a document outside it."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 
-from orders_core.lifecycle import TRANSITIONS, Party
+from orders_core.api.take_next import PAGE, PAGES, RECENT_SECONDS
+from orders_core.commands import HOLD_REASON_MAX
+from orders_core.lifecycle import EXPECTED_MANUFACTURING, HOLDABLE, TRANSITIONS, Party, Status
+from orders_core.operators import MAX_DECLARED
 from orders_core.values import MIN_WALL_BY_FAMILY, MIN_WALL_OTHERWISE, QUOTE_VALIDITY
 from orders_core.webhooks import WebhookEventType
 from pricing.geometry import MERGE_MAX_MM, MERGE_RELATIVE
 from pricing.limits import DEFAULT_LIMITS
 from pricing.quote import THIN_SHARE
 from pricing.thickness import MAX_MEASURED, UNRELIABLE_SHARE
+from read_models.mes import MesOrderSort
 from tests.conftest import ROOT
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -84,3 +88,20 @@ def test_the_webhooks_guide_lists_every_event_type() -> None:
     text = (ROOT / "docs" / "webhooks.md").read_text()
     missing = [t.value for t in WebhookEventType if f"| `{t.value}` |" not in text]
     assert not missing, f"docs/webhooks.md's table of event types lacks {missing}"
+
+
+def test_the_operators_page_states_the_rules_the_code_applies() -> None:
+    text = " ".join((ROOT / "docs" / "operators.md").read_text().split())
+    missing = [s.value for s in MesOrderSort if f"| `{s.value}` |" not in text]
+    assert not missing, f"docs/operators.md's table of sorts lacks {missing}"
+    assert (
+        f"a material without one takes {EXPECTED_MANUFACTURING.days:g} days".replace("2 days", "two days")
+        in text
+    )
+    assert f"candidates from the MES view, {PAGE} at a time" in text
+    assert f"the orders the process took in the last {RECENT_SECONDS:g} seconds" in text
+    assert f"If {PAGES} pages of candidates".replace("5 pages", "five pages") in text
+    assert text.count(f"(at most {MAX_DECLARED}") == 2
+    assert f"1 to {HOLD_REASON_MAX} characters" in text
+    held = ", ".join(s.value for s in sorted(HOLDABLE, key=list(Status).index))
+    assert f"held in {held.replace(', MANUFACTURING_STARTED', ' or MANUFACTURING_STARTED')};" in text
