@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, cast
 
@@ -447,6 +448,23 @@ def cases(sample: dict[str, Any]) -> list[Case]:
             [MesFilters(statuses=approved.statuses, sort=MesOrderSort.DUE)],
         ),
         Case("sort=due (no filter)", [MesFilters(sort=MesOrderSort.DUE)]),
+        Case(
+            "console queue: + not held",
+            [MesFilters(statuses=approved.statuses, held=False, sort=MesOrderSort.DUE)],
+        ),
+        Case(
+            "take-next: + 2 materials",  # an operator's profile, as take-next reads its candidates
+            [
+                MesFilters(
+                    statuses=approved.statuses,
+                    held=False,
+                    material_code=f"{a},{b}",
+                    sort=MesOrderSort.DUE,
+                    limit=20,
+                )
+                for (a, _), (b, _) in pairwise(MATERIALS)
+            ],
+        ),
         Case("status=MANUFACTURING_STARTED", [MesFilters(statuses=(Status.MANUFACTURING_STARTED,))]),
         Case("status=CLOSED (most rows)", [MesFilters(statuses=(Status.CLOSED,))]),
         Case("material (each of 6)", [MesFilters(material_code=m) for m, _ in MATERIALS]),

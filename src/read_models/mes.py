@@ -68,6 +68,8 @@ class MesFilters(msgspec.Struct, frozen=True, kw_only=True):
     held: bool | None = None
     """True: only orders on hold; False: only orders not on hold (the queue); None: both."""
     text: str | None = None
+    exclude: frozenset[UUID] = frozenset()
+    """Orders left out: take-next's, those just taken or being tried, which the view may still list."""
     sort: MesOrderSort = MesOrderSort.APPROVED
     cursor: str | None = None
     limit: int = 50
@@ -226,6 +228,7 @@ def _only_text(f: MesFilters) -> bool:
         or f.overdue
         or f.stuck
         or f.held is not None
+        or f.exclude
     )
 
 
@@ -266,6 +269,9 @@ def _conditions(f: MesFilters) -> tuple[list[sql.Composable], list[Any]]:
         where.append(sql.SQL("stuck_at < now()"))
     if f.held is not None:
         where.append(sql.SQL("held_since IS NOT NULL" if f.held else "held_since IS NULL"))
+    if f.exclude:
+        where.append(sql.SQL("NOT (order_id = ANY(%s))"))
+        params.append(list(f.exclude))
     return where, params
 
 
@@ -445,20 +451,18 @@ class ApprovedQueue:
     def __init__(self, pool: ConnectionPool[Connection[DictRow]]) -> None:
         self.pool = pool
 
-    def page(
-        self, materials: tuple[str, ...] | None, cursor: str | None, limit: int
-    ) -> tuple[list[UUID], str | None]:
-        """Ids of the next `limit` orders of `materials` (None: every material) after `cursor`."""
+    def page(self, materials: tuple[str, ...] | None, exclude: frozenset[UUID], limit: int) -> list[UUID]:
+        """Ids of the first `limit` orders of `materials` (None: every material), `exclude` left out."""
         if materials == ():
-            return [], None
+            return []
         filters = MesFilters(
             statuses=(Status.MANUFACTURING_APPROVED,),
             held=False,
             material_code=None if materials is None else ",".join(materials),
+            exclude=exclude,
             sort=MesOrderSort.DUE,
-            cursor=cursor,
             limit=limit,
         )
         with self.pool.connection() as conn:
             found = find_orders(conn, filters)
-        return [UUID(str(i["order_id"])) for i in found.items], found.next_cursor
+        return [UUID(str(i["order_id"])) for i in found.items]

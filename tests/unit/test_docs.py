@@ -98,9 +98,9 @@ def test_the_operators_page_states_the_rules_the_code_applies() -> None:
         f"a material without one takes {EXPECTED_MANUFACTURING.days:g} days".replace("2 days", "two days")
         in text
     )
-    assert f"candidates from the MES view, {PAGE} at a time" in text
+    assert f"reads the first {PAGE} candidates from the MES view" in text
     assert f"the orders the process took in the last {RECENT_SECONDS:g} seconds" in text
-    assert f"If {PAGES} pages of candidates".replace("5 pages", "five pages") in text
+    assert f"If {PAGES} reads in a row".replace("5 reads", "five reads") in text
     assert text.count(f"(at most {MAX_DECLARED}") == 2
     assert f"1 to {HOLD_REASON_MAX} characters" in text
     held = ", ".join(s.value for s in sorted(HOLDABLE, key=list(Status).index))
