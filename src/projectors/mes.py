@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from orders_core.contracts import (
     Change,
 )
 from projectors import metrics
+from projectors.measured import CATALOG, DEFAULT, LATEST_COMPLETIONS, Source, estimate_for, measured_estimate
 from projectors.order_rows import (
     EVENT_KINDS,
     ORDER_COLUMNS,
@@ -36,19 +38,34 @@ JSON_COLUMNS = frozenset({"quote", "status_times"})
 STAY_COLUMNS = ("order_id", "status", "entered_at", "left_at", "held")
 """A stay is a stretch of time in one status, on hold or not (a hold and a release each start one)."""
 NOTIFY_LIMIT = 7900
+MANUFACTURING = "MANUFACTURING_STARTED"
+"""The status whose stays, once an order leaves it, are a completion (projectors/measured.py)."""
+
+
+@dataclass
+class Estimates:
+    """A schema's manufacturing estimates as its table holds them: the time (what start_by is derived
+    from) and where it comes from, by material; a material without one takes the default."""
+
+    expected: dict[str, timedelta] = field(default_factory=dict)
+    sources: dict[str, Source] = field(default_factory=dict)
+
+    def catalog(self, code: str) -> timedelta | None:
+        """The catalog's estimate of material `code`, if it is the one in use (a catalog one always is)."""
+        return self.expected.get(code) if self.sources.get(code) == CATALOG else None
 
 
 class MesProjector:
-    """Folds order events into mes.orders, mes.status_stays and the orders per status (mes.status_counts),
-    and the catalog's manufacturing estimates into mes.manufacturing_estimates and each open order's
-    start_by."""
+    """Folds order events into mes.orders, mes.status_stays, the orders per status (mes.status_counts) and
+    the completions of manufacturing (mes.manufacturing_completions), and the manufacturing estimates (the
+    catalog's, else the measured ones) into mes.manufacturing_estimates and each open order's start_by."""
 
     name = "mes"
 
     def __init__(self, cache_size: int = 200_000) -> None:
         self._rows: dict[str, OrderRow] = {}
         self._cache_size = cache_size
-        self._expected: dict[str, dict[str, timedelta]] = {}
+        self._expected: dict[str, Estimates] = {}
         """Manufacturing estimates by schema, as its table holds them (read once, then kept in step)."""
 
     def forget(self) -> None:
@@ -76,12 +93,13 @@ class MesProjector:
         return MesLoader()
 
     def apply(self, cursor: Cursor[DictRow], schema: str, changes: Sequence[Change]) -> None:
-        expected = self._estimates(cursor, schema)
+        estimates = self._estimates(cursor, schema)
+        expected = estimates.expected
         # Estimates first: start_by is derived from the latest, whatever the order of the batch's events.
         for change in changes:
             if change.event.aggregate == "catalog":
-                changed = estimates_in(change.event.name, change.event.fields)
-                set_estimates(cursor, schema, expected, changed)
+                for code, catalog in estimates_in(change.event.name, change.event.fields).items():
+                    settle_estimate(cursor, schema, estimates, code, catalog)
         orders = [c for c in changes if c.event.aggregate == "order"]
         if not orders:
             return
@@ -89,6 +107,7 @@ class MesProjector:
         counted = {order_id: row["status"] for order_id, row in rows.items()}  # before the batch
         touched: dict[str, OrderRow] = {}
         stays: dict[tuple[str, str, str], dict[str, Any]] = {}
+        finished: set[str] = set()
         for change in orders:
             row = rows.get(change.aggregate_id)
             before = (row["status"], row["status_since"], row["held_since"] is not None) if row else None
@@ -103,11 +122,17 @@ class MesProjector:
                 )
                 if schema == self.name:  # a replay re-reads history; only live changes are observations
                     _observe_stay(status, since, row["status_since"], held)
+                if status == MANUFACTURING and row["status"] != MANUFACTURING:
+                    finished.add(change.aggregate_id)
             held_now = row["held_since"] is not None
             opened = _stay(change.aggregate_id, row["status"], row["status_since"], None, held_now)
             stays[(change.aggregate_id, row["status_since"], row["status"])] = opened
         upsert_rows(cursor, schema, "orders", ORDER_COLUMNS, ("order_id",), touched.values(), JSON_COLUMNS)
         upsert_rows(cursor, schema, "status_stays", STAY_COLUMNS, STAY_COLUMNS[:3], stays.values())
+        if finished:
+            measure(cursor, schema, estimates, record_completions(cursor, schema, finished))
+            for row in touched.values():  # as the table now has them, should a measured estimate have moved
+                finish_row(row, expected)
         # Orders per status: each order of the batch leaves the status it had before and joins its new one.
         moves: Counter[str] = Counter(row["status"] for row in touched.values())
         moves.subtract(counted.values())
@@ -116,14 +141,17 @@ class MesProjector:
             announce(cursor, orders[-1].position, touched.values())
         self._remember(touched)
 
-    def _estimates(self, cursor: Cursor[DictRow], schema: str) -> dict[str, timedelta]:
+    def _estimates(self, cursor: Cursor[DictRow], schema: str) -> Estimates:
         if schema not in self._expected:
             rows = cursor.execute(
-                sql.SQL("SELECT material_code, seconds FROM {}").format(
+                sql.SQL("SELECT material_code, seconds, source FROM {}").format(
                     sql.Identifier(schema, "manufacturing_estimates")
                 )
             )
-            self._expected[schema] = {r["material_code"]: timedelta(seconds=r["seconds"]) for r in rows}
+            estimates = self._expected[schema] = Estimates()
+            for r in rows:
+                estimates.expected[r["material_code"]] = timedelta(seconds=r["seconds"])
+                estimates.sources[r["material_code"]] = r["source"]
         return self._expected[schema]
 
     def _rows_for(self, cursor: Cursor[DictRow], schema: str, ids: set[str]) -> dict[str, OrderRow]:
@@ -213,7 +241,12 @@ class MesLoader:
         for row in rows.values():
             finish_row(row, expected)
         copy_rows(cursor, orders, ORDER_COLUMNS, rows.values(), JSON_COLUMNS, freeze=True)
-        set_estimates(cursor, schema, {}, expected, update_orders=False)
+        estimates = Estimates()
+        catalog = {code: (needs, CATALOG) for code, needs in expected.items()}
+        set_estimates(cursor, schema, estimates, catalog, update_orders=False)
+        # Measured last, from every completion at once: start_by of the few open orders of a measured
+        # material is re-derived once, as the live projection does when a figure moves.
+        measure(cursor, schema, estimates, record_completions(cursor, schema, None))
         add_counts(cursor, schema, Counter(row["status"] for row in rows.values()))
 
 
@@ -233,33 +266,99 @@ def estimates_in(event: str, fields: Mapping[str, Any]) -> dict[str, timedelta |
     return {m["code"]: expected_manufacturing(m) for m in materials}
 
 
+def record_completions(cursor: Cursor[DictRow], schema: str, order_ids: Collection[str] | None) -> set[str]:
+    """Record as completions the orders of `order_ids` (None: every order) that have left
+    MANUFACTURING_STARTED, each once: the time of its stays there not on hold (whole seconds, up), and
+    when it left. The materials of the completions recorded now."""
+    # Every stay there closed: the order left the status, not only started or ended a hold in it (each
+    # starts a stay of its own in the same status). An order never comes back to it.
+    query = sql.SQL(
+        """
+        INSERT INTO {completions} (order_id, material_code, seconds, finished_at)
+        SELECT order_id, material_code, seconds, finished_at
+          FROM (SELECT s.order_id, o.material_code,
+                       ceil(extract(epoch FROM coalesce(
+                           sum(s.left_at - s.entered_at) FILTER (WHERE NOT s.held), interval '0')))::bigint
+                       AS seconds,
+                       max(s.left_at) AS finished_at
+                  FROM {stays} AS s
+                  JOIN {orders} AS o USING (order_id)
+                 WHERE s.status = %s AND {only}
+                 GROUP BY s.order_id, o.material_code
+                HAVING bool_and(s.left_at IS NOT NULL)) AS done
+         WHERE seconds > 0
+            ON CONFLICT (order_id) DO NOTHING
+        RETURNING material_code
+        """
+    ).format(
+        completions=sql.Identifier(schema, "manufacturing_completions"),
+        stays=sql.Identifier(schema, "status_stays"),
+        orders=sql.Identifier(schema, "orders"),
+        only=sql.SQL("true") if order_ids is None else sql.SQL("s.order_id = ANY(%s::uuid[])"),
+    )
+    params = (MANUFACTURING,) if order_ids is None else (MANUFACTURING, list(order_ids))
+    return {r["material_code"] for r in cursor.execute(query, params)}
+
+
+def measure(cursor: Cursor[DictRow], schema: str, estimates: Estimates, materials: Iterable[str]) -> None:
+    """Settle the estimate of each of `materials` (with new completions) that the catalog gives none."""
+    for code in sorted(materials):
+        if estimates.catalog(code) is None:
+            settle_estimate(cursor, schema, estimates, code, None)
+
+
+def settle_estimate(
+    cursor: Cursor[DictRow], schema: str, estimates: Estimates, code: str, catalog: timedelta | None
+) -> None:
+    """Put material `code` on the estimate `estimate_for` chooses, given its `catalog` estimate (None:
+    the catalog gives none) and, without one, its measured estimate from the recorded completions."""
+    measured = None if catalog is not None else measured_estimate(latest_completions(cursor, schema, code))
+    needs, source = estimate_for(catalog, measured)
+    set_estimates(cursor, schema, estimates, {code: None if source == DEFAULT else (needs, source)})
+
+
+def latest_completions(cursor: Cursor[DictRow], schema: str, code: str) -> list[int]:
+    """The seconds of material `code`'s latest LATEST_COMPLETIONS completions, the latest first (served by
+    mes_manufacturing_completions_latest; the order id breaks ties, so a replay takes the same ones)."""
+    query = sql.SQL(
+        "SELECT seconds FROM {} WHERE material_code = %s ORDER BY finished_at DESC, order_id LIMIT %s"
+    ).format(sql.Identifier(schema, "manufacturing_completions"))
+    return [int(r["seconds"]) for r in cursor.execute(query, (code, LATEST_COMPLETIONS))]
+
+
 def set_estimates(
     cursor: Cursor[DictRow],
     schema: str,
-    expected: dict[str, timedelta],
-    changed: Mapping[str, timedelta | None],
+    estimates: Estimates,
+    changed: Mapping[str, tuple[timedelta, Source] | None],
     update_orders: bool = True,
 ) -> None:
-    """Record `changed` estimates in the schema's table and in `expected`; re-derive the start_by of the
-    open orders of each material whose estimate moved (whole seconds, as `order_rows.start_by` adds)."""
-    for code, needs in changed.items():
-        if expected.get(code) == needs:
+    """Record `changed` estimates (None: the default) in the schema's table and in `estimates`; re-derive
+    the start_by of the open orders of each material whose estimate moved (whole seconds, as
+    `order_rows.start_by` adds)."""
+    expected, sources = estimates.expected, estimates.sources
+    for code, estimate in changed.items():
+        current = (expected[code], sources[code]) if code in expected else None
+        if current == estimate:
             continue
         table = sql.Identifier(schema, "manufacturing_estimates")
-        if needs is None:
+        if estimate is None:
             expected.pop(code, None)
+            sources.pop(code, None)
             cursor.execute(sql.SQL("DELETE FROM {} WHERE material_code = %s").format(table), (code,))
         else:
-            expected[code] = needs
+            expected[code], sources[code] = estimate
             cursor.execute(
                 sql.SQL(
-                    "INSERT INTO {} (material_code, seconds) VALUES (%s, %s) "
-                    "ON CONFLICT (material_code) DO UPDATE SET seconds = EXCLUDED.seconds"
+                    "INSERT INTO {} (material_code, seconds, source) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (material_code) DO UPDATE "
+                    "SET seconds = EXCLUDED.seconds, source = EXCLUDED.source"
                 ).format(table),
-                (code, int(needs.total_seconds())),
+                (code, int(estimate[0].total_seconds()), estimate[1]),
             )
-        if update_orders:
-            seconds = int((needs or EXPECTED_MANUFACTURING).total_seconds())
+        needs = estimate[0] if estimate else EXPECTED_MANUFACTURING
+        if update_orders and needs != (current[0] if current else EXPECTED_MANUFACTURING):
+            seconds = int(needs.total_seconds())
             cursor.execute(
                 sql.SQL(
                     "UPDATE {} SET start_by = (promised_date + 1)::timestamp AT TIME ZONE 'UTC' "

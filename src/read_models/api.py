@@ -34,6 +34,7 @@ from orders_core.contracts import Actor, OrderFacts, PreviewReader, Role, Status
 from projectors.health import every_projection
 from read_models import mes, shop
 from read_models.bodies import (
+    ManufacturingEstimates,
     MesOrderPage,
     MesStreamMessage,
     ShopCatalog,
@@ -345,6 +346,21 @@ def mes_stats(
         return _positioned(mes.status_board(conn), StatusBoard, reached)
 
 
+@get("/manufacturing-estimates", sync_to_thread=True, operation_id="ListMesManufacturingEstimates")
+def mes_manufacturing_estimates(
+    actor: NamedDependency[Actor],
+    pool: NamedDependency[ConnectionPool[Connection[DictRow]]],
+    min_position: MinPosition = 0,
+) -> Response[ManufacturingEstimates]:
+    """Each material's manufacturing estimate in use (catalog, measured or default), with its completions
+    and measured figure."""
+    _mes_only(actor)
+    reached = await_position(pool, "mes", min_position, 5.0)
+    with pool.connection() as conn:
+        items = mes.manufacturing_estimates(conn)
+    return _positioned({"items": items}, ManufacturingEstimates, reached)
+
+
 @get(
     "/stream",
     operation_id="StreamMesChanges",
@@ -386,7 +402,12 @@ ROUTES: list[ControllerRouterHandler] = [
         tags=["shop"],
         response_headers=POSITIONED,
     ),
-    Router("/mes", route_handlers=[mes_orders, mes_stats], tags=["mes"], response_headers=POSITIONED),
+    Router(
+        "/mes",
+        route_handlers=[mes_orders, mes_stats, mes_manufacturing_estimates],
+        tags=["mes"],
+        response_headers=POSITIONED,
+    ),
     Router("/mes", route_handlers=[mes_stream, mes_order_preview], tags=["mes"]),
     create_static_files_router(
         path="/console", directories=[CONSOLE_DIR], html_mode=True, include_in_schema=False

@@ -172,6 +172,26 @@ class StatusBoard(msgspec.Struct, kw_only=True):
     held: list[MesOrder]
 
 
+class ManufacturingEstimate(msgspec.Struct, kw_only=True):
+    """How long manufacturing a material is expected to take, which start_by (the urgency of its orders)
+    is derived from: the catalog's estimate, else the median of the latest 200 completions measured in
+    MANUFACTURING_STARTED (hold time excluded; at least 20, rounded up to 15 minutes), else two days.
+    `measured_hours` is the measured figure whether in use or not (null below 20 completions)."""
+
+    material_code: str
+    hours: float
+    seconds: int
+    source: Literal["catalog", "measured", "default"]
+    completions: int
+    measured_hours: float | None
+
+
+class ManufacturingEstimates(msgspec.Struct, kw_only=True):
+    """Every material the catalog knows or the MES measured, by code."""
+
+    items: list[ManufacturingEstimate]
+
+
 class MesStreamMessage(msgspec.Struct, kw_only=True):
     """One message (a Server-Sent Event) of the MES change stream: `ready` once connected (data `{}`),
     then a `change` per batch of the MES view, whose data is JSON: `{"position": int, "orders":

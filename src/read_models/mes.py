@@ -11,7 +11,7 @@ bench/search.py measures every case at a million orders.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import ConnectionPool
 
 from orders_core.contracts import Status
+from projectors.measured import LATEST_COMPLETIONS, estimate_for, measured_estimate
 from read_models.paging import BadQuery, decode_cursor, encode_cursor
 from read_models.urgency import urgency_of
 
@@ -466,3 +467,48 @@ class ApprovedQueue:
         with self.pool.connection() as conn:
             found = find_orders(conn, filters)
         return [UUID(str(i["order_id"])) for i in found.items]
+
+
+MANUFACTURING_ESTIMATES = sql.SQL("""
+    SELECT m.material_code, e.seconds, e.source, coalesce(c.completions, 0) AS completions,
+           ARRAY(SELECT l.seconds FROM mes.manufacturing_completions AS l
+                  WHERE l.material_code = m.material_code
+                  ORDER BY l.finished_at DESC, l.order_id LIMIT %s) AS latest
+      FROM (SELECT code AS material_code FROM shop.materials
+            UNION SELECT material_code FROM mes.manufacturing_estimates
+            UNION SELECT material_code FROM mes.manufacturing_completions) AS m
+      LEFT JOIN mes.manufacturing_estimates AS e USING (material_code)
+      LEFT JOIN (SELECT material_code, count(*) AS completions
+                   FROM mes.manufacturing_completions GROUP BY material_code) AS c USING (material_code)
+     ORDER BY m.material_code
+""")
+"""Every material the catalog knows (the shop's view of it) or the MES measured, with the estimate in use,
+its count of completions and the latest of them (by mes_manufacturing_completions_latest)."""
+
+
+def manufacturing_estimates(conn: Connection[DictRow]) -> list[dict[str, Any]]:
+    """Each material's manufacturing estimate in use, in hours and seconds, and where it comes from (a
+    material without a row in mes.manufacturing_estimates takes the default); how many completions the
+    MES recorded, and their measured estimate in hours (None below enough of them), by the projection's
+    own rule (projectors/measured.py)."""
+    found = []
+    for row in conn.execute(MANUFACTURING_ESTIMATES, (LATEST_COMPLETIONS,)):
+        measured = measured_estimate(row["latest"])
+        if row["seconds"] is None:
+            needs, source = estimate_for(None, None)
+        else:
+            needs, source = timedelta(seconds=row["seconds"]), row["source"]
+        found.append(
+            {
+                "material_code": row["material_code"],
+                "hours": needs / HOUR,
+                "seconds": int(needs.total_seconds()),
+                "source": source,
+                "completions": row["completions"],
+                "measured_hours": None if measured is None else measured / HOUR,
+            }
+        )
+    return found
+
+
+HOUR = timedelta(hours=1)

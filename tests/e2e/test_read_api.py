@@ -309,3 +309,51 @@ def test_concurrent_changes_of_one_catalog_item_leave_the_shop_view_flowing(
     assert {m["code"]: m["price_per_gram_minor"] for m in shown.json()["materials"]} == {
         m["code"]: m["price_per_gram_minor"] for m in catalog["materials"]
     }
+
+
+def estimates(operator: httpx.Client, position: str) -> dict[str, dict[str, Any]]:
+    answer = operator.get("/mes/manufacturing-estimates", params={"min_position": position})
+    assert answer.status_code == 200, answer.text
+    return {e["material_code"]: e for e in answer.json()["items"]}
+
+
+def test_the_mes_lists_each_materials_manufacturing_estimate_and_its_completions(
+    customer: httpx.Client, seller: httpx.Client, operator: httpx.Client
+) -> None:
+    material = {"name": "Palladium 500", "density_g_cm3": 11.0, "price_per_gram_minor": 3000}
+    assert seller.put("/catalog/materials/PD500", json=material).status_code == 200
+    order_id = approve(customer, seller, material_code="PD500").json()["order_id"]
+    assert operator.post(f"/orders/{order_id}/take").status_code == 200
+    done = operator.post(f"/orders/{order_id}/complete")
+    assert done.status_code == 200, done.text
+    measured = estimates(operator, done.headers["X-Position"])["PD500"]
+    # one completion is far from enough to measure: the default two days
+    assert measured == {
+        "material_code": "PD500",
+        "hours": 48.0,
+        "seconds": 48 * 3600,
+        "source": "default",
+        "completions": 1,
+        "measured_hours": None,
+    }
+    changed = seller.put("/catalog/materials/PD500", json={**material, "manufacturing_hours": 7.25})
+    listed = estimates(operator, changed.headers["X-Position"])
+    assert listed["PD500"] == {
+        **measured,
+        "hours": 7.25,
+        "seconds": 7.25 * 3600,
+        "source": "catalog",
+    }
+    assert {"AU750", "AG925"} <= set(listed)  # the catalog's materials, each with the estimate in use
+    assert all(e["seconds"] == e["hours"] * 3600 > 0 for e in listed.values())
+
+
+def test_customers_cannot_read_the_manufacturing_estimates(customer: httpx.Client) -> None:
+    assert customer.get("/mes/manufacturing-estimates").status_code == 403
+
+
+@pytest.mark.parametrize("params", [{"min_position": -1}, {"min_position": "x"}, {"min_position": 10**30}])
+def test_bad_manufacturing_estimate_queries_are_4xx(operator: httpx.Client, params: dict[str, Any]) -> None:
+    response = operator.get("/mes/manufacturing-estimates", params=params)
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"] and response.json()["detail"]

@@ -170,7 +170,13 @@ def apply_partition(runner: ProjectorRunner, batches: list[list[Notification]]) 
 # --- what the views hold ------------------------------------------------------------------------------------
 
 VIEW_TABLES = {
-    "mes": {"orders": "order_id", "status_stays": "order_id, entered_at, status", "status_counts": "status"},
+    "mes": {
+        "orders": "order_id",
+        "status_stays": "order_id, entered_at, status",
+        "status_counts": "status",
+        "manufacturing_estimates": "material_code",
+        "manufacturing_completions": "order_id",
+    },
     "shop": {
         "orders": "order_id",
         "catalog": "id",

@@ -326,7 +326,7 @@ def test_replay_rebuilds_the_same_view_and_swaps_it_in(app: OrdersApplication, d
         ).fetchone()
         estimates = conn.execute("SELECT * FROM mes.manufacturing_estimates").fetchall()
     assert start_by is not None and start_by[0] == start_by[1] > 0
-    assert estimates == [("AU750", 30.5 * 3600)]
+    assert estimates == [("AU750", 30.5 * 3600, "catalog")]
     live = view(database)
     live_rows = full_view(database)
     live_stays = stays(database)

@@ -217,6 +217,7 @@ MES_GETS = [
     ("/mes/orders", {"status": "SHIPPED,INITIATED", "channel": "shop"}),
     ("/mes/orders", {"q": "A-1"}),
     ("/mes/stats", {}),
+    ("/mes/manufacturing-estimates", {}),
 ]
 OUTSIDERS = [*STRANGERS, OWNER, PARTNER_OWNER, (Role.SERVICE, "pricing")]
 
