@@ -17,6 +17,7 @@ from pricing.geometry import MERGE_MAX_MM, MERGE_RELATIVE
 from pricing.limits import DEFAULT_LIMITS
 from pricing.quote import THIN_SHARE
 from pricing.thickness import MAX_MEASURED, UNRELIABLE_SHARE
+from projectors.measured import ENOUGH_COMPLETIONS, LATEST_COMPLETIONS, ROUNDING
 from read_models.mes import MesOrderSort
 from tests.conftest import ROOT
 
@@ -94,10 +95,7 @@ def test_the_operators_page_states_the_rules_the_code_applies() -> None:
     text = " ".join((ROOT / "docs" / "operators.md").read_text().split())
     missing = [s.value for s in MesOrderSort if f"| `{s.value}` |" not in text]
     assert not missing, f"docs/operators.md's table of sorts lacks {missing}"
-    assert (
-        f"a material without one takes {EXPECTED_MANUFACTURING.days:g} days".replace("2 days", "two days")
-        in text
-    )
+    assert f"3. otherwise {EXPECTED_MANUFACTURING.days:g} days.".replace("2 days", "two days") in text
     assert f"reads the first {PAGE} candidates from the MES view" in text
     assert f"the orders the process took in the last {RECENT_SECONDS:g} seconds" in text
     assert f"If {PAGES} reads in a row".replace("5 reads", "five reads") in text
@@ -105,3 +103,5 @@ def test_the_operators_page_states_the_rules_the_code_applies() -> None:
     assert f"1 to {HOLD_REASON_MAX} characters" in text
     held = ", ".join(s.value for s in sorted(HOLDABLE, key=list(Status).index))
     assert f"held in {held.replace(', MANUFACTURING_STARTED', ' or MANUFACTURING_STARTED')};" in text
+    assert f"the median of the material's latest {LATEST_COMPLETIONS} completions" in text
+    assert f"at least {ENOUGH_COMPLETIONS}, rounded up to a whole {ROUNDING.seconds // 60} minutes" in text
