@@ -113,8 +113,8 @@ class Gateway:
     """An ASGI reverse proxy: reads to the read API replicas, the rest to the command API, round robin."""
 
     def __init__(self, command_urls: list[str], read_urls: list[str]) -> None:
-        self.command = itertools.cycle(command_urls)
-        self.read = itertools.cycle(read_urls)
+        self.command = (itertools.cycle(command_urls), len(command_urls))
+        self.read = (itertools.cycle(read_urls), len(read_urls))
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(60.0, read=None), limits=httpx.Limits(max_connections=200)
         )
@@ -126,21 +126,34 @@ class Gateway:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        upstream = next(self.read if path.startswith(READ_PREFIXES) else self.command)
+        upstreams, count = self.read if path.startswith(READ_PREFIXES) else self.command
         query = scope.get("query_string", b"").decode()
-        url = f"{upstream}{path}" + (f"?{query}" if query else "")
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"] if k.lower() != b"host"]
-        request = self.client.build_request(scope["method"], url, headers=headers, content=_body(receive))
-        try:
-            response = await self.client.send(request, stream=True)
-        except Exception as e:
-            # Not only httpx's own errors: a replica killed while the connection is being set up surfaces
-            # as an AttributeError from deep in anyio. The client gets a 502 and retries, never a 500.
-            log.warning("upstream failed", upstream=upstream, path=path, error=repr(e))
-            await _answer(
-                send, 502, b'{"error": "bad_gateway", "detail": "' + type(e).__name__.encode() + b'"}'
-            )
-            return
+        body = Body(receive)
+        attempt = 0
+        while True:
+            attempt += 1
+            upstream = next(upstreams)
+            url = f"{upstream}{path}" + (f"?{query}" if query else "")
+            request = self.client.build_request(scope["method"], url, headers=headers, content=body)
+            try:
+                response = await self.client.send(request, stream=True)
+                break
+            except Exception as e:
+                # Refused: the replica is down (killed, restarting) and nothing of the request reached it,
+                # so the next replica takes it, as nginx's proxy_next_upstream does. Without this, each
+                # restart of a replica (seconds of imports) answered half the traffic with 502.
+                if isinstance(e, httpx.ConnectError) and attempt < count and not body.started:
+                    log.info("upstream refused, trying the next", upstream=upstream, path=path)
+                    continue
+                # Not only httpx's own errors: a replica killed while the connection is being set up
+                # surfaces as an AttributeError from deep in anyio. The client gets a 502 and retries,
+                # never a 500.
+                log.warning("upstream failed", upstream=upstream, path=path, error=repr(e))
+                await _answer(
+                    send, 502, b'{"error": "bad_gateway", "detail": "' + type(e).__name__.encode() + b'"}'
+                )
+                return
         try:
             await send(
                 {
@@ -170,14 +183,23 @@ class Gateway:
                 return
 
 
-async def _body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return
-        yield message.get("body", b"")
-        if not message.get("more_body"):
-            return
+class Body:
+    """The client's request body, streamed to the upstream as it arrives; `started` once any of it was
+    read, after which the request cannot go to another replica."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.started = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        while True:
+            message = await self.receive()
+            if message["type"] != "http.request":
+                return
+            yield message.get("body", b"")
+            if not message.get("more_body"):
+                return
 
 
 async def _answer(send: Send, status: int, body: bytes) -> None:

@@ -34,7 +34,6 @@ from orders_core.relay import BlockingPublisher, Relay
 from orders_core.resolver import system_resolve
 from orders_core.results import ResultsConsumer
 from pricing.limits import Limits
-from pricing.worker import PricingWorker
 from projectors.mes import MesProjector
 from projectors.runner import Projector, ProjectorRunner, ViewTrackingRecorder
 from projectors.shop import ShopProjector
@@ -227,6 +226,10 @@ class Messaging:
             self.orders = orders_application(
                 part_dsn(self.settings, self.dsn, "crm"), pool_size=self.settings.postgres_pool_size
             )
+        if self.workers:
+            # Imported here: trimesh and the mesh code cost 2.5 s of CPU to import, which every other part
+            # (an API, a projector) would pay again at each restart.
+            from pricing.worker import PricingWorker
         for _ in range(self.workers):
             blobs = blob_store(self.settings, part_dsn(self.settings, self.dsn, "pricing"))
             worker = PricingWorker(self.transport, blobs, pricing_limits(self.settings), previews=blobs)

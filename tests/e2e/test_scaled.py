@@ -18,7 +18,7 @@ from backbone.migrate import migrate
 from http_edge.identity import mint_token
 from orders_core.lifecycle import Role
 from tests.conftest import JWT_SECRET, PostgresServer, RabbitMQ, start_process, wait_for_health
-from tests.journeys import answered, submit
+from tests.journeys import NEW_ORDER, answered, submit
 from tests.meshes import cube_stl
 
 
@@ -122,6 +122,29 @@ def test_a_part_that_dies_is_started_again(scaled: Scaled) -> None:
             return
         time.sleep(0.25)
     raise AssertionError("the killed worker was not restarted")
+
+
+def test_while_a_replica_is_down_the_gateway_sends_its_requests_to_the_other(scaled: Scaled) -> None:
+    port = scaled.port + 1
+    apis = [p for name, p in scaled.parts() if name == "api"]
+    killed = next(p for p in apis if any(c.laddr.port == port for c in p.net_connections("tcp")))
+    with client(scaled, "customer", "scaled-failover") as ann:
+        order_id = submit(ann, cube_stl())
+        killed.kill()
+        killed.wait(10)
+        answers, while_down = [], 0
+        # Until the supervisor's restart listens again: a read and a command with a body, to the gateway.
+        while not _listening(port):
+            answers.append(ann.get(f"/orders/{order_id}").status_code)
+            answers.append(ann.post("/orders", json=NEW_ORDER).status_code)
+            while_down += 1
+    assert while_down >= 2, "the replica came back before the gateway was asked anything"
+    assert set(answers) == {200, 201}, answers
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_interrupting_stops_every_part(scaled: Scaled) -> None:
