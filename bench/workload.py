@@ -48,7 +48,8 @@ class Stats:
         self.latencies[endpoint].append(seconds)
 
     def requests(self) -> int:
-        return sum(len(v) for v in self.latencies.values())
+        # list() first: the chaos driver asks from another thread while the load adds endpoints.
+        return sum(len(v) for v in list(self.latencies.values()))
 
     def table(self) -> str:
         """p50/p99 and counts per endpoint, one line each."""

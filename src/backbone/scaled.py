@@ -144,7 +144,7 @@ class Gateway:
                 # so the next replica takes it, as nginx's proxy_next_upstream does. Without this, each
                 # restart of a replica (seconds of imports) answered half the traffic with 502.
                 if isinstance(e, httpx.ConnectError) and attempt < count and not body.started:
-                    log.info("upstream refused, trying the next", upstream=upstream, path=path)
+                    log.debug("upstream refused, trying the next", upstream=upstream, path=path)
                     continue
                 # Not only httpx's own errors: a replica killed while the connection is being set up
                 # surfaces as an AttributeError from deep in anyio. The client gets a 502 and retries,
