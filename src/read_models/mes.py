@@ -452,10 +452,11 @@ class ApprovedQueue:
     def __init__(self, pool: ConnectionPool[Connection[DictRow]]) -> None:
         self.pool = pool
 
-    def page(self, materials: tuple[str, ...] | None, exclude: frozenset[UUID], limit: int) -> list[UUID]:
-        """Ids of the first `limit` orders of `materials` (None: every material), `exclude` left out."""
-        if materials == ():
-            return []
+    def page(
+        self, materials: tuple[str, ...] | None, exclude: frozenset[UUID], limit: int
+    ) -> tuple[list[UUID], int]:
+        """Ids of the first `limit` orders of `materials` (None: every material), `exclude` left out, and
+        the view's position: the page reflects every event up to it."""
         filters = MesFilters(
             statuses=(Status.MANUFACTURING_APPROVED,),
             held=False,
@@ -465,8 +466,13 @@ class ApprovedQueue:
             limit=limit,
         )
         with self.pool.connection() as conn:
-            found = find_orders(conn, filters)
-        return [UUID(str(i["order_id"])) for i in found.items]
+            # The position first: the page, read after it, reflects at least every event up to it.
+            row = conn.execute(
+                "SELECT notification_id FROM mes.tracking WHERE application_name = 'orders'"
+            ).fetchone()
+            found = find_orders(conn, filters) if materials != () else None
+        ids = [UUID(str(i["order_id"])) for i in found.items] if found else []
+        return ids, int(row["notification_id"]) if row else 0
 
 
 MANUFACTURING_ESTIMATES = sql.SQL("""
