@@ -97,7 +97,7 @@ def test_the_operators_page_states_the_rules_the_code_applies() -> None:
     assert not missing, f"docs/operators.md's table of sorts lacks {missing}"
     assert f"3. otherwise {EXPECTED_MANUFACTURING.days:g} days.".replace("2 days", "two days") in text
     assert f"reads the first {PAGE} candidates from the MES view" in text
-    assert f"the orders the process took in the last {RECENT_SECONDS:g} seconds" in text
+    assert f"for a moment; for at most {RECENT_SECONDS:g} seconds)" in text
     assert f"If {PAGES} reads in a row".replace("5 reads", "five reads") in text
     assert text.count(f"(at most {MAX_DECLARED}") == 2
     assert f"1 to {HOLD_REASON_MAX} characters" in text
