@@ -57,7 +57,8 @@ class Estimates:
 
 class MesProjector:
     """Folds order events into mes.orders, mes.status_stays, the orders per status (mes.status_counts) and
-    the completions of manufacturing (mes.manufacturing_completions), and the manufacturing estimates (the
+    the completions of manufacturing (mes.manufacturing_completions, counted per material in
+    mes.manufacturing_completion_counts), and the manufacturing estimates (the
     catalog's, else the measured ones) into mes.manufacturing_estimates and each open order's start_by."""
 
     name = "mes"
@@ -269,7 +270,7 @@ def estimates_in(event: str, fields: Mapping[str, Any]) -> dict[str, timedelta |
 def record_completions(cursor: Cursor[DictRow], schema: str, order_ids: Collection[str] | None) -> set[str]:
     """Record as completions the orders of `order_ids` (None: every order) that have left
     MANUFACTURING_STARTED, each once: the time of its stays there not on hold (whole seconds, up), and
-    when it left. The materials of the completions recorded now."""
+    when it left; and count them per material. The materials of the completions recorded now."""
     # Every stay there closed: the order left the status, not only started or ended a hold in it (each
     # starts a stay of its own in the same status). An order never comes back to it.
     query = sql.SQL(
@@ -297,7 +298,15 @@ def record_completions(cursor: Cursor[DictRow], schema: str, order_ids: Collecti
         only=sql.SQL("true") if order_ids is None else sql.SQL("s.order_id = ANY(%s::uuid[])"),
     )
     params = (MANUFACTURING,) if order_ids is None else (MANUFACTURING, list(order_ids))
-    return {r["material_code"] for r in cursor.execute(query, params)}
+    recorded = Counter(r["material_code"] for r in cursor.execute(query, params))
+    cursor.executemany(
+        sql.SQL(
+            "INSERT INTO {} AS c (material_code, completions) VALUES (%s, %s) "
+            "ON CONFLICT (material_code) DO UPDATE SET completions = c.completions + EXCLUDED.completions"
+        ).format(sql.Identifier(schema, "manufacturing_completion_counts")),
+        sorted(recorded.items()),
+    )
+    return set(recorded)
 
 
 def measure(cursor: Cursor[DictRow], schema: str, estimates: Estimates, materials: Iterable[str]) -> None:

@@ -482,14 +482,14 @@ MANUFACTURING_ESTIMATES = sql.SQL("""
                   ORDER BY l.finished_at DESC, l.order_id LIMIT %s) AS latest
       FROM (SELECT code AS material_code FROM shop.materials
             UNION SELECT material_code FROM mes.manufacturing_estimates
-            UNION SELECT material_code FROM mes.manufacturing_completions) AS m
+            UNION SELECT material_code FROM mes.manufacturing_completion_counts) AS m
       LEFT JOIN mes.manufacturing_estimates AS e USING (material_code)
-      LEFT JOIN (SELECT material_code, count(*) AS completions
-                   FROM mes.manufacturing_completions GROUP BY material_code) AS c USING (material_code)
+      LEFT JOIN mes.manufacturing_completion_counts AS c USING (material_code)
      ORDER BY m.material_code
 """)
 """Every material the catalog knows (the shop's view of it) or the MES measured, with the estimate in use,
-its count of completions and the latest of them (by mes_manufacturing_completions_latest)."""
+its count of completions (kept by the projection) and the latest of them (by
+mes_manufacturing_completions_latest)."""
 
 
 def manufacturing_estimates(conn: Connection[DictRow]) -> list[dict[str, Any]]:

@@ -138,6 +138,7 @@ class View:
             for table in (
                 "manufacturing_estimates",
                 "manufacturing_completions",
+                "manufacturing_completion_counts",
                 "orders",
                 "status_stays",
                 "status_counts",
@@ -288,7 +289,8 @@ def test_any_batches_interleavings_rollbacks_and_restarts_end_as_the_replay(
         MesProjector().loader().load(cursor, replayed.schema, [log])
     assert live.tables() == replayed.tables()
     completions = live.query("SELECT count(*) AS n FROM {}.manufacturing_completions")[0]["n"]
-    assert completions == len(made)
+    counted = live.query("SELECT completions FROM {}.manufacturing_completion_counts")
+    assert completions == len(made) and counted == [{"completions": len(made)}]
     final = catalog[-1] if catalog else None
     if final is not None:
         assert live.estimate() == (final * 3600, "catalog")

@@ -176,6 +176,7 @@ VIEW_TABLES = {
         "status_counts": "status",
         "manufacturing_estimates": "material_code",
         "manufacturing_completions": "order_id",
+        "manufacturing_completion_counts": "material_code",
     },
     "shop": {
         "orders": "order_id",
