@@ -69,7 +69,7 @@ def command_api(settings: Settings, dsn: str, with_reads: bool = False) -> Lites
     )
     pool = read_pool(reads) if with_reads else None
     delivery_log = DeliveryLog(read_pool(crm, size=2))
-    queue = ApprovedQueue(read_pool(reads, size=4))  # 2 made a burst of 20 presses wait for one
+    queue = ApprovedQueue(read_pool(reads, size=4))  # with 2, a burst of 20 presses queued for them
     app = create_app(
         CommandApiSettings(
             orders=orders,
