@@ -299,6 +299,8 @@ def record_completions(cursor: Cursor[DictRow], schema: str, order_ids: Collecti
     )
     params = (MANUFACTURING,) if order_ids is None else (MANUFACTURING, list(order_ids))
     recorded = Counter(r["material_code"] for r in cursor.execute(query, params))
+    if not recorded:
+        return set()
     cursor.executemany(
         sql.SQL(
             "INSERT INTO {} AS c (material_code, completions) VALUES (%s, %s) "
